@@ -1,0 +1,50 @@
+r"""Linear regression with a Normal likelihood.
+
+.. math::
+
+    y_i \sim \mathcal N(\alpha + x_i^\top \beta,\ \sigma^2)
+
+Default priors (weakly informative, scaled by the data passed to :func:`build`, in the spirit
+of rstanarm's defaults; predictors are not centered, hence the wide intercept):
+
+* ``intercept``: :math:`\alpha \sim \mathcal N(0,\ 10(|\bar y| + s_y))`
+* ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5\, s_y / s_{x_j})`
+* ``sigma``: :math:`\sigma \sim \text{Exponential}(1 / s_y)`
+
+Override any of them with ``priors={"beta": functools.partial(pm.Normal, mu=0, sigma=10),
+"sigma": pm.HalfFlat, "intercept": pm.Flat}``; each factory is called as ``f(name, dims=...)``.
+The MLE (:func:`models.inference.fit_mle`) ignores priors: it is OLS with
+:math:`\hat\sigma^2 = \text{RSS}/N`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pymc as pm
+
+from models._build import OBS_DIM, glm, scale_of
+
+
+def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
+    sy = float(scale_of(y))
+    return {
+        "intercept": partial(pm.Normal, mu=0.0, sigma=10 * (abs(float(np.mean(y))) + sy)),
+        "beta": partial(pm.Normal, mu=0.0, sigma=2.5 * sy / scale_of(X)),
+        "sigma": partial(pm.Exponential, lam=1.0 / sy),
+    }
+
+
+def _likelihood(eta, y_data, p):
+    sigma = p["sigma"]("sigma", dims=None)
+    pm.Normal("y_obs", mu=eta, sigma=sigma, observed=y_data, dims=OBS_DIM)
+
+
+def build(X, y, priors=None) -> pm.Model:
+    """Linear regression of ``y`` on the columns of ``X`` (DataFrame or 2-D array).
+
+    Coordinates: ``predictor`` (column names, or x0, x1, ... for arrays) and ``obs_id``.
+    Data containers ``X`` and ``y`` can be swapped with :func:`models.inference.set_data`.
+    """
+    return glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood)

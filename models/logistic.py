@@ -1,0 +1,42 @@
+r"""Logistic regression (Bernoulli likelihood, logit link).
+
+.. math::
+
+    y_i \sim \text{Bernoulli}(\operatorname{logit}^{-1}(\alpha + x_i^\top \beta))
+
+Default priors (weakly informative on the log-odds scale, rstanarm-style scaling of each
+coefficient by its predictor's standard deviation; predictors are not centered, hence the wide
+intercept):
+
+* ``intercept``: :math:`\alpha \sim \mathcal N(0, 10)`
+* ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5 / s_{x_j})`
+
+Under perfect separation the MLE does not exist (the likelihood keeps rising as a coefficient
+grows); :func:`models.inference.fit_mle` reports that, while the posterior stays proper.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pymc as pm
+
+from models._build import OBS_DIM, glm, scale_of
+
+
+def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
+    return {
+        "intercept": partial(pm.Normal, mu=0.0, sigma=10.0),
+        "beta": partial(pm.Normal, mu=0.0, sigma=2.5 / scale_of(X)),
+    }
+
+
+def _likelihood(eta, y_data, p):
+    pm.Bernoulli("y_obs", logit_p=eta, observed=y_data, dims=OBS_DIM)
+
+
+def build(X, y, priors=None) -> pm.Model:
+    """Logistic regression of binary ``y`` (0/1 or bool) on the columns of ``X``."""
+    return glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
+               y_kind="binary")

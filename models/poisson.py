@@ -1,0 +1,39 @@
+r"""Poisson regression (log link).
+
+.. math::
+
+    y_i \sim \text{Poisson}(\exp(\alpha + x_i^\top \beta))
+
+Default priors (weakly informative on the log-rate scale):
+
+* ``intercept``: :math:`\alpha \sim \mathcal N(0, 10)`
+* ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5 / s_{x_j})`
+
+The outcome must hold non-negative integer counts.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pymc as pm
+
+from models._build import OBS_DIM, glm, scale_of
+
+
+def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
+    return {
+        "intercept": partial(pm.Normal, mu=0.0, sigma=10.0),
+        "beta": partial(pm.Normal, mu=0.0, sigma=2.5 / scale_of(X)),
+    }
+
+
+def _likelihood(eta, y_data, p):
+    pm.Poisson("y_obs", mu=pm.math.exp(eta), observed=y_data, dims=OBS_DIM)
+
+
+def build(X, y, priors=None) -> pm.Model:
+    """Poisson regression of counts ``y`` on the columns of ``X``."""
+    return glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
+               y_kind="count")
