@@ -69,7 +69,7 @@ def build(y, sigma, groups=None, centered: bool = False, priors=None) -> pm.Mode
     or 0..J-1). Variables: ``mu``, ``tau``, ``theta`` (dim ``group``) and, non-centered, ``eta``.
     """
     y_values = as_outcome(y, None, "y")
-    sigma_values = as_outcome(sigma, y_values.size, "sigma")
+    sigma_values = as_outcome(sigma, y_values.size, "sigma", against="y")
     if (sigma_values <= 0).any():
         raise DataError("sigma must be > 0 for every group (they are known standard errors)")
     labels = _groups(y, groups)
@@ -115,7 +115,7 @@ def build_varying_intercept(X, y, group, centered: bool = False, priors=None) ->
         X_values, names = as_design_matrix(X, "X")
         if X_values.shape[0] != y_values.size:
             raise DataError(f"y has {y_values.size} values but X has {X_values.shape[0]} rows")
-    codes, labels = as_labels(group, y_values.size, "group")
+    codes, labels = as_labels(group, y_values.size, "group", against="y")
     p = resolve_priors(default_varying_intercept_priors(X_values, y_values), priors)
     coords = {"group": [str(g) for g in labels], OBS_DIM: np.arange(y_values.size)}
     if names:
@@ -173,7 +173,7 @@ def type2_mle(y, sigma) -> TypeIIMLE:
     generic optimiser works on log tau and cannot reach the boundary.)
     """
     y = as_outcome(y, None, "y")
-    sigma = as_outcome(sigma, y.size, "sigma")
+    sigma = as_outcome(sigma, y.size, "sigma", against="y")
 
     def neg_profile(tau):
         return -marginal_loglik(_mu_hat(tau, y, sigma)[0], tau, y, sigma)

@@ -138,9 +138,7 @@ class _CompiledMLE:
                        if v not in entering]
         self.point0 = model.initial_point()
         absent_rvs = [model[name] for name in self.absent]
-        self.absent_shapes = dict(zip(self.absent, [np.shape(v) for v in model.compile_fn(
-            absent_rvs, inputs=model.value_vars, point_fn=False, on_unused_input="ignore")(
-            **self.point0)])) if absent_rvs else {}
+        self.absent_shapes = dict(zip(self.absent, self._shapes(absent_rvs)))
         # Constrained outputs: free RVs that enter, and Deterministics over parameters only.
         outputs, names = [], []
         for rv in model.free_RVs:
@@ -165,15 +163,22 @@ class _CompiledMLE:
         self.f_ll_grad = compile([x], [ll_x, grad])
         self.f_hess = compile([x], hess)
         self.f_out = compile([x], [flat_x, jac], on_unused_input="ignore")
-        self.out_shapes = [tuple(np.shape(v)) for v in
-                           model.compile_fn(outputs, inputs=model.value_vars, point_fn=False,
-                                            on_unused_input="ignore")(**self.point0)]
+        self.out_shapes = self._shapes(outputs)
         self.x_labels = []
         for v in self.free:
             rv = model.values_to_rvs[v]
             name = rv.name if v.name == rv.name else f"{rv.name} (unconstrained)"
             self.x_labels += _labels(name, model.named_vars_to_dims.get(rv.name),
                                      np.shape(self.point0[v.name]), model.coords)
+
+    def _shapes(self, rvs) -> list[tuple]:
+        """Shapes of variables at the initial point, evaluated through their value variables
+        (compiling the random variables themselves would try to draw from them)."""
+        if not rvs:
+            return []
+        exprs = self.model.replace_rvs_by_values(rvs)
+        fn = compile(self.model.value_vars, exprs, on_unused_input="ignore", mode="FAST_COMPILE")
+        return [tuple(np.shape(v)) for v in fn(*[self.point0[v.name] for v in self.model.value_vars])]
 
     def ravel(self, point) -> np.ndarray:
         return DictToArrayBijection.map({v.name: point[v.name] for v in self.free}).data

@@ -85,8 +85,12 @@ def as_design_matrix(X, name: str = "X", check_columns: bool = True) -> tuple[np
     return values, names
 
 
-def as_outcome(y, n: int | None = None, name: str = "y", kind: str = "real") -> np.ndarray:
-    """Validate a 1-D outcome. ``kind``: "real", "binary" (0/1), "count" (integers >= 0)."""
+def as_outcome(y, n: int | None = None, name: str = "y", kind: str = "real",
+               against: str = "X") -> np.ndarray:
+    """Validate a 1-D outcome. ``kind``: "real", "binary" (0/1), "count" (integers >= 0).
+
+    ``n``: the required length, that of the argument named ``against``.
+    """
     if isinstance(y, pd.DataFrame):
         if y.shape[1] != 1:
             raise DataError(f"{name} must be one column, got {y.shape[1]}")
@@ -102,7 +106,7 @@ def as_outcome(y, n: int | None = None, name: str = "y", kind: str = "real") -> 
     if arr.size == 0:
         raise DataError(f"{name} is empty: it has no observations")
     if n is not None and arr.shape[0] != n:
-        raise DataError(f"{name} has {arr.shape[0]} values but X has {n} rows; lengths must match")
+        raise DataError(f"{name} has {arr.shape[0]} values but {against} has {n}; lengths must match")
     bad = ~np.isfinite(arr)
     if bad.any():
         what = "NaN (missing)" if np.isnan(arr[bad]).any() else "inf"
@@ -127,7 +131,8 @@ def as_outcome(y, n: int | None = None, name: str = "y", kind: str = "real") -> 
     return arr
 
 
-def as_labels(y, n: int | None = None, name: str = "y", classes: Sequence | None = None):
+def as_labels(y, n: int | None = None, name: str = "y", classes: Sequence | None = None,
+              against: str = "X"):
     """Validate class labels; return (integer codes, class labels in order).
 
     ``classes`` fixes the order (the first is the reference class); every one must occur in
@@ -140,7 +145,7 @@ def as_labels(y, n: int | None = None, name: str = "y", classes: Sequence | None
     if arr.size == 0:
         raise DataError(f"{name} is empty: it has no observations")
     if n is not None and arr.shape[0] != n:
-        raise DataError(f"{name} has {arr.shape[0]} values but X has {n} rows; lengths must match")
+        raise DataError(f"{name} has {arr.shape[0]} values but {against} has {n}; lengths must match")
     missing = pd.isna(pd.Series(arr)).to_numpy()
     if missing.any():
         raise DataError(f"{name} has missing labels in {_rows_with(missing)}")

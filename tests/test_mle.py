@@ -1,0 +1,177 @@
+"""fit_mle against statsmodels (OLS, Logit, MNLogit, Poisson GLM) and closed forms.
+
+Tolerances from the issue: estimates to 1e-5 relative, standard errors to 1e-3 relative.
+"""
+
+import warnings
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import statsmodels.api as sm
+
+from models import datasets, gaussian, hierarchical, linear, logistic, poisson, softmax
+from models.inference import MLEWarning, fit_mle
+
+EST_RTOL, SE_RTOL = 1e-5, 1e-3
+
+
+def _params(mle):
+    return np.concatenate([np.atleast_1d(mle.params["intercept"]).ravel(),
+                           np.ravel(mle.params["beta"])])
+
+
+def _ses(mle):
+    return np.concatenate([np.atleast_1d(mle.se["intercept"]).ravel(), np.ravel(mle.se["beta"])])
+
+
+def test_linear_matches_statsmodels_ols():
+    X, y = datasets.kidiq()
+    mle = fit_mle(linear.build(X, y))
+    ols = sm.OLS(y, sm.add_constant(X)).fit()
+    assert mle.status == "ok" and mle.converged
+    np.testing.assert_allclose(_params(mle), ols.params.values, rtol=EST_RTOL)
+    # The observed information uses the MLE of sigma^2 (RSS/N), not statsmodels' RSS/(N-p).
+    se_ref = np.sqrt(np.diag(ols.cov_params(scale=ols.ssr / ols.nobs)))
+    np.testing.assert_allclose(_ses(mle), se_ref, rtol=SE_RTOL)
+    assert float(mle.params["sigma"]) == pytest.approx(np.sqrt(ols.ssr / ols.nobs), rel=EST_RTOL)
+    # sigma's SE in closed form: sigma / sqrt(2N) (information of a normal scale).
+    assert float(mle.se["sigma"]) == pytest.approx(np.sqrt(ols.ssr / ols.nobs / (2 * ols.nobs)),
+                                                   rel=SE_RTOL)
+    assert mle.loglik == pytest.approx(ols.llf, rel=1e-9)
+    assert mle.aic == pytest.approx(2 * 4 - 2 * ols.llf, rel=1e-9)  # 3 coefficients + sigma
+    assert mle.bic == pytest.approx(4 * np.log(ols.nobs) - 2 * ols.llf, rel=1e-9)
+
+
+def test_logistic_matches_statsmodels_logit():
+    X, y = datasets.wells()
+    mle = fit_mle(logistic.build(X, y))
+    ref = sm.Logit(y, sm.add_constant(X)).fit(disp=0)
+    np.testing.assert_allclose(_params(mle), ref.params.values, rtol=EST_RTOL)
+    np.testing.assert_allclose(_ses(mle), ref.bse.values, rtol=SE_RTOL)
+    assert mle.loglik == pytest.approx(ref.llf, rel=1e-9)
+    assert mle.aic == pytest.approx(ref.aic, rel=1e-9)
+    assert mle.bic == pytest.approx(ref.bic, rel=1e-9)
+    assert mle.labels["beta"] == ["beta[dist100]", "beta[arsenic]"]
+
+
+def test_softmax_matches_statsmodels_mnlogit():
+    X, y = datasets.anes96()
+    mle = fit_mle(softmax.build(X, y))
+    ref = sm.MNLogit(y, sm.add_constant(X)).fit(disp=0, method="newton", maxiter=100)
+    # statsmodels: params rows = const + predictors, columns = non-reference classes 1..6.
+    np.testing.assert_allclose(mle.params["intercept"], ref.params.values[0], rtol=EST_RTOL)
+    np.testing.assert_allclose(mle.params["beta"], ref.params.values[1:], rtol=EST_RTOL)
+    np.testing.assert_allclose(mle.se["intercept"], ref.bse.values[0], rtol=SE_RTOL)
+    np.testing.assert_allclose(mle.se["beta"], ref.bse.values[1:], rtol=SE_RTOL)
+    assert mle.loglik == pytest.approx(ref.llf, rel=1e-9)
+
+
+def test_poisson_matches_statsmodels_glm():
+    X, y = datasets.warpbreaks()
+    mle = fit_mle(poisson.build(X, y))
+    ref = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit()
+    np.testing.assert_allclose(_params(mle), ref.params.values, rtol=EST_RTOL)
+    np.testing.assert_allclose(_ses(mle), ref.bse.values, rtol=SE_RTOL)
+    assert mle.loglik == pytest.approx(ref.llf, rel=1e-9)
+
+
+def test_gaussian_mle_is_the_closed_form_with_divisor_n():
+    y = datasets.newcomb().to_numpy()
+    mle = fit_mle(gaussian.build(y))
+    n = y.size
+    assert float(mle.params["mu"]) == pytest.approx(y.sum() / n, rel=1e-8)
+    assert float(mle.params["sigma"]) ** 2 == pytest.approx(((y - y.mean()) ** 2).sum() / n, rel=1e-8)
+    # SEs in closed form: sigma/sqrt(n) and sigma/sqrt(2n).
+    s = np.sqrt(((y - y.mean()) ** 2).mean())
+    assert float(mle.se["mu"]) == pytest.approx(s / np.sqrt(n), rel=SE_RTOL)
+    assert float(mle.se["sigma"]) == pytest.approx(s / np.sqrt(2 * n), rel=SE_RTOL)
+
+
+def test_mvn_mle_is_sample_mean_and_biased_covariance(rng):
+    L = np.array([[1.0, 0, 0], [0.5, 1.0, 0], [0.0, 0.3, 2.0]])
+    Y = rng.normal(size=(150, 3)) @ L.T + np.array([1.0, -2.0, 0.5])
+    mle = fit_mle(gaussian.build_mvn(Y))
+    np.testing.assert_allclose(mle.params["mu"], Y.mean(axis=0), rtol=1e-7)
+    np.testing.assert_allclose(mle.params["cov"], np.cov(Y.T, bias=True), rtol=1e-6)
+    # SE of a mean component: sqrt(Sigma_dd / n).
+    np.testing.assert_allclose(mle.se["mu"], np.sqrt(np.diag(np.cov(Y.T, bias=True)) / 150),
+                               rtol=SE_RTOL)
+
+
+def test_separation_is_detected_and_reported(rng):
+    X = pd.DataFrame({"x": rng.normal(size=60), "z": rng.normal(size=60)})
+    y = (X["x"] > 0).astype(int)
+    with pytest.warns(MLEWarning, match="does not exist"):
+        mle = fit_mle(logistic.build(X, y))
+    assert mle.status == "does_not_exist" and not mle.exists and not mle.converged
+    assert "beta[x]" in mle.message
+    assert np.isnan(mle.se["beta"]).all()
+
+
+def test_hierarchical_joint_mle_is_degenerate_and_says_so():
+    es = datasets.eight_schools()
+    with pytest.warns(MLEWarning, match="do not enter the likelihood"):
+        centered = fit_mle(hierarchical.build(es.y, es.sigma, groups=es.school, centered=True))
+    assert set(centered.not_in_likelihood) == {"mu", "tau"}
+    assert np.isnan(centered.params["mu"]) and np.isnan(centered.params["tau"])
+    np.testing.assert_allclose(centered.params["theta"], es.y, rtol=1e-7)  # no pooling
+    np.testing.assert_allclose(centered.se["theta"], es.sigma, rtol=SE_RTOL)
+    with pytest.warns(MLEWarning, match="singular"):
+        noncentered = fit_mle(hierarchical.build(es.y, es.sigma, centered=False))
+    assert noncentered.status == "singular"
+
+
+def test_type2_mle_eight_schools_is_complete_pooling():
+    es = datasets.eight_schools()
+    fit = hierarchical.type2_mle(es.y, es.sigma)
+    w = 1 / es.sigma.to_numpy() ** 2
+    assert fit.at_boundary and fit.tau == 0.0
+    assert fit.mu == pytest.approx(np.sum(w * es.y) / np.sum(w), rel=1e-9)
+    assert fit.se_mu == pytest.approx(np.sqrt(1 / np.sum(w)), rel=1e-9)
+
+
+def test_type2_mle_interior_matches_direct_optimisation():
+    from scipy import optimize, stats
+
+    y = np.array([-20.0, 15.0, 30.0, -5.0, 40.0, 2.0])
+    s = np.array([5.0, 6.0, 4.0, 5.0, 7.0, 5.0])
+
+    def neg(p):
+        return -stats.norm.logpdf(y, p[0], np.sqrt(s**2 + np.exp(2 * p[1]))).sum()
+
+    ref = optimize.minimize(neg, [0.0, np.log(10.0)], method="Nelder-Mead",
+                            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 10_000})
+    fit = hierarchical.type2_mle(y, s)
+    assert not fit.at_boundary
+    assert fit.mu == pytest.approx(ref.x[0], rel=1e-5)
+    assert fit.tau == pytest.approx(np.exp(ref.x[1]), rel=1e-5)
+    assert fit.loglik == pytest.approx(-ref.fun, rel=1e-9)
+
+
+def test_priors_are_overridable_and_ignored_by_the_mle():
+    X, y = datasets.kidiq()
+    priors = {"beta": partial(pm.Normal, mu=0, sigma=10), "sigma": pm.HalfFlat, "intercept": pm.Flat}
+    model = linear.build(X, y, priors=priors)
+    assert type(model["intercept"].owner.op).__name__ == "FlatRV"
+    assert type(model["sigma"].owner.op).__name__ == "HalfFlatRV"
+    ols = sm.OLS(y, sm.add_constant(X)).fit()
+    np.testing.assert_allclose(_params(fit_mle(model)), ols.params.values, rtol=EST_RTOL)
+    with pytest.raises(ValueError, match="unknown variable"):
+        linear.build(X, y, priors={"slope": pm.Flat})
+
+
+def test_compiled_model_is_reused_with_new_data():
+    from models.inference import set_data
+
+    X, y = datasets.wells()
+    model = logistic.build(X.iloc[:1500], y.iloc[:1500])
+    first = fit_mle(model)
+    set_data(model, X=X.iloc[1500:].to_numpy(), y=y.iloc[1500:].to_numpy())
+    second = fit_mle(model)
+    ref = sm.Logit(y.iloc[1500:], sm.add_constant(X.iloc[1500:])).fit(disp=0)
+    np.testing.assert_allclose(_params(second), ref.params.values, rtol=EST_RTOL)
+    assert second.n_obs == 1520 and first.n_obs == 1500
+    assert model._mlebayes_compiled_mle is not None

@@ -1,0 +1,125 @@
+"""NUTS posteriors against conjugate closed forms; compare/diagnose/predictive against
+independent computations (numpy quantiles, scipy log-densities)."""
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+from scipy import special, stats
+
+from models import datasets, gaussian, hierarchical, logistic
+from models.inference import (compare, diagnose, fit_mle, predictive_log_score,
+                              sample_posterior)
+
+
+def _mcse_mean(idata, name):
+    import arviz as az
+
+    return float(az.mcse(idata, var_names=[name], method="mean").dataset[name])
+
+
+def test_normal_mean_with_known_sigma_matches_conjugate_posterior(rng):
+    sigma, m0, s0 = 2.0, 1.0, 3.0
+    y = rng.normal(4.0, sigma, size=25)
+    model = gaussian.build(y, priors={
+        "mu": partial(pm.Normal, mu=m0, sigma=s0),
+        # a known sigma: a fixed data value instead of a random variable
+        "sigma": lambda name, dims=None: pm.Data(name, sigma),
+    })
+    idata = sample_posterior(model, draws=2000, tune=1000, chains=2, random_seed=11)
+    precision = 1 / s0**2 + y.size / sigma**2
+    exact_mean = (m0 / s0**2 + y.sum() / sigma**2) / precision
+    exact_sd = precision**-0.5
+    draws = idata["posterior"]["mu"].values.ravel()
+    assert abs(draws.mean() - exact_mean) < 4 * _mcse_mean(idata, "mu")
+    assert draws.std() == pytest.approx(exact_sd, rel=0.06)
+
+
+def test_beta_binomial_matches_conjugate_posterior():
+    a, b, k, n = 2.0, 3.0, 7, 30
+    with pm.Model() as model:
+        theta = pm.Beta("theta", a, b)
+        pm.Binomial("y_obs", n=n, p=theta, observed=k)
+    idata = sample_posterior(model, draws=2000, tune=1000, chains=2, random_seed=5)
+    exact = stats.beta(a + k, b + n - k)
+    draws = idata["posterior"]["theta"].values.ravel()
+    assert abs(draws.mean() - exact.mean()) < 4 * _mcse_mean(idata, "theta")
+    assert draws.std() == pytest.approx(exact.std(), rel=0.06)
+    ks = stats.kstest(draws[::5], exact.cdf)  # thinned: near-independent draws
+    assert ks.pvalue > 1e-3
+
+
+@pytest.fixture(scope="module")
+def wells_fit():
+    X, y = datasets.wells()
+    idx = np.random.default_rng(0).permutation(len(y))
+    train, test = idx[:2000], idx[2000:]
+    model = logistic.build(X.iloc[train], y.iloc[train])
+    mle = fit_mle(model)
+    idata = sample_posterior(model, draws=1000, tune=1000, chains=2, random_seed=3)
+    return model, mle, idata, X.iloc[test].to_numpy(), y.iloc[test].to_numpy()
+
+
+def test_sample_posterior_groups_and_diagnostics_pass(wells_fit):
+    model, mle, idata, *_ = wells_fit
+    for group in ("posterior", "sample_stats", "log_likelihood", "observed_data"):
+        assert group in idata.children
+    assert list(idata["posterior"]["beta"].coords["predictor"].values) == ["dist100", "arsenic"]
+    d = diagnose(idata)
+    assert d.passed, d.to_frame()
+    assert set(d.to_frame().index) == {"r_hat_max", "ess_bulk_min", "ess_tail_min",
+                                       "divergences", "e_bfmi_min"}
+
+
+def test_compare_table_against_numpy(wells_fit):
+    _, mle, idata, *_ = wells_fit
+    table = compare(mle, idata)
+    assert list(table.index) == ["intercept", "beta[dist100]", "beta[arsenic]"]
+    draws = idata["posterior"]["beta"].sel(predictor="arsenic").values.ravel()
+    row = table.loc["beta[arsenic]"]
+    assert row["post_mean"] == pytest.approx(draws.mean(), rel=1e-12)
+    assert row["post_sd"] == pytest.approx(draws.std(ddof=1), rel=1e-3)
+    assert row["eti_lb"] == pytest.approx(np.quantile(draws, 0.025), rel=1e-2)
+    assert row["eti_ub"] == pytest.approx(np.quantile(draws, 0.975), rel=1e-2)
+    z = stats.norm.ppf(0.975)
+    assert row["wald_lb"] == pytest.approx(row["mle"] - z * row["se"], rel=1e-12)
+    assert row["shift_in_se"] == pytest.approx((draws.mean() - row["mle"]) / row["se"], rel=1e-9)
+    # 3000 observations, weak priors: Bernstein-von Mises says the two nearly agree.
+    assert (table["shift_in_se"].abs() < 0.5).all()
+    assert ((table["width_ratio"] > 0.85) & (table["width_ratio"] < 1.15)).all()
+
+
+def test_predictive_log_score_against_scipy(wells_fit):
+    model, mle, idata, X_test, y_test = wells_fit
+    score = predictive_log_score(model, mle, idata, X=X_test, y=y_test)
+    eta = float(mle.params["intercept"]) + X_test @ mle.params["beta"]
+    plugin = stats.bernoulli.logpmf(y_test, special.expit(eta))
+    post = idata["posterior"]
+    a = post["intercept"].values.reshape(-1)
+    B = post["beta"].values.reshape(-1, 2)
+    ll = stats.bernoulli.logpmf(y_test[None, :], special.expit(a[:, None] + B @ X_test.T))
+    lppd = special.logsumexp(ll, axis=0) - np.log(ll.shape[0])
+    assert score.loc["mle_plugin", "log_score_nats"] == pytest.approx(plugin.sum(), rel=1e-9)
+    assert score.loc["posterior_predictive", "log_score_nats"] == pytest.approx(lppd.sum(), rel=1e-9)
+    assert score.loc["posterior_predictive", "per_obs_bits"] == pytest.approx(
+        lppd.mean() / np.log(2), rel=1e-9)
+    assert model["X"].get_value().shape == (2000, 2)  # training data restored
+
+
+def test_same_seed_same_draws_different_seed_different_draws():
+    y = datasets.newcomb().to_numpy()[:20]
+    model = gaussian.build(y)
+    a = sample_posterior(model, draws=100, tune=100, chains=2, random_seed=7)
+    b = sample_posterior(model, draws=100, tune=100, chains=2, random_seed=7)
+    c = sample_posterior(model, draws=100, tune=100, chains=2, random_seed=8)
+    np.testing.assert_array_equal(a["posterior"]["mu"].values, b["posterior"]["mu"].values)
+    assert not np.array_equal(a["posterior"]["mu"].values, c["posterior"]["mu"].values)
+
+
+def test_centered_eight_schools_fails_its_diagnostics():
+    es = datasets.eight_schools()
+    model = hierarchical.build(es.y, es.sigma, groups=es.school, centered=True)
+    d = diagnose(sample_posterior(model, draws=500, tune=500, chains=2, random_seed=1))
+    assert not d.passed
