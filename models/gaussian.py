@@ -72,8 +72,8 @@ def default_mvn_priors(Y: np.ndarray) -> dict:
 def build_mvn(Y, priors=None) -> pm.Model:
     """Multivariate Normal for the rows of ``Y`` (DataFrame or 2-D array, N x D).
 
-    Variables: ``mu`` (dim ``variable``), the packed Cholesky factor ``chol`` and the
-    deterministic ``cov`` (dims ``variable``, ``variable_bis``). A ``chol`` override must
+    Variables: ``mu`` (dim ``measure``), the packed Cholesky factor ``chol`` and the
+    deterministic ``cov`` (dims ``measure``, ``measure_bis``). A ``chol`` override must
     return what ``pm.LKJCholeskyCov`` returns.
     """
     Y_values, names = as_design_matrix(Y, "Y", check_columns=False)
@@ -81,16 +81,16 @@ def build_mvn(Y, priors=None) -> pm.Model:
         raise DataError(f"Y needs more rows than columns to estimate a {Y_values.shape[1]}-D "
                         f"covariance, got {Y_values.shape[0]} rows")
     p = resolve_priors(default_mvn_priors(Y_values), priors)
-    coords = {"variable": names, "variable_bis": names, OBS_DIM: np.arange(Y_values.shape[0])}
+    coords = {"measure": names, "measure_bis": names, OBS_DIM: np.arange(Y_values.shape[0])}
     with pm.Model(coords=coords) as model:
-        Y_data = pm.Data("y", Y_values, dims=(OBS_DIM, "variable"))
-        mu = p["mu"]("mu", dims="variable")
+        Y_data = pm.Data("y", Y_values, dims=(OBS_DIM, "measure"))
+        mu = p["mu"]("mu", dims="measure")
         chol_out = p["chol"]("chol")
         chol = chol_out[0] if isinstance(chol_out, tuple | list) else chol_out
         if chol.ndim == 1:  # packed form from compute_corr=False
             chol = pm.expand_packed_triangular(Y_values.shape[1], chol, lower=True)
-        pm.Deterministic("cov", chol @ chol.T, dims=("variable", "variable_bis"))
-        pm.MvNormal("y_obs", mu=mu, chol=chol, observed=Y_data, dims=(OBS_DIM, "variable"))
+        pm.Deterministic("cov", chol @ chol.T, dims=("measure", "measure_bis"))
+        pm.MvNormal("y_obs", mu=mu, chol=chol, observed=Y_data, dims=(OBS_DIM, "measure"))
     return model
 
 

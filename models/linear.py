@@ -4,10 +4,12 @@ r"""Linear regression with a Normal likelihood.
 
     y_i \sim \mathcal N(\alpha + x_i^\top \beta,\ \sigma^2)
 
-Default priors (weakly informative, scaled by the data passed to :func:`build`, in the spirit
-of rstanarm's defaults; predictors are not centered, hence the wide intercept):
+Default priors (weakly informative, scaled by the data passed to :func:`build`, as rstanarm's
+defaults are):
 
-* ``intercept``: :math:`\alpha \sim \mathcal N(0,\ 10(|\bar y| + s_y))`
+* ``intercept``: :math:`\alpha^c \sim \mathcal N(\bar y,\ 2.5\, s_y)` on the intercept at
+  the predictor means (``intercept_centered``); ``intercept`` is a Deterministic (see
+  :func:`models._build.centered_linear_predictor`)
 * ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5\, s_y / s_{x_j})`
 * ``sigma``: :math:`\sigma \sim \text{Exponential}(1 / s_y)`
 
@@ -30,7 +32,7 @@ from models._build import OBS_DIM, glm, scale_of
 def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
     sy = float(scale_of(y))
     return {
-        "intercept": partial(pm.Normal, mu=0.0, sigma=10 * (abs(float(np.mean(y))) + sy)),
+        "intercept": partial(pm.Normal, mu=float(np.mean(y)), sigma=2.5 * sy),
         "beta": partial(pm.Normal, mu=0.0, sigma=2.5 * sy / scale_of(X)),
         "sigma": partial(pm.Exponential, lam=1.0 / sy),
     }

@@ -5,10 +5,11 @@ r"""Logistic regression (Bernoulli likelihood, logit link).
     y_i \sim \text{Bernoulli}(\operatorname{logit}^{-1}(\alpha + x_i^\top \beta))
 
 Default priors (weakly informative on the log-odds scale, rstanarm-style scaling of each
-coefficient by its predictor's standard deviation; predictors are not centered, hence the wide
-intercept):
+coefficient by its predictor's standard deviation):
 
-* ``intercept``: :math:`\alpha \sim \mathcal N(0, 10)`
+* ``intercept``: :math:`\alpha^c \sim \mathcal N(0, 2.5)` on the intercept at the predictor
+  means (``intercept_centered``); ``intercept`` is a Deterministic (see
+  :func:`models._build.centered_linear_predictor`)
 * ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5 / s_{x_j})`
 
 Under perfect separation the MLE does not exist (the likelihood keeps rising as a coefficient
@@ -27,7 +28,7 @@ from models._build import OBS_DIM, glm, scale_of
 
 def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
     return {
-        "intercept": partial(pm.Normal, mu=0.0, sigma=10.0),
+        "intercept": partial(pm.Normal, mu=0.0, sigma=2.5),
         "beta": partial(pm.Normal, mu=0.0, sigma=2.5 / scale_of(X)),
     }
 

@@ -6,7 +6,9 @@ r"""Poisson regression (log link).
 
 Default priors (weakly informative on the log-rate scale):
 
-* ``intercept``: :math:`\alpha \sim \mathcal N(0, 10)`
+* ``intercept``: :math:`\alpha^c \sim \mathcal N(\ln(\bar y + 0.1), 2.5)` on the
+  log-rate at the predictor means (``intercept_centered``); ``intercept`` is a Deterministic
+  (see :func:`models._build.centered_linear_predictor`)
 * ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5 / s_{x_j})`
 
 The outcome must hold non-negative integer counts.
@@ -24,7 +26,7 @@ from models._build import OBS_DIM, glm, scale_of
 
 def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
     return {
-        "intercept": partial(pm.Normal, mu=0.0, sigma=10.0),
+        "intercept": partial(pm.Normal, mu=float(np.log(np.mean(y) + 0.1)), sigma=2.5),
         "beta": partial(pm.Normal, mu=0.0, sigma=2.5 / scale_of(X)),
     }
 

@@ -12,7 +12,9 @@ labels, in order); the reference class is ``model.coords["class_all"][0]``.
 
 Default priors (weakly informative on the log-odds scale):
 
-* ``intercept``: :math:`\alpha_k \sim \mathcal N(0, 10)` (dim ``class``)
+* ``intercept``: :math:`\alpha^c_k \sim \mathcal N(0, 2.5)` (dim ``class``), on the
+  intercept at the predictor means, ``intercept_centered``; ``intercept`` itself is a
+  Deterministic (see :func:`models._build.centered_linear_predictor`)
 * ``beta``: :math:`\beta_{jk} \sim \mathcal N(0,\ 2.5 / s_{x_j})` (dims ``predictor``, ``class``)
 """
 
@@ -24,14 +26,14 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from models._build import OBS_DIM, resolve_priors, scale_of
+from models._build import OBS_DIM, centered_linear_predictor, resolve_priors, scale_of
 from models.validation import as_design_matrix, as_labels
 
 
 def default_priors(X: np.ndarray, n_classes: int) -> dict:
     sd = (2.5 / scale_of(X))[:, None] * np.ones((1, n_classes - 1))
     return {
-        "intercept": partial(pm.Normal, mu=0.0, sigma=10.0),
+        "intercept": partial(pm.Normal, mu=0.0, sigma=2.5),
         "beta": partial(pm.Normal, mu=0.0, sigma=sd),
     }
 
@@ -55,9 +57,7 @@ def build(X, y, priors=None, classes=None) -> pm.Model:
     with pm.Model(coords=coords) as model:
         X_data = pm.Data("X", X_values, dims=(OBS_DIM, "predictor"))
         y_data = pm.Data("y", codes, dims=OBS_DIM)
-        intercept = p["intercept"]("intercept", dims="class")
-        beta = p["beta"]("beta", dims=("predictor", "class"))
-        eta = intercept + X_data @ beta
+        eta = centered_linear_predictor(p, X_data, X_values.mean(axis=0), dims="class")
         logits = pt.concatenate([pt.zeros((eta.shape[0], 1)), eta], axis=1)
         pm.Categorical("y_obs", logit_p=logits, observed=y_data, dims=OBS_DIM)
     return model

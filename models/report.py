@@ -1,0 +1,196 @@
+"""One renderer for every workflow report: self-contained HTML, written atomically.
+
+Workflows hand it text, tables (DataFrames), figures (matplotlib figures or ArviZ
+``PlotCollection``), diagnostics and provenance, never HTML strings. Figures are embedded as
+base64 PNG, so ``index.html`` opens offline with nothing beside it. The report directory is
+assembled in a temporary sibling and swapped into place only when complete: an interrupted
+or failing run leaves the previous report intact and no partial files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.5}
+h1{border-bottom:2px solid #333}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}
+.pass{background:#d9f2d9;color:#145214;font-weight:bold}.fail{background:#f8d7d7;color:#7a1010;font-weight:bold}
+.warn{background:#fff3cd;border-left:4px solid #e0a800;padding:0.5em 1em}
+.note{background:#eef4fb;border-left:4px solid #3874b8;padding:0.5em 1em}
+pre.math{background:#f7f7f7;padding:0.8em;font-size:1em;overflow-x:auto}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:0.9em;color:#555}
+.meta{font-size:0.85em;color:#555}
+"""
+
+
+def data_hash(*frames) -> str:
+    """SHA-256 (first 16 hex digits) of the data a workflow used, for the report's record."""
+    h = hashlib.sha256()
+    for f in frames:
+        if isinstance(f, pd.DataFrame | pd.Series):
+            h.update(pd.util.hash_pandas_object(f, index=True).values.tobytes())
+        else:
+            h.update(np.ascontiguousarray(np.asarray(f, dtype=float)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    import arviz
+    import pymc
+    import pytensor
+
+    out = {"python": platform.python_version(), "pymc": pymc.__version__,
+           "pytensor": pytensor.__version__, "arviz": arviz.__version__,
+           "numpy": np.__version__, "pandas": pd.__version__}
+    try:
+        import nutpie
+
+        out["nutpie"] = nutpie.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _figure_png(fig) -> bytes:
+    """PNG bytes of a matplotlib Figure or an ArviZ PlotCollection (matplotlib backend)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    figure = fig if isinstance(fig, Figure) else fig.get_viz("figure")
+    if hasattr(figure, "item"):  # a 0-d DataArray/ndarray wrapping the Figure
+        figure = figure.item()
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buf.getvalue()
+
+
+def _format_cell(v, digits: int):
+    if isinstance(v, bool | np.bool_):
+        return f'<td class="{"pass" if v else "fail"}">{"PASS" if v else "FAIL"}</td>'
+    if isinstance(v, float | np.floating):
+        if np.isnan(v):
+            return "<td>–</td>"
+        if np.isinf(v):
+            return f"<td>{'∞' if v > 0 else '−∞'}</td>"
+        a = abs(v)
+        text = f"{v:.{digits}g}" if (a >= 1e-3 and a < 1e6) or v == 0 else f"{v:.{digits - 1}e}"
+        return f"<td>{text}</td>"
+    return f"<td>{html.escape(str(v))}</td>"
+
+
+@dataclass
+class Report:
+    """A report under construction; call :meth:`write` once at the end."""
+
+    workflow: str
+    title: str
+    blocks: list[str] = field(default_factory=list)
+    figures: int = 0
+
+    def heading(self, text: str) -> None:
+        self.blocks.append(f"<h2>{html.escape(text)}</h2>")
+
+    def text(self, text: str, kind: str | None = None) -> None:
+        """A paragraph (plain text; blank lines separate paragraphs). ``kind``: note/warn."""
+        paras = "".join(f"<p>{html.escape(p.strip())}</p>" for p in text.strip().split("\n\n"))
+        self.blocks.append(f'<div class="{kind}">{paras}</div>' if kind else paras)
+
+    def math(self, text: str) -> None:
+        """A model written out in plain-text mathematical notation (no network for MathJax)."""
+        self.blocks.append(f'<pre class="math">{html.escape(text.strip())}</pre>')
+
+    def table(self, df: pd.DataFrame, caption: str = "", digits: int = 4,
+              index: bool = True) -> None:
+        cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        rows = []
+        for idx, row in df.iterrows():
+            cells = ([f"<td>{html.escape(str(idx))}</td>"] if index else [])
+            cells += [_format_cell(v, digits) for v in row.to_list()]
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        self.blocks.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>"
+                           + "".join(rows) + "</tbody></table>")
+
+    def figure(self, fig, caption: str) -> None:
+        data = base64.b64encode(_figure_png(fig)).decode("ascii")
+        self.figures += 1
+        self.blocks.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>Figure {self.figures}. {html.escape(caption)}</figcaption></figure>")
+
+    def diagnostics(self, diag, label: str = "") -> None:
+        frame = diag.to_frame()
+        verdict = "PASS" if diag.passed else "WARN"
+        self.table(frame, caption=f"Convergence diagnostics {label}: {verdict}")
+
+    def provenance(self, seed, data_sha: str, settings: dict) -> None:
+        self.heading("Provenance")
+        rows = {**versions(), "seed": seed, "data sha256[:16]": data_sha,
+                **{k: v for k, v in settings.items()},
+                "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        self.table(pd.DataFrame({"value": [str(v) for v in rows.values()]},
+                                index=pd.Index(list(rows), name="item")))
+
+    def render(self) -> str:
+        return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
+                f"<h1>{html.escape(self.title)}</h1>" + "\n".join(self.blocks) + "</body></html>")
+
+    def write(self, out_dir: str | os.PathLike, posteriors: dict | None = None) -> Path:
+        """Write ``index.html`` (and each posterior DataTree as ``<name>.nc``) atomically."""
+        out_dir = Path(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        try:
+            (tmp / "index.html").write_text(self.render(), encoding="utf-8")
+            for name, tree in (posteriors or {}).items():
+                tree.to_netcdf(tmp / f"{name}.nc")
+            replace_dir(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out_dir / "index.html"
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Swap a finished directory into place; the old one is removed only afterwards."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def check_writable(out_dir: str | os.PathLike) -> Path:
+    """Fail early (before any sampling) if the report's parent directory cannot be written."""
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"--out: cannot write reports under {parent}: {exc.strerror}") from None
+    return out_dir

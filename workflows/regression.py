@@ -1,0 +1,139 @@
+"""Regression: linear (kidiq), logistic (arsenic wells), softmax (ANES 1996 party id) and
+Poisson (warp breaks): MLE vs posterior, held-out log score of the plug-in MLE vs the posterior
+predictive (nats and bits per observation), and calibration for the classifiers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models import calibration, datasets, linear, logistic, poisson, softmax
+from models.inference import predictive_class_probs, predictive_log_score
+from models.report import Report, data_hash
+from models.validation import DataError, as_labels
+from workflows._common import Progress, finish, model_section, parser, settings
+from workflows.data_input import load_csv, split_target
+
+NAME = "regression"
+DESCRIPTION = __doc__.splitlines()[0]
+
+FAMILIES = {
+    "linear": dict(
+        build=linear.build, data=datasets.kidiq, ppc="continuous",
+        note="kidiq (Gelman & Hill 2007): child's test score on mother's high-school "
+             "completion (0/1) and IQ; 434 children.",
+        math="y_i ~ Normal(α + x_iᵀβ, σ²),  α = α_c - x̄ᵀβ  (α_c: intercept at the predictor means)\n"
+             "α_c ~ Normal(ȳ, 2.5 s_y),  β_j ~ Normal(0, 2.5 s_y / s_xj),  σ ~ Exponential(1 / s_y)"),
+    "logistic": dict(
+        build=logistic.build, data=datasets.wells, ppc="binary",
+        note="Arsenic wells (Bangladesh; Gelman & Hill 2007): did a household switch to a "
+             "safe well, on distance to it (100 m) and its own arsenic level; 3020 households.",
+        math="y_i ~ Bernoulli(logit⁻¹(α + x_iᵀβ)),  α = α_c - x̄ᵀβ\n"
+             "α_c ~ Normal(0, 2.5),  β_j ~ Normal(0, 2.5 / s_xj)"),
+    "softmax": dict(
+        build=softmax.build, data=datasets.anes96, ppc=None,
+        note="ANES 1996: party identification (7 classes, 0 = strong Democrat ... 6 = strong "
+             "Republican; class 0 is the reference) on log population, left-right self-placement, "
+             "age, education and income; 944 respondents (statsmodels' MNLogit example).",
+        math="P(y_i = k) = softmax_k(η_i),  η_i0 = 0,  η_ik = α_k + x_iᵀβ_k (k ≥ 1)\n"
+             "α_k = α_ck - x̄ᵀβ_k,  α_ck ~ Normal(0, 2.5),  β_jk ~ Normal(0, 2.5 / s_xj)"),
+    "poisson": dict(
+        build=poisson.build, data=datasets.warpbreaks, ppc="count",
+        note="Warp breaks (Tippett 1950): breaks per loom on wool type (B vs A) and tension "
+             "(M, H vs L); 54 looms.",
+        math="y_i ~ Poisson(exp(α + x_iᵀβ)),  α = α_c - x̄ᵀβ\n"
+             "α_c ~ Normal(ln(ȳ + 0.1), 2.5),  β_j ~ Normal(0, 2.5 / s_xj)"),
+}
+
+
+def split(n: int, seed: int, test_fraction: float = 0.25):
+    idx = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(test_fraction * n)))
+    return np.sort(idx[n_test:]), np.sort(idx[:n_test])
+
+
+def run_family(report, family, X, y, s, progress, offset, source_note):
+    spec = FAMILIES[family]
+    train, test = split(len(y), s.seed + offset)
+    Xtr, ytr, Xte, yte = X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test]
+    classes = None
+    if family == "softmax":
+        codes, classes = as_labels(ytr, name=f"{s.target or 'y'} (training split)")
+        unseen = sorted(set(yte) - set(classes), key=str)
+        if unseen:
+            raise DataError(f"{s.target or 'y'}: class(es) {unseen} occur only in the test split")
+    model = spec["build"](Xtr, ytr)
+    mle, idata, diag, table = model_section(
+        report, f"{family.capitalize()} regression", model, s, progress=progress,
+        seed_offset=offset, ppc=spec["ppc"], math=spec["math"],
+        data_note=f"{source_note} Training split: {len(train)} rows; held-out test split: "
+                  f"{len(test)} rows (random, seed {s.seed + offset}).")
+    if classes is not None:
+        lookup = {c: i for i, c in enumerate(classes)}
+        y_test = np.array([lookup[v] for v in yte])
+    else:
+        y_test = yte.to_numpy()
+    score = predictive_log_score(model, mle, idata, X=Xte.to_numpy(dtype=float), y=y_test)
+    report.table(score, caption="Held-out log score (higher is better): plug-in MLE predictive "
+                 "p(y | θ̂) vs posterior predictive ∫ p(y | θ) p(θ | data) dθ.", digits=5)
+    gain = score.loc["posterior_predictive", "per_obs_bits"] - score.loc["mle_plugin", "per_obs_bits"]
+    report.text(f"Posterior predictive minus plug-in: {gain * 1000:+.3f} millibits per held-out "
+                "observation.", kind="note")
+    if family in ("logistic", "softmax"):
+        k = 2 if family == "logistic" else len(classes)
+        plug, post = predictive_class_probs(model, mle, idata, Xte.to_numpy(dtype=float), k)
+        rows = {}
+        for label, p in (("mle_plugin", plug), ("posterior_predictive", post)):
+            if k == 2:
+                rows[label] = {"accuracy": np.mean((p[:, 1] > 0.5) == y_test),
+                               "brier": calibration.brier_score(y_test, p[:, 1]),
+                               "ece (10 bins)": calibration.expected_calibration_error(y_test, p[:, 1])}
+            else:
+                rows[label] = {"accuracy": np.mean(p.argmax(1) == y_test),
+                               "brier (multiclass)": calibration.multiclass_brier(y_test, p),
+                               "top-label ece (10 bins)": calibration.top_label_ece(y_test, p)}
+        report.table(pd.DataFrame(rows).T, caption="Held-out calibration and accuracy.")
+        if k == 2:
+            report.table(calibration.reliability_table(y_test, post[:, 1]),
+                         caption="Reliability diagram (posterior predictive, held-out): observed "
+                                 "frequency vs mean predicted probability per bin.")
+    return diag, idata, (Xtr, ytr)
+
+
+def main(argv=None) -> int:
+    p = parser(NAME, __doc__, takes_data=True)
+    p.add_argument("--family", choices=sorted(FAMILIES), default=None,
+                   help="with --data: the regression family to fit (default linear); without "
+                        "--data: run only this family on its bundled data")
+    args = p.parse_args(argv)
+    s = settings(NAME, args)
+    if s.data is not None:
+        if not s.target:
+            raise SystemExit("error: --data needs --target (the outcome column)")
+        family = args.family or "linear"
+        header = load_csv(s.data, [])  # checks the file; columns checked next
+        columns = [s.target] + (s.predictors or [c for c in pd.read_csv(s.data, nrows=0).columns
+                                                  if c != s.target])
+        frame = load_csv(s.data, columns)
+        X, y = split_target(frame, s.target, s.predictors)
+        del header
+        jobs = [(family, X, y, f"{s.data.name}: {s.target} on {list(X.columns)}.")]
+    else:
+        fams = [args.family] if args.family else list(FAMILIES)
+        jobs = [(f, *FAMILIES[f]["data"](), FAMILIES[f]["note"]) for f in fams]
+    progress = Progress(NAME, 3 * len(jobs))
+    report = Report(NAME, "Regression: MLE vs posterior, held-out log score, calibration")
+    diags, posteriors, used = [], {}, []
+    for offset, (family, X, y, note) in enumerate(jobs):
+        try:
+            diag, idata, data = run_family(report, family, X, y, s, progress, offset, note)
+        except DataError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        diags.append((family, diag))
+        posteriors[f"posterior_{family}"] = idata
+        used += list(data)
+    return finish(NAME, report, s, diags, posteriors, s.seed, data_hash(*used))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
