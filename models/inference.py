@@ -564,3 +564,30 @@ def predictive_class_probs(model: pm.Model, mle: MLEResult, idata: xr.DataTree, 
             post.append(np.exp(pointwise_log_likelihood(model, posterior)).mean(axis=0))
             plugin.append(np.exp(pointwise_log_likelihood(model, _point_tree(model, params))[0]))
     return np.stack(plugin, axis=1), np.stack(post, axis=1)
+
+
+class CompiledSampler:
+    """NUTS for many data sets on ONE compiled model (nutpie's ``with_data``): compile once,
+    swap data per fit. For sweeps and simulations, where ``pm.sample`` would recompile each
+    time (about 3 s per call for a small logistic regression here, vs 0.1-0.2 s per fit).
+
+    ``sample(draws, tune, chains, random_seed, **data)`` returns a DataTree with the posterior
+    and sample_stats (no log_likelihood: use :func:`sample_posterior` for a report fit).
+    """
+
+    def __init__(self, model: pm.Model):
+        import nutpie
+
+        self._nutpie = nutpie
+        self.model = model
+        self.compiled = nutpie.compile_pymc_model(model)
+
+    def sample(self, draws: int = 1000, tune: int = 1000, chains: int = 2,
+               random_seed: int | None = None, **data) -> xr.DataTree:
+        check_positive_int(draws, "draws")
+        check_positive_int(tune, "tune", minimum=0)
+        check_positive_int(chains, "chains", maximum=64)
+        compiled = self.compiled.with_data(**{k: np.asarray(v) for k, v in data.items()}) \
+            if data else self.compiled
+        return self._nutpie.sample(compiled, draws=draws, tune=tune, chains=chains,
+                                   seed=random_seed, progress_bar=False)

@@ -1,3 +1,3 @@
 """Runnable workflows: ``python -m workflows.<name>`` or ``mlebayes run <name>``."""
 
-WORKFLOWS = ["likelihood_basics", "gaussian", "regression", "hierarchical", "small_data"]
+WORKFLOWS = ["likelihood_basics", "gaussian", "regression", "hierarchical"]

@@ -165,8 +165,12 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                     "and every credible interval within 20% of the Wald width.", kind="note")
     report.diagnostics(diag, f"({title})")
     names = var_names or plots.identified(mle, idata)
-    post_names = var_names or [n for n in idata["posterior"].data_vars
-                               if idata["posterior"][n].size <= 64 * s.chains * s.draws]
+    post_names, panels = [], 0
+    for n in var_names or list(idata["posterior"].data_vars):
+        size = idata["posterior"][n].size // (s.chains * s.draws)
+        if panels + size <= 12:
+            post_names.append(n)
+            panels += size
     if names:
         report.figure(plots.posterior_vs_mle(mle, idata, names),
                       "Posterior (histogram, dotted 95% ETI) with the MLE, its normal "
@@ -174,7 +178,7 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
         report.figure(plots.forest(mle, idata, names),
                       "Forest plot: MLE's asymptotic normal (Wald) vs posterior; thick 50%, "
                       "thin 95% intervals.")
-    report.figure(plots.rank(idata, post_names[:8]),
+    report.figure(plots.rank(idata, post_names),
                   "Rank ECDF per chain (ArviZ): curves inside the band = chains agree.")
     report.figure(plots.energy(idata), "Energy plot (ArviZ): marginal energy vs energy "
                   "transition; similar widths = good exploration (E-BFMI).")

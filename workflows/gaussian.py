@@ -13,7 +13,7 @@ from workflows._common import Progress, finish, model_section, parser, settings
 from workflows.data_input import load_csv
 
 NAME = "gaussian"
-DESCRIPTION = __doc__.splitlines()[0]
+DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,7 @@ from models.report import Report, data_hash
 from workflows._common import Progress, finish, parser, settings, summary_table
 
 NAME = "likelihood_basics"
-DESCRIPTION = __doc__.splitlines()[0]
+DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 
 
 def main(argv=None) -> int:

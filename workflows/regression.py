@@ -15,7 +15,7 @@ from workflows._common import Progress, finish, model_section, parser, settings
 from workflows.data_input import load_csv, split_target
 
 NAME = "regression"
-DESCRIPTION = __doc__.splitlines()[0]
+DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 
 FAMILIES = {
     "linear": dict(

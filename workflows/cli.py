@@ -1,0 +1,76 @@
+"""``mlebayes``: list and run the workflows.
+
+    mlebayes list
+    mlebayes run <workflow> [options]     # options: mlebayes run <workflow> --help
+    mlebayes run all [--quick] [...]      # every workflow, then reports/index.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import importlib
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from workflows import WORKFLOWS
+
+# PyTensor's C backend warns once per process that pip's numpy BLAS cannot be linked; the
+# default backend here (numba) does not use it, so the warning is noise for a CLI user.
+warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+
+
+def _module(name: str):
+    return importlib.import_module(f"workflows.{name}")
+
+
+def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("reports")) -> Path:
+    rows = "".join(
+        f"<tr><td><a href=\"{n}/index.html\">{n}</a></td><td>{html.escape(d)}</td>"
+        f"<td>{t:.0f} s</td><td>{'ok' if rc == 0 else 'FAILED'}</td></tr>"
+        for n, d, t, rc in results)
+    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mlebayes "
+            "reports</title><style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto}"
+            "td,th{border:1px solid #ccc;padding:4px 8px}table{border-collapse:collapse}</style>"
+            "</head><body><h1>MLE vs posterior: workflow reports</h1><table><tr><th>workflow</th>"
+            f"<th>what it shows</th><th>time</th><th>status</th></tr>{rows}</table></body></html>")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / ".index.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(root / "index.html")
+    return root / "index.html"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="mlebayes", description="MLE vs Bayesian posterior workflows "
+                                "on PyMC and ArviZ.", epilog="Workflow options: mlebayes run "
+                                "<workflow> --help")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the workflows")
+    run = sub.add_parser("run", help="run a workflow (or 'all'), writing reports/<workflow>/",
+                         add_help=False)
+    run.add_argument("workflow", choices=[*WORKFLOWS, "all"])
+    args, rest = p.parse_known_args(argv)
+    if args.command == "list":
+        for name in WORKFLOWS:
+            print(f"{name:18s} {_module(name).DESCRIPTION}")
+        return 0
+    if args.workflow != "all":
+        return _module(args.workflow).main(rest)
+    if any(a in ("--data", "--out", "--target", "--predictors") for a in rest):
+        p.error("run all takes no --data/--target/--predictors/--out; run one workflow for that")
+    results = []
+    for name in WORKFLOWS:
+        start = time.time()
+        rc = _module(name).main(rest)
+        results.append((name, _module(name).DESCRIPTION, time.time() - start, rc))
+    index = write_index(results)
+    print(f"all workflows done in {sum(r[2] for r in results):.0f} s; open {index.resolve()}")
+    return max(r[3] for r in results)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
