@@ -120,6 +120,8 @@ class Report:
 
     def table(self, df: pd.DataFrame, caption: str = "", digits: int = 4,
               index: bool = True) -> None:
+        if index and isinstance(df.index, pd.MultiIndex):  # one column per level
+            df, index = df.reset_index(), False
         cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         rows = []

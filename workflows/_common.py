@@ -153,18 +153,25 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
     report.table(table, caption="MLE vs posterior: Wald 95% interval vs 95% equal-tailed "
                  "credible interval; shift_in_se = (posterior mean - MLE) / SE; width_ratio = "
                  "credible width / Wald width")
-    big = table[(table["shift_in_se"].abs() > 0.5) | ((table["width_ratio"] - 1).abs() > 0.2)]
+    comparable = table[np.isfinite(table["shift_in_se"]) & np.isfinite(table["width_ratio"])]
+    big = comparable[(comparable["shift_in_se"].abs() > 0.5)
+                     | ((comparable["width_ratio"] - 1).abs() > 0.2)]
+    if len(comparable) < len(table):
+        missing = [lab for lab in table.index if lab not in comparable.index]
+        report.text(f"No MLE comparison for {missing}: the MLE or its standard error does not "
+                    f"exist ({mle.status}); only the posterior is reported for them.", kind="warn")
     if len(big):
         report.text(
             "Where they disagree: " + "; ".join(
                 f"{lab}: posterior mean {r.post_mean:.3g} vs MLE {r.mle:.3g} "
                 f"({r.shift_in_se:+.2f} SE), interval width ratio {r.width_ratio:.2f}"
                 for lab, r in big.iterrows()), kind="note")
-    elif len(table):
-        report.text("MLE and posterior agree: every posterior mean is within 0.5 SE of the MLE "
-                    "and every credible interval within 20% of the Wald width.", kind="note")
+    elif len(comparable):
+        report.text("MLE and posterior agree: every comparable posterior mean is within 0.5 SE "
+                    "of the MLE and every credible interval within 20% of the Wald width.",
+                    kind="note")
     report.diagnostics(diag, f"({title})")
-    names = var_names or plots.identified(mle, idata)
+    names = [n for n in plots.identified(mle, idata) if var_names is None or n in var_names]
     post_names, panels = [], 0
     for n in var_names or list(idata["posterior"].data_vars):
         size = idata["posterior"][n].size // (s.chains * s.draws)
