@@ -13,6 +13,7 @@ import base64
 import hashlib
 import html
 import io
+import json
 import os
 import platform
 import shutil
@@ -105,6 +106,19 @@ class Report:
     title: str
     blocks: list[str] = field(default_factory=list)
     figures: int = 0
+    alerts: list[str] = field(default_factory=list)  # shown at the top, in words
+    metrics: dict = field(default_factory=dict)  # -> metrics.json
+    summaries: list[pd.DataFrame] = field(default_factory=list)  # -> summary.csv
+
+    def alert(self, text: str) -> None:
+        """A failed check or a caveat, stated at the top of the report."""
+        self.alerts.append(text)
+
+    def add_summary(self, section: str, summary: pd.DataFrame) -> None:
+        frame = summary.copy()
+        frame.insert(0, "section", section)
+        frame.index.name = "parameter"
+        self.summaries.append(frame)
 
     def heading(self, text: str) -> None:
         self.blocks.append(f"<h2>{html.escape(text)}</h2>")
@@ -156,15 +170,29 @@ class Report:
     def render(self) -> str:
         return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
-                f"<h1>{html.escape(self.title)}</h1>" + "\n".join(self.blocks) + "</body></html>")
+                f"<h1>{html.escape(self.title)}</h1>" + self._alerts_html()
+                + "\n".join(self.blocks) + "</body></html>")
+
+    def _alerts_html(self) -> str:
+        if self.alerts:
+            items = "".join(f"<li>{html.escape(a)}</li>" for a in self.alerts)
+            return f'<div class="warn"><p><b>Read first:</b></p><ul>{items}</ul></div>'
+        if self.metrics.get("sections"):
+            return '<div class="note"><p>Every convergence check in this report passed.</p></div>'
+        return ""
 
     def write(self, out_dir: str | os.PathLike, posteriors: dict | None = None) -> Path:
-        """Write ``index.html`` (and each posterior DataTree as ``<name>.nc``) atomically."""
+        """Write ``index.html``, ``metrics.json``, ``summary.csv`` and each posterior DataTree
+        as ``<name>.nc``, atomically (all or nothing)."""
         out_dir = Path(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
         try:
             (tmp / "index.html").write_text(self.render(), encoding="utf-8")
+            (tmp / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2,
+                                                         allow_nan=False), encoding="utf-8")
+            if self.summaries:
+                pd.concat(self.summaries).to_csv(tmp / "summary.csv")
             for name, tree in (posteriors or {}).items():
                 tree.to_netcdf(tmp / f"{name}.nc")
             replace_dir(tmp, out_dir)
@@ -196,3 +224,24 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
     except OSError as exc:
         raise PermissionError(f"--out: cannot write reports under {parent}: {exc.strerror}") from None
     return out_dir
+
+
+def _jsonable(value):
+    """numpy/pandas values -> plain JSON (NaN/inf -> null, which strict JSON requires)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, pd.DataFrame):
+        return {str(i): _jsonable(r.to_dict()) for i, r in value.iterrows()}
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)

@@ -91,7 +91,7 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
         values.update(config)
     for key in values:
         v = getattr(args, key, None)
-        if v not in (None, False):
+        if v is not None and v is not False:  # not `v not in (None, False)`: 0 == False
             values[key] = v
     if values["quick"]:
         for key, v in QUICK.items():
@@ -130,7 +130,7 @@ class Progress:
 def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                   math: str, data_note: str, ppc: str | None = "continuous",
                   seed_offset: int = 0, var_names=None, mle=None, progress=None,
-                  sample_kwargs=None):
+                  sample_kwargs=None, expect_failure: bool = False):
     """Fit the MLE and the posterior of ``model`` and add the full comparison to ``report``.
 
     Returns (mle, idata, diagnostics, comparison table).
@@ -171,6 +171,29 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                     "of the MLE and every credible interval within 20% of the Wald width.",
                     kind="note")
     report.diagnostics(diag, f"({title})")
+    if not diag.passed:
+        failed = ", ".join(f"{k} = {v:.4g} (needs {t})" for k, (v, t) in
+                           diag.to_frame()[["value", "threshold"]].iterrows()
+                           if not diag.checks[k])
+        report.alert(f"{title}: convergence checks failed: {failed}."
+                     + (" Expected for this model and shown on purpose." if expect_failure else
+                        " Treat its posterior numbers with caution" + (
+                            " (a --quick run is too short for ESS >= 400)." if s.quick else ".")))
+    if mle.status != "ok":
+        report.alert(f"{title}: MLE status '{mle.status}': {mle.message}")
+    import arviz as az
+
+    summary = az.summary(idata, ci_prob=0.95, ci_kind="eti", round_to="none")
+    report.add_summary(title, summary)
+    sections = report.metrics.setdefault("sections", {})
+    sections[title] = {
+        "mle": {"status": mle.status, "message": mle.message, "loglik": mle.loglik,
+                "aic": mle.aic, "bic": mle.bic, "n_obs": mle.n_obs, "n_params": mle.n_params,
+                "params": mle.params, "se": mle.se},
+        "diagnostics": {**diag.to_frame()["value"].to_dict(), "passed": diag.passed,
+                        "expected_to_fail": expect_failure},
+        "comparison": table,
+    }
     names = [n for n in plots.identified(mle, idata) if var_names is None or n in var_names]
     post_names, panels = [], 0
     for n in var_names or list(idata["posterior"].data_vars):
@@ -216,6 +239,10 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
 def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict,
            seed, data_sha: str) -> int:
     report.provenance(seed, data_sha, s.as_dict())
+    report.metrics["workflow"] = name
+    report.metrics["settings"] = {**s.as_dict(), "seed": seed}
+    report.metrics["data_sha256_16"] = data_sha
+    report.metrics["diagnostics_passed"] = not [d for _, d in diags if not d.passed]
     path = report.write(s.out, posteriors)
     failed = [label for label, d in diags if not d.passed]
     verdict = "PASS" if not failed else f"WARN (diagnostics failed: {', '.join(failed)})"

@@ -52,6 +52,7 @@ def main(argv=None) -> int:
                               float(mle.params["sigma"]) ** 2, np.nan],
     }, index=pd.Index(["μ̂", "σ̂", "σ̂² (divisor N)", "s² (divisor N-1)"], name="estimate")),
         digits=10, caption="The optimiser of the model's log-likelihood reproduces the closed form.")
+    report.metrics["closed_form"] = closed
     diags = [("normal", diag)]
     posteriors = {"posterior_normal": idata}
     if mvn is not None:

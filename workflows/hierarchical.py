@@ -78,7 +78,14 @@ def eight_schools(report, s, progress, diags, posteriors):
     ]).set_index("parametrisation")
     report.table(comp, caption=f"The same model, two parametrisations, the same settings "
                  f"(target_accept = {TARGET_ACCEPT}, as posteriordb's reference run).")
+    report.metrics["eight_schools"] = {
+        "type2_mle": {"mu": t2.mu, "tau": t2.tau, "se_mu": t2.se_mu, "at_boundary": t2.at_boundary},
+        "complete_pooling": {"mu": pooled_mu, "se": pooled_se},
+        "parametrisations": comp}
     if not diag_c.passed:
+        report.alert(f"Eight schools, centered: {diag_c.divergences} divergences, max R-hat "
+                     f"{diag_c.r_hat_max:.3g}. Expected and shown on purpose (the funnel); the "
+                     "non-centered model above is the one to use.")
         report.text(f"The centered model fails its diagnostics ({diag_c.divergences} divergent "
                     "transitions): the funnel between τ and θ cannot be explored at small τ, so "
                     "its τ is biased upwards. This is expected and shown, not hidden; use the "
@@ -127,12 +134,14 @@ def radon(report, s, progress, diags, posteriors):
     ax.legend(frameon=False)
     fig.tight_layout()
     report.figure(fig, "Shrinkage: counties with few homes are pulled hardest towards μ_α.")
-    small = n <= 3
-    report.text(f"Counties with ≤ 3 homes: the no-pooling MLEs spread with sd "
-                f"{np.std(alpha_mle[small]):.2f}, the posterior means with sd "
-                f"{np.std(alpha_post[small]):.2f}; for counties with ≥ 20 homes: "
-                f"{np.std(alpha_mle[n >= 20]):.2f} vs {np.std(alpha_post[n >= 20]):.2f}.",
-                kind="note")
+    spread = []
+    for label, mask in (("≤ 3 homes", n <= 3), ("≥ 20 homes", n >= 20)):
+        if mask.sum() >= 2:
+            spread.append(f"counties with {label} ({mask.sum()}): no-pooling MLEs spread with sd "
+                          f"{np.std(alpha_mle[mask]):.2f}, posterior means with sd "
+                          f"{np.std(alpha_post[mask]):.2f}")
+    if spread:
+        report.text("; ".join(spread) + ".", kind="note")
     return df
 
 

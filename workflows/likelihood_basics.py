@@ -31,6 +31,7 @@ def main(argv=None) -> int:
         rows.append({"n": n, "product of densities": d.product_of_densities,
                      "log(product)": d.log_of_product, "sum of log-densities": d.sum_of_log_densities,
                      "closed form": d.closed_form})
+    report.metrics["underflow"] = rows
     report.table(pd.DataFrame(rows).set_index("n"), digits=8,
                  caption="n standard-normal draws, their likelihood under N(0, 1). float64 "
                  "underflows below ~5e-324: the product is 0.0 (log = -inf) long before n = 10^6, "
@@ -84,6 +85,8 @@ def main(argv=None) -> int:
     nll = lk.categorical_nll(codes, probs)
     ce = lk.cross_entropy(lk.one_hot(codes, 3), probs).mean()
     prior = np.bincount(codes) / codes.size
+    report.metrics["iris_lda"] = {"nll_per_obs_nats": nll, "cross_entropy_nats": float(ce),
+                                  "mvn_loglik_nats": float(ours.sum())}
     report.table(summary_table({
         "NLL / N of LDA on iris (nats)": nll,
         "mean cross-entropy H(one-hot, p) (nats)": float(ce),

@@ -76,6 +76,9 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
     score = predictive_log_score(model, mle, idata, X=Xte.to_numpy(dtype=float), y=y_test)
     report.table(score, caption="Held-out log score (higher is better): plug-in MLE predictive "
                  "p(y | θ̂) vs posterior predictive ∫ p(y | θ) p(θ | data) dθ.", digits=5)
+    section = report.metrics["sections"][f"{family.capitalize()} regression"]
+    section["predictive"] = score
+    section["split"] = {"train": len(train), "test": len(test), "seed": s.seed + offset}
     gain = score.loc["posterior_predictive", "per_obs_bits"] - score.loc["mle_plugin", "per_obs_bits"]
     report.text(f"Posterior predictive minus plug-in: {gain * 1000:+.3f} millibits per held-out "
                 "observation.", kind="note")
@@ -93,6 +96,7 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
                                "brier (multiclass)": calibration.multiclass_brier(y_test, p),
                                "top-label ece (10 bins)": calibration.top_label_ece(y_test, p)}
         report.table(pd.DataFrame(rows).T, caption="Held-out calibration and accuracy.")
+        section["calibration"] = rows
         if k == 2:
             report.table(calibration.reliability_table(y_test, post[:, 1]),
                          caption="Reliability diagram (posterior predictive, held-out): observed "

@@ -69,6 +69,7 @@ def sweep(report, s, progress, X, y, model, sampler):
     report.figure(fig, "As N grows the Wald interval and the credible interval converge "
                   "(Bernstein-von Mises); at small N they differ. Dotted lines: N where the MLE "
                   "does not exist or its information is singular.")
+    report.metrics["sweep"] = table.to_dict(orient="records")
     report.table(table.set_index(["N", "parameter"]), digits=3,
                  caption="Data-size sweep: the first N households of one random order.")
 
@@ -104,6 +105,7 @@ def coverage(report, s, progress, X, y, model, sampler, truth):
                 rows.append({"N": n, "parameter": label, "interval": name, "coverage": cov,
                              "MC standard error": np.sqrt(0.95 * 0.05 / sims),
                              "simulations": sims, "MLE failed (counted as miss)": missing})
+    report.metrics["coverage"] = rows
     table = pd.DataFrame(rows).set_index(["N", "parameter", "interval"])
     report.table(table, digits=3, caption="Frequentist coverage of nominal 95% intervals, "
                  "measured by simulation from the full-data MLE (households resampled from the "

@@ -1,0 +1,125 @@
+"""Workflows, CLI and reports: in-process runs on bundled data, bad input through the CLI,
+atomic report writing. Sampling runs use --quick and small data."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.report import Report
+from workflows import WORKFLOWS, cli
+from workflows import gaussian as gaussian_wf
+from workflows import likelihood_basics, regression
+
+
+def test_list_names_every_workflow(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in WORKFLOWS:
+        assert name in out
+
+
+def _self_contained(html: str) -> bool:
+    sources = re.findall(r'src="([^"]+)"', html)
+    return all(s.startswith("data:image/png;base64,") for s in sources) and "http" not in "".join(sources)
+
+
+def test_likelihood_basics_report(tmp_path, capsys):
+    out = tmp_path / "lb"
+    assert likelihood_basics.main(["--out", str(out), "--seed", "3"]) == 0
+    html = (out / "index.html").read_text()
+    assert _self_contained(html) and "Provenance" in html and "data sha256" in html
+    assert "likelihood_basics: PASS" in capsys.readouterr().out
+
+
+@pytest.fixture
+def csv(tmp_path):
+    def write(text, name="d.csv"):
+        path = tmp_path / name
+        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+        return str(path)
+    return write
+
+
+@pytest.mark.parametrize("content, args, match", [
+    ("", ["--target", "y"], "the file is empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01\xff\xfe", ["--target", "y"], "not a readable CSV|column"),
+    ("a,y\n1,2\n", ["--target", "z"], r"column\(s\) \['z'\] not found"),
+    ("a,y\n", ["--target", "y"], "header but no rows"),
+    ("a,y\n1,0\n2,1\n3,2\n4,0\n", ["--target", "y", "--family", "logistic"], "y must be binary"),
+    ("a,y\n1,0\n2,nan\n3,1\n4,0\n", ["--target", "y", "--family", "logistic"], "y has NaN"),
+    ("a,y\nx,0\n2,1\n3,1\n4,0\n", ["--target", "y"], "column 'a' must be numeric"),
+    ("a,y\n1,0\n2,1\n3,-1\n4,0\n", ["--target", "y", "--family", "poisson"], "counts >= 0"),
+])
+def test_bad_csv_input_is_refused_before_sampling(csv, tmp_path, content, args, match):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit, match=match):
+        regression.main(["--data", csv(content), *args, "--out", str(out), "--quick"])
+    assert not out.exists()
+
+
+def test_missing_file_and_bad_options(tmp_path):
+    with pytest.raises(SystemExit, match="no such file"):
+        gaussian_wf.main(["--data", str(tmp_path / "nope.csv"), "--target", "y"])
+    with pytest.raises(SystemExit, match="--draws must be between"):
+        gaussian_wf.main(["--draws", "0", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="--chains must be between"):
+        gaussian_wf.main(["--chains", "-2", "--out", str(tmp_path / "x")])
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SystemExit, match="--out: cannot write"):
+        gaussian_wf.main(["--out", str(blocker / "sub" / "report")])
+    assert not (tmp_path / "x").exists()
+
+
+def test_config_file_sets_options_and_rejects_unknown_keys(tmp_path):
+    from workflows._common import parser, settings
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('draws = 123\nchains = 3\nsampler = "pymc"\n')
+    s = settings("x", parser("x", "").parse_args(["--config", str(cfg), "--chains", "2",
+                                                   "--out", str(tmp_path / "o")]))
+    assert (s.draws, s.chains, s.sampler) == (123, 2, "pymc")
+    cfg.write_text("draw = 5\n")
+    with pytest.raises(SystemExit, match=r"unknown option\(s\) \['draw'\]"):
+        settings("x", parser("x", "").parse_args(["--config", str(cfg)]))
+
+
+def test_report_write_is_atomic(tmp_path):
+    out = tmp_path / "r"
+    first = Report("t", "first")
+    first.text("first version")
+    first.write(out)
+
+    class Broken:
+        def to_netcdf(self, path):
+            Path(path).write_text("half a file")
+            raise RuntimeError("disk full")
+
+    second = Report("t", "second")
+    second.text("second version")
+    with pytest.raises(RuntimeError, match="disk full"):
+        second.write(out, {"posterior": Broken()})
+    assert "first version" in (out / "index.html").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no temp directories left
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "metrics.json"]
+
+
+def test_calibration_metrics_match_scikit_learn(rng):
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    from models import calibration
+
+    p = rng.uniform(size=500)
+    y = rng.binomial(1, p**1.3)
+    assert calibration.brier_score(y, p) == pytest.approx(brier_score_loss(y, p), rel=1e-12)
+    frac, mean_pred = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    table = calibration.reliability_table(y, p, bins=10)
+    np.testing.assert_allclose(table["observed_frequency"], frac, rtol=1e-12)
+    np.testing.assert_allclose(table["mean_predicted"], mean_pred, rtol=1e-12)
+    counts = table["n"].to_numpy()
+    ece = np.sum(counts / counts.sum() * np.abs(frac - mean_pred))
+    assert calibration.expected_calibration_error(y, p) == pytest.approx(ece, rel=1e-12)

@@ -1,0 +1,109 @@
+"""Every workflow end to end in --quick mode; the numbers in metrics.json are checked against
+independent references (statsmodels, numpy closed forms), and the files beside the report."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from models import datasets
+from workflows import gaussian, hierarchical, likelihood_basics, regression, small_data
+
+
+def _run(module, tmp_path, *args):
+    out = tmp_path / module.NAME
+    assert module.main(["--quick", "--out", str(out), *args]) == 0
+    files = {p.name for p in out.iterdir()}
+    assert {"index.html", "metrics.json"} <= files
+    return out, json.loads((out / "metrics.json").read_text())
+
+
+def test_likelihood_basics_e2e(tmp_path):
+    from scipy import stats
+
+    out, m = _run(likelihood_basics, tmp_path, "--seed", "5")
+    big = [r for r in m["underflow"] if r["n"] == 1_000_000][0]
+    assert big["product of densities"] == 0.0 and big["log(product)"] is None  # -inf -> null
+    x = np.random.default_rng(5).normal(size=1_000_000)
+    assert big["sum of log-densities"] == pytest.approx(stats.norm.logpdf(x).sum(), rel=1e-12)
+
+
+def test_gaussian_e2e(tmp_path):
+    out, m = _run(gaussian, tmp_path)
+    y = datasets.newcomb().to_numpy()
+    mle = m["sections"]["Univariate normal"]["mle"]
+    assert mle["params"]["mu"] == pytest.approx(y.mean(), rel=1e-8)
+    assert mle["params"]["sigma"] == pytest.approx(y.std(ddof=0), rel=1e-7)
+    Y = datasets.iris(("sepal_length", "sepal_width", "petal_length", "petal_width"))[0]
+    cov = np.array(m["sections"]["Multivariate normal"]["mle"]["params"]["cov"])
+    np.testing.assert_allclose(cov, np.cov(Y.to_numpy().T, bias=True), rtol=1e-6)
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"section", "parameter", "mean", "r_hat", "ess_bulk"} <= set(summary.columns)
+
+
+def test_regression_e2e(tmp_path):
+    import arviz as az
+
+    out, m = _run(regression, tmp_path)
+    for offset, (family, name) in enumerate([("linear", "Linear regression"),
+                                             ("logistic", "Logistic regression")]):
+        X, y = regression.FAMILIES[family]["data"]()
+        train, _ = regression.split(len(y), 20261124 + offset)
+        exog = sm.add_constant(X.iloc[train])
+        ref = (sm.OLS if family == "linear" else sm.Logit)(y.iloc[train], exog).fit(
+            **({} if family == "linear" else {"disp": 0}))
+        got = m["sections"][name]["mle"]["params"]
+        np.testing.assert_allclose([got["intercept"], *got["beta"]], ref.params.values, rtol=1e-5)
+        score = m["sections"][name]["predictive"]
+        assert score["posterior_predictive"]["per_obs_bits"] == pytest.approx(
+            score["posterior_predictive"]["per_obs_nats"] / np.log(2), rel=1e-12)
+    assert "calibration" in m["sections"]["Logistic regression"]
+    tree = az.from_netcdf(out / "posterior_logistic.nc")
+    assert "beta" in tree["posterior"].data_vars
+
+
+def test_small_data_e2e(tmp_path):
+    _, m = _run(small_data, tmp_path)
+    X, y = datasets.wells()
+    ref = sm.Logit(y, sm.add_constant(X)).fit(disp=0)
+    full = [r for r in m["sweep"] if r["N"] == len(y)]
+    np.testing.assert_allclose([r["MLE"] for r in full], ref.params.values[1:], rtol=1e-5)
+    np.testing.assert_allclose([r["SE"] for r in full], ref.bse.values[1:], rtol=1e-3)
+    sep = m["sections"]["Perfect separation: iris setosa vs versicolor by sepal size"]
+    assert sep["mle"]["status"] == "does_not_exist"
+    assert all(0 <= r["coverage"] <= 1 for r in m["coverage"])
+
+
+def test_hierarchical_e2e(tmp_path):
+    out, m = _run(hierarchical, tmp_path)
+    es = datasets.eight_schools()
+    w = 1 / es["sigma"].to_numpy() ** 2
+    t2 = m["eight_schools"]["type2_mle"]
+    assert t2["tau"] == 0.0 and t2["at_boundary"]
+    assert t2["mu"] == pytest.approx(np.sum(w * es["y"]) / np.sum(w), rel=1e-9)
+    assert "centered" in (out / "index.html").read_text()  # the funnel is shown, not hidden
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium not installed")
+def test_report_renders_with_images_in_headless_chromium(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "lb"
+    assert likelihood_basics.main(["--out", str(out)]) == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+                    f"--screenshot={shot}", (out / "index.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.shape[:2] == (2400, 1200)
+    # The embedded plot (Figure 1) is drawn in colours that text and tables never use.
+    orange = np.all(np.abs(pixels.astype(int) - [217, 95, 2]) < 40, axis=-1)
+    purple = np.all(np.abs(pixels.astype(int) - [117, 112, 179]) < 40, axis=-1)
+    assert orange.sum() > 200 and purple.sum() > 200
