@@ -137,3 +137,167 @@ def forward(params: dict, X, activation: str, n_hidden: int) -> np.ndarray:
         w, b = np.asarray(params[f"w{layer}"]), np.asarray(params[f"b{layer}"])
         h = act(h @ w + b[..., None, :])
     return h @ np.asarray(params["w_out"]) + np.asarray(params["b_out"])[..., None, :]
+
+
+def prior_starts(model: pm.Model, n: int, seed: int = 0) -> list[dict]:
+    """``n`` draws of the free variables from their priors: Xavier/He-scaled network weights,
+    as start points for the MLE optimiser (``fit_mle(initvals=...)``) and for NUTS chains."""
+    rvs = model.free_RVs
+    draws = pm.draw(rvs, draws=n, random_seed=seed)
+    return [{rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws)} for i in range(n)]
+
+
+def canonical_hidden_order(w1, b1, w_out, odd: bool):
+    """Remove the permutation (and, for odd activations, sign) symmetry of one hidden layer.
+
+    Arrays carry leading sample dims: w1 (..., d, H), b1 (..., H), w_out (..., H, K). For an
+    odd activation (tanh), unit j's (w1[:, j], b1[j], w_out[j]) and its negation compute the
+    same function, so each unit is flipped to make w_out[j, 0] >= 0; then units are sorted by
+    w_out[j, 0]. Weight-space R-hat after this ordering is meaningful; before it, it is not.
+    """
+    w1, b1, w_out = (np.array(a, dtype=float, copy=True) for a in (w1, b1, w_out))
+    if odd:
+        sign = np.where(w_out[..., 0] < 0, -1.0, 1.0)
+        w1 *= sign[..., None, :]
+        b1 *= sign
+        w_out *= sign[..., None]
+    order = np.argsort(w_out[..., 0], axis=-1)
+    w1 = np.take_along_axis(w1, order[..., None, :], axis=-1)
+    b1 = np.take_along_axis(b1, order, axis=-1)
+    w_out = np.take_along_axis(w_out, order[..., None], axis=-2)
+    return w1, b1, w_out
+
+
+def _flat_draws(idata, name):
+    """(chain, draw, ...) posterior array of a variable."""
+    return np.asarray(idata["posterior"][name].values)
+
+
+def _params_of(source) -> dict:
+    return {k: np.asarray(v) for k, v in source.items()}
+
+
+def predictive_regression_metrics(f, sigma, y_original, y_mean, y_sd) -> dict:
+    """RMSE and mean test log-likelihood (nats, bits) in the target's ORIGINAL units.
+
+    ``f``: (S, N) network outputs in standardised units (S = 1 for a plug-in net), ``sigma``:
+    (S,) noise sds. The predictive density is the mixture over S of normals, so for S = 1 it
+    is the plug-in density and for posterior draws the posterior predictive.
+    """
+    from scipy import special, stats
+
+    f, sigma = np.atleast_2d(f), np.atleast_1d(sigma)
+    mu = f * y_sd + y_mean
+    logp = stats.norm.logpdf(y_original[None, :], mu, sigma[:, None] * y_sd)
+    ll = special.logsumexp(logp, axis=0) - np.log(f.shape[0])
+    rmse = float(np.sqrt(np.mean((mu.mean(axis=0) - y_original) ** 2)))
+    return {"rmse": rmse, "test_ll_nats": float(ll.mean()), "test_ll_bits": float(ll.mean() / np.log(2))}
+
+
+def auroc(scores_in, scores_out) -> float:
+    """P(score_out > score_in): the Mann-Whitney U statistic over n_in x n_out (ties 1/2)."""
+    from scipy import stats
+
+    u = stats.mannwhitneyu(scores_out, scores_in, alternative="two-sided").statistic
+    return float(u / (len(scores_in) * len(scores_out)))
+
+
+def function_space_diagnostics(idata, X_test, activation: str, n_hidden: int) -> dict:
+    """R-hat/ESS of the network's predictions at test points (the ones that must pass), next
+    to weight-space R-hat raw and after canonical ordering of the hidden units."""
+    import arviz as az
+    import xarray as xr
+
+    names = [f"w{k}" for k in range(1, n_hidden + 1)] + [f"b{k}" for k in range(1, n_hidden + 1)]
+    params = {n: _flat_draws(idata, n) for n in [*names, "w_out", "b_out"]}
+    f = forward(params, X_test, activation, n_hidden)[..., 0]  # (chain, draw, N)
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"f_test": (("chain", "draw", "test_point"), f)})})
+    out = {
+        "f_rhat_max": float(az.rhat(tree).dataset["f_test"].max()),
+        "f_ess_bulk_min": float(az.ess(tree, method="bulk").dataset["f_test"].min()),
+        "f_ess_tail_min": float(az.ess(tree, method="tail").dataset["f_test"].min()),
+        "weight_rhat_max_raw": float(max(az.rhat(idata, var_names=[n]).dataset[n].max()
+                                         for n in [*names, "w_out"])),
+    }
+    if n_hidden == 1:
+        w1, b1, wo = canonical_hidden_order(params["w1"], params["b1"], params["w_out"],
+                                            odd=activation == "tanh")
+        canon = xr.DataTree.from_dict({"posterior": xr.Dataset({
+            "w1": (("chain", "draw", "feature", "unit"), w1),
+            "b1": (("chain", "draw", "unit"), b1),
+            "w_out": (("chain", "draw", "unit", "output"), wo)})})
+        out["weight_rhat_max_canonical"] = float(max(
+            az.rhat(canon).dataset[n].max() for n in ("w1", "b1", "w_out")))
+    else:
+        out["weight_rhat_max_canonical"] = float("nan")  # canonical order: one hidden layer only
+    stats_ = idata["sample_stats"]
+    out["divergences"] = int(stats_["diverging"].sum())
+    out["max_treedepth_hits"] = int(stats_["maxdepth_reached"].sum()) if "maxdepth_reached" in stats_ else -1
+    out["f_test"] = f
+    return out
+
+
+def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_normal",
+             draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
+             sampler: str = "nutpie", shift: float = 3.0, mle_maxiter: int = 3000) -> dict:
+    """Fit one regression split (``models.datasets.uci`` format) three ways and score them.
+
+    MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored), MAP net (``pm.find_MAP``
+    from a prior draw: the prior acts as weight decay) and the NUTS posterior. Metrics on the
+    test split in original units; the input-shift check adds ``shift`` training sds to every
+    input and asks whether predictive uncertainty (sd of f) flags the shifted points (AUROC).
+    """
+    import warnings
+
+    from models.inference import Diagnostics, EBFMI_MIN, ESS_MIN, RHAT_MAX, fit_mle, sample_posterior
+
+    hidden = tuple(hidden)
+    model = build(d["X_train"], d["y_train"], hidden=hidden, activation=activation, prior=prior)
+    starts = prior_starts(model, 3, seed=seed)
+    mle = fit_mle(model, initvals=starts, maxiter=mle_maxiter, warn=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        map_tree = pm.find_MAP(model=model, initvals=starts[0], return_inferencedata=True,
+                               jitter=False, progressbar=False, maxiter=mle_maxiter)
+    map_params = {n: np.asarray(map_tree["posterior"][n].values[0, 0])
+                  for n in map_tree["posterior"].data_vars}
+    idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
+                             sampler=sampler)
+    L = len(hidden)
+    fs = function_space_diagnostics(idata, d["X_test"], activation, L)
+    f_post = fs.pop("f_test")
+    S = f_post.shape[0] * f_post.shape[1]
+    sigma_post = _flat_draws(idata, "sigma").reshape(S)
+    y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
+    metrics = {
+        "constant (training mean)": predictive_regression_metrics(
+            np.zeros((1, len(y))), np.ones(1), y, m, sd),
+        "MLE net": predictive_regression_metrics(
+            forward(mle.params, d["X_test"], activation, L)[None, :, 0],
+            np.asarray(mle.params["sigma"]).reshape(1), y, m, sd),
+        "MAP net": predictive_regression_metrics(
+            forward(map_params, d["X_test"], activation, L)[None, :, 0],
+            np.asarray(map_params["sigma"]).reshape(1), y, m, sd),
+        "NUTS posterior": predictive_regression_metrics(f_post.reshape(S, -1), sigma_post, y, m, sd),
+    }
+    post_params = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:])
+                   for n in map_params if n != "sigma"}
+    sd_in = forward(post_params, d["X_test"], activation, L)[..., 0].std(axis=0)
+    sd_out = forward(post_params, d["X_test"] + shift, activation, L)[..., 0].std(axis=0)
+    metrics["NUTS posterior"]["shift_auroc"] = auroc(sd_in, sd_out)
+    for k in ("MLE net", "MAP net", "constant (training mean)"):
+        metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
+    import arviz as az
+
+    bfmi = float(np.min(az.bfmi(idata).dataset["energy"].values))
+    fdiag = Diagnostics(fs["f_rhat_max"], fs["f_ess_bulk_min"], fs["f_ess_tail_min"],
+                        fs["divergences"], bfmi, {
+                            "r_hat_max": fs["f_rhat_max"] <= RHAT_MAX,
+                            "ess_bulk_min": fs["f_ess_bulk_min"] >= ESS_MIN,
+                            "ess_tail_min": fs["f_ess_tail_min"] >= ESS_MIN,
+                            "divergences": fs["divergences"] == 0,
+                            "e_bfmi_min": bfmi >= EBFMI_MIN})
+    return {"model": model, "mle": mle, "map": map_params, "idata": idata, "metrics": metrics,
+            "function_space": fs, "diagnostics": fdiag, "f_post": f_post,
+            "sd_in": sd_in, "sd_out": sd_out}

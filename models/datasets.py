@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -72,3 +73,34 @@ def radon() -> pd.DataFrame:
 def newcomb() -> pd.Series:
     """Newcomb's 66 measurements of the passage time of light (deviations, ns)."""
     return read("newcomb")["deviation"].astype(float)
+
+
+UCI = ("yacht", "energy", "concrete", "wine-quality-red")
+
+
+def uci(name: str, split: int = 0) -> dict:
+    """A UCI regression benchmark split (Hernandez-Lobato & Adams 2015; Gal & Ghahramani 2016).
+
+    Returns standardised training/test arrays (inputs and target standardised with the
+    TRAINING split's mean and sd, the published protocol) and the target's mean and sd, to
+    report metrics in original units. ``split`` in 0..19.
+    """
+    if name not in UCI:
+        raise ValueError(f"name must be one of {UCI}, got {name!r}")
+    folder = DATA_DIR / "uci" / name
+    n_splits = int(np.loadtxt(folder / "n_splits.txt"))
+    if not 0 <= split < n_splits:
+        raise ValueError(f"split must be in 0..{n_splits - 1}, got {split}")
+    data = np.loadtxt(folder / "data.txt")
+    features = np.loadtxt(folder / "index_features.txt", dtype=int)
+    target = int(np.loadtxt(folder / "index_target.txt"))
+    train = np.loadtxt(folder / f"index_train_{split}.txt", dtype=int)
+    test = np.loadtxt(folder / f"index_test_{split}.txt", dtype=int)
+    X_train, X_test = data[train][:, features], data[test][:, features]
+    y_train, y_test = data[train][:, target], data[test][:, target]
+    x_mean, x_sd = X_train.mean(0), X_train.std(0)
+    x_sd = np.where(x_sd > 0, x_sd, 1.0)
+    y_mean, y_sd = y_train.mean(), y_train.std()
+    return {"X_train": (X_train - x_mean) / x_sd, "X_test": (X_test - x_mean) / x_sd,
+            "y_train": (y_train - y_mean) / y_sd, "y_test_original": y_test,
+            "y_mean": y_mean, "y_sd": y_sd, "n_splits": n_splits}

@@ -286,7 +286,8 @@ def _unbounded_direction(c: _CompiledMLE, x, x0, ll, info_eig):
 
 
 def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
-            maxiter: int = 20_000, warn: bool = True) -> MLEResult:
+            maxiter: int = 20_000, warn: bool = True, initvals: list[dict] | None = None
+            ) -> MLEResult:
     """Maximum-likelihood estimate of ``model``'s parameters, priors ignored.
 
     Starts: the model's initial point, then ``n_starts - 1`` jittered ones (uniform(-1, 1) in
@@ -299,14 +300,21 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
     ``warn``): "does_not_exist" (the likelihood keeps rising towards infinity, e.g.
     separation), "singular" (information matrix not invertible: a parameter is not
     identified), "not_converged". Standard errors are NaN unless the status is "ok".
+
+    ``initvals``: explicit starts instead (a list of {variable name: constrained value}
+    dicts, e.g. prior draws: :func:`models.bnn.prior_starts`).
     """
     n_starts = check_positive_int(n_starts, "n_starts", maximum=1000)
     c = _compiled(model)
     make_start = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
                                        return_transformed=True)
     rng = np.random.default_rng(random_seed)
-    starts = [c.ravel(model.initial_point())]
-    starts += [c.ravel(make_start(int(rng.integers(2**30)))) for _ in range(n_starts - 1)]
+    if initvals is not None:
+        starts = [c.ravel(make_initial_point_fn(model=model, overrides=iv,
+                                                return_transformed=True)(0)) for iv in initvals]
+    else:
+        starts = [c.ravel(model.initial_point())]
+        starts += [c.ravel(make_start(int(rng.integers(2**30)))) for _ in range(n_starts - 1)]
     fits = []
     for x0 in starts:
         if not np.isfinite(c.loglik(x0)):
@@ -339,6 +347,12 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
         status = "singular"
         message = ("the Hessian of the log-likelihood is not finite at the optimiser's end "
                    "point; no standard errors")
+    elif eig.eigenvalues.min() < -1e-6 * max(eig.eigenvalues.max(), 1e-300):
+        status = "not_converged"
+        message = (f"the optimiser stopped where the log-likelihood is not at a maximum: the "
+                   f"observed information has a negative eigenvalue "
+                   f"({eig.eigenvalues.min():.3g}), a saddle or an unfinished climb "
+                   f"({res.message})")
     elif eig.eigenvalues.min() <= 1e-10 * max(eig.eigenvalues.max(), 1e-300):
         weak = eig.eigenvectors[:, int(np.argmin(eig.eigenvalues))]
         names = [c.x_labels[i] for i in np.argsort(-np.abs(weak))[:3] if abs(weak[i]) > 0.1]
