@@ -107,3 +107,29 @@ def test_report_renders_with_images_in_headless_chromium(tmp_path):
     orange = np.all(np.abs(pixels.astype(int) - [217, 95, 2]) < 40, axis=-1)
     purple = np.all(np.abs(pixels.astype(int) - [117, 112, 179]) < 40, axis=-1)
     assert orange.sum() > 200 and purple.sum() > 200
+
+
+def test_signal_propagation_e2e(tmp_path):
+    from workflows import signal_propagation
+
+    _, m = _run(signal_propagation, tmp_path)
+    he_relu = [r for r in m["layers"] if r["prior"] == "he_normal" and r["activation"] == "relu"]
+    assert all(r["q (mean field)"] == pytest.approx(2.0) for r in he_relu)
+
+
+def test_bnn_and_uci_benchmark_e2e(tmp_path):
+    from workflows import bnn as bnn_wf
+    from workflows import uci_benchmark
+
+    _, m = _run(bnn_wf, tmp_path, "--dataset", "yacht", "--split", "3")
+    # The constant predictor's RMSE, derived independently from the raw split files.
+    folder = datasets.DATA_DIR / "uci" / "yacht"
+    raw = np.loadtxt(folder / "data.txt")[:, -1]  # the target is the last column
+    train = np.loadtxt(folder / "index_train_3.txt", dtype=int)
+    test = np.loadtxt(folder / "index_test_3.txt", dtype=int)
+    assert m["metrics"]["constant (training mean)"]["rmse"] == pytest.approx(
+        np.sqrt(np.mean((raw[test] - raw[train].mean()) ** 2)), rel=1e-9)
+    assert m["metrics"]["MLE net"]["rmse"] < m["metrics"]["constant (training mean)"]["rmse"]
+    _, m = _run(uci_benchmark, tmp_path, "--datasets", "yacht", "--splits", "1")
+    published = [r for r in m["summary"] if r["method"] == "published: PBP"]
+    assert published and published[0]["RMSE"] == 1.02

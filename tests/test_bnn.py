@@ -1,0 +1,116 @@
+"""BNN priors, signal propagation and function-space diagnostics."""
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from models import bnn, signal
+
+N_IN, N_HIDDEN = 7, 13
+
+
+@pytest.mark.parametrize("prior, variance, kurtosis", [
+    ("he_normal", 2 / N_IN, 3.0), ("he_uniform", 2 / N_IN, 1.8),
+    ("xavier_normal", 2 / (N_IN + N_HIDDEN), 3.0), ("xavier_uniform", 2 / (N_IN + N_HIDDEN), 1.8),
+    ("lecun_normal", 1 / N_IN, 3.0), ("standard_normal", 1.0, 3.0),
+])
+def test_prior_draws_have_the_stated_variance(rng, prior, variance, kurtosis):
+    X = rng.normal(size=(20, N_IN))
+    model = bnn.build(X, rng.normal(size=20), hidden=(N_HIDDEN,), prior=prior)
+    w = pm.draw(model["w1"], draws=400, random_seed=1).ravel()
+    n = w.size
+    # sd of the sample variance: sigma^2 sqrt((kurtosis - 1) / n)
+    assert abs(w.var() - variance) < 5 * variance * np.sqrt((kurtosis - 1) / n)
+    assert abs(w.mean()) < 5 * np.sqrt(variance / n)
+    if prior.endswith("uniform"):
+        assert np.abs(w).max() <= np.sqrt(3 * variance) + 1e-12  # U(-a, a), a = sqrt(6/fan)
+    out = pm.draw(model["w_out"], draws=400, random_seed=2).ravel()
+    expected_out = {"he_normal": 2 / N_HIDDEN, "he_uniform": 2 / N_HIDDEN,
+                    "xavier_normal": 2 / (N_HIDDEN + 1), "xavier_uniform": 2 / (N_HIDDEN + 1),
+                    "lecun_normal": 1 / N_HIDDEN, "standard_normal": 1.0}[prior]
+    assert abs(out.var() - expected_out) < 5 * expected_out * np.sqrt((kurtosis - 1) / out.size)
+
+
+@pytest.mark.parametrize("prior, activation", [("he_normal", "relu"), ("he_normal", "tanh"),
+                                               ("xavier_uniform", "tanh"), ("xavier_normal", "sigmoid")])
+def test_mean_field_recursion_matches_simulation_at_large_width(prior, activation):
+    mf = signal.mean_field(prior, activation, depth=8, width=1024)
+    sim = signal.simulate(prior, activation, depth=8, width=1024, networks=6, seed=3)
+    np.testing.assert_allclose(sim["q"], mf["q"], rtol=0.08)
+    np.testing.assert_allclose(sim["c"], mf["c"], atol=0.06)
+    np.testing.assert_allclose(sim["chi_1"], mf["chi_1"], rtol=0.08)
+
+
+def test_known_fixed_points():
+    # He + ReLU: sigma_w^2 E[relu(z)^2] = q exactly, so q stays at its layer-1 value 2.
+    assert np.allclose(signal.mean_field("he_normal", "relu", 20)["q"], 2.0)
+    # Xavier + ReLU at equal widths halves q each layer.
+    q = signal.mean_field("xavier_normal", "relu", 5)["q"].to_numpy()
+    np.testing.assert_allclose(q[1:] / q[:-1], 0.5)
+    # He + tanh: the fixed point of q = 2 E[tanh(sqrt(q) z)^2], solved here by scipy.
+    from scipy import integrate, optimize, stats
+
+    def g(q):
+        return 2 * integrate.quad(lambda z: np.tanh(np.sqrt(q) * z) ** 2 * stats.norm.pdf(z),
+                                  -12, 12, limit=200)[0] - q
+
+    q_star = optimize.brentq(g, 0.1, 2.0)
+    assert signal.mean_field("he_normal", "tanh", 60)["q"].iloc[-1] == pytest.approx(q_star, rel=1e-4)
+    assert q_star == pytest.approx(0.62, abs=0.01)
+
+
+def test_canonical_order_removes_permutation_and_sign_symmetry(rng):
+    w1, b1, wo = rng.normal(size=(3, 5)), rng.normal(size=5), rng.normal(size=(5, 1))
+    perm = rng.permutation(5)
+    sign = np.array([1, -1, 1, -1, -1.0])
+    w1b, b1b, wob = w1[:, perm] * sign, b1[perm] * sign, wo[perm] * sign[:, None]
+    X = rng.normal(size=(10, 3))
+    f_a = bnn.forward({"w1": w1, "b1": b1, "w_out": wo, "b_out": np.zeros(1)}, X, "tanh", 1)
+    f_b = bnn.forward({"w1": w1b, "b1": b1b, "w_out": wob, "b_out": np.zeros(1)}, X, "tanh", 1)
+    np.testing.assert_allclose(f_a, f_b, atol=1e-12)  # the same function
+    for got, want in zip(bnn.canonical_hidden_order(w1b, b1b, wob, odd=True),
+                         bnn.canonical_hidden_order(w1, b1, wo, odd=True)):
+        np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_auroc_matches_scikit_learn(rng):
+    from sklearn.metrics import roc_auc_score
+
+    a, b = rng.normal(size=40), rng.normal(0.7, 1, size=30)
+    assert bnn.auroc(a, b) == pytest.approx(
+        roc_auc_score(np.r_[np.zeros(40), np.ones(30)], np.r_[a, b]), rel=1e-12)
+
+
+def _toy(rng, n):
+    X = rng.uniform(-2, 2, size=(n, 2))
+    y = np.sin(2 * X[:, 0]) + 0.3 * X[:, 1] + 0.1 * rng.normal(size=n)
+    return X, y
+
+
+def test_tiny_bnn_samples_mle_net_beats_constant_and_diagnostics_computed(rng):
+    X, y = _toy(rng, 80)
+    Xt, yt = _toy(rng, 40)
+    d = {"X_train": X, "y_train": y, "X_test": Xt, "y_test_original": yt, "y_mean": 0.0, "y_sd": 1.0}
+    r = bnn.evaluate(d, hidden=(4,), activation="tanh", prior="xavier_normal", draws=150,
+                     tune=150, chains=2, seed=1)
+    m = r["metrics"]
+    const_rmse = np.sqrt(np.mean(yt**2))  # independent: the constant-0 predictor
+    assert m["constant (training mean)"]["rmse"] == pytest.approx(const_rmse, rel=1e-12)
+    assert m["MLE net"]["rmse"] < 0.7 * const_rmse
+    assert m["NUTS posterior"]["rmse"] < 0.7 * const_rmse
+    fs = r["function_space"]
+    for key in ("f_rhat_max", "f_ess_bulk_min", "f_ess_tail_min", "weight_rhat_max_raw",
+                "weight_rhat_max_canonical"):
+        assert np.isfinite(fs[key])
+    assert fs["divergences"] >= 0 and set(r["diagnostics"].checks) == {
+        "r_hat_max", "ess_bulk_min", "ess_tail_min", "divergences", "e_bfmi_min"}
+
+
+def test_bad_network_arguments():
+    X, y = np.zeros((5, 2)), np.zeros(5)
+    with pytest.raises(ValueError, match="prior must be one of"):
+        bnn.build(X, y, prior="glorot")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        bnn.build(X, y, activation="gelu")
+    with pytest.raises(ValueError, match="hidden must list"):
+        bnn.build(X, y, hidden=())
