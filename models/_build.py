@@ -36,7 +36,8 @@ def scale_of(values: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, sd, 1.0)
 
 
-def glm(X, y, *, priors, defaults, likelihood, coords_extra=None, y_kind="real"):
+def glm(X, y, *, priors, defaults, likelihood, coords_extra=None, y_kind="real",
+        intercept: bool = True):
     """Build the shared GLM skeleton: intercept + X @ beta -> ``likelihood(eta, y_data)``.
 
     ``defaults`` is a function (X_values, y_values) -> {name: prior factory} so that the
@@ -46,14 +47,20 @@ def glm(X, y, *, priors, defaults, likelihood, coords_extra=None, y_kind="real")
 
     from models.validation import as_design_matrix, as_outcome
 
-    X_values, names = as_design_matrix(X, "X")
+    X_values, names = as_design_matrix(X, "X", check_columns=intercept)
     y_values = as_outcome(y, X_values.shape[0], "y", kind=y_kind)
-    p = resolve_priors(defaults(X_values, y_values), priors)
+    default = defaults(X_values, y_values)
+    if not intercept:
+        default.pop("intercept")
+    p = resolve_priors(default, priors)
     coords = {"predictor": names, OBS_DIM: np.arange(X_values.shape[0]), **(coords_extra or {})}
     with pm.Model(coords=coords) as model:
         X_data = pm.Data("X", X_values, dims=(OBS_DIM, "predictor"))
         y_data = pm.Data("y", y_values, dims=OBS_DIM)
-        eta = centered_linear_predictor(p, X_data, X_values.mean(axis=0), dims=None)
+        if intercept:
+            eta = centered_linear_predictor(p, X_data, X_values.mean(axis=0), dims=None)
+        else:  # the design carries its own constant column, or the model has none
+            eta = X_data @ p["beta"]("beta", dims="predictor")
         likelihood(eta, y_data, p)
     return model
 

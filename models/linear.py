@@ -43,10 +43,13 @@ def _likelihood(eta, y_data, p):
     pm.Normal("y_obs", mu=eta, sigma=sigma, observed=y_data, dims=OBS_DIM)
 
 
-def build(X, y, priors=None) -> pm.Model:
+def build(X, y, priors=None, intercept: bool = True) -> pm.Model:
     """Linear regression of ``y`` on the columns of ``X`` (DataFrame or 2-D array).
 
     Coordinates: ``predictor`` (column names, or x0, x1, ... for arrays) and ``obs_id``.
     Data containers ``X`` and ``y`` can be swapped with :func:`models.inference.set_data`.
+    ``intercept=False``: no intercept (a design with its own constant column, or a model
+    through the origin); then constant columns are allowed.
     """
-    return glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood)
+    return glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
+               intercept=intercept)
