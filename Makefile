@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-slow clean
+.PHONY: setup run test test-slow validate clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+validate: setup
+	$(PY) -m workflows.cli run validation
 
 clean:
 	rm -rf $(VENV) .pytest_cache

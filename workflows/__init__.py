@@ -6,4 +6,5 @@ hour on 2 cores) runs only when asked for.
 
 WORKFLOWS = ["likelihood_basics", "gaussian", "regression", "small_data", "hierarchical",
              "signal_propagation", "bnn"]
-EXTRA = ["uci_benchmark"]
+
+EXTRA = ["uci_benchmark", "validation"]

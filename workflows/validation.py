@@ -1,0 +1,105 @@
+"""Validation: simulation-based calibration of every model family (gaussian, multivariate
+gaussian, linear, logistic, softmax, poisson, hierarchical non-centered, a small BNN, and the
+centered eight-schools model, which is expected to show trouble): uniform ranks = the model
+and the sampler recover the truth."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from models import bnn, gaussian, hierarchical, linear, logistic, poisson, softmax
+from models.report import Report, data_hash
+from models.sbc import run_sbc
+from workflows._common import Progress, finish, parser, settings
+
+NAME = "validation"
+DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
+
+
+def families(seed: int) -> dict:
+    """Small designs (the posterior stays wide, so SBC is sensitive) with fixed predictors."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(30, 2)), columns=["x1", "x2"])
+    y_real, y_bin = rng.normal(size=30), rng.integers(0, 2, 30)
+    y_cls, y_cnt = np.tile([0, 1, 2], 10), rng.poisson(2.0, 30)
+    sigma8 = np.array([15, 10, 16, 11, 9, 11, 10, 18.0])
+    return {
+        "gaussian": (gaussian.build(rng.normal(size=15)), None),
+        "multivariate gaussian": (gaussian.build_mvn(rng.normal(size=(40, 2))), ["mu", "chol"]),
+        "linear": (linear.build(X, y_real), None),
+        "logistic": (logistic.build(X, y_bin), None),
+        "softmax": (softmax.build(X, y_cls), None),
+        "poisson": (poisson.build(X, y_cnt), None),
+        "hierarchical (non-centered)": (hierarchical.build(rng.normal(size=8) * 10, sigma8), ["mu", "tau", "eta"]),
+        "BNN (2 tanh units)": (bnn.build(X, y_real, hidden=(2,), activation="tanh",
+                                         prior="xavier_normal"), ["b_out", "sigma"]),
+        "hierarchical (centered; expected to fail)": (
+            hierarchical.build(rng.normal(size=8) * 10, sigma8, centered=True), ["mu", "tau"]),
+    }
+
+
+def main(argv=None) -> int:
+    p = parser(NAME, __doc__)
+    p.add_argument("--sims", type=int, default=None, help="simulations per family (default 200; --quick: 30)")
+    args = p.parse_args(argv)
+    s = settings(NAME, args)
+    n_sims = args.sims or (30 if s.quick else 200)
+    draws, tune = (200, 200) if s.quick else (500, 500)
+    fams = families(s.seed)
+    progress = Progress(NAME, len(fams))
+    report = Report(NAME, "Validation: simulation-based calibration of every model family")
+    report.text(f"For each family: {n_sims} parameter sets drawn from the prior, data simulated "
+                f"from them, {2} chains x {draws} draws (after {tune} tuning) fitted with NUTS on "
+                "ONE compiled model (only the outcome is swapped), each true value ranked among "
+                "every 10th posterior draw. A chi-square test on 10 rank bins, Bonferroni-"
+                "corrected over parameters at 0.001, decides pass/fail; the ArviZ plots show the "
+                "rank ECDF minus the uniform CDF with its simultaneous 99% band.")
+    rows, results = [], {}
+    for k, (family, (model, var_names)) in enumerate(fams.items()):
+        progress(family)
+        r = run_sbc(model, n_sims=n_sims, draws=draws, tune=tune, chains=2, thin=10,
+                    seed=s.seed + 1000 * k, var_names=var_names)
+        results[family] = r
+        expected_fail = "expected to fail" in family
+        for param, row in r.table.iterrows():
+            rows.append({"family": family, "parameter": param, "chi2": row["chi2"],
+                         "p_value": row["p_value"], "passed": bool(row["passed"])})
+        if not r.passed and not expected_fail:
+            report.alert(f"SBC failed for {family}: "
+                         + ", ".join(r.table.index[~r.table["passed"]]))
+    table = pd.DataFrame(rows)
+    verdict = table.groupby("family", sort=False)["passed"].all().rename("all parameters pass")
+    report.heading("Verdict per family")
+    report.table(verdict.to_frame())
+    centered = results.get("hierarchical (centered; expected to fail)")
+    if centered is not None:
+        report.text("The centered eight-schools model " + (
+            "fails SBC, as expected: its funnel biases tau, and the ranks show it."
+            if not centered.passed else "passed SBC in this run; its divergences (see the "
+            "hierarchical report) still make its posterior untrustworthy at small tau."),
+            kind="warn" if not centered.passed else "note")
+    report.heading("Every parameter")
+    report.table(table.set_index(["family", "parameter"]), digits=3)
+    for family, r in results.items():
+        pit = (r.ranks.to_numpy() + 0.5) / (r.n_draws + 1)
+        data = {label: (("chain", "draw"), pit[None, :, j])
+                for j, label in enumerate(r.ranks.columns)}
+        tree = xr.DataTree.from_dict({"prior_sbc": xr.Dataset(
+            data, coords={"chain": [0], "draw": np.arange(pit.shape[0])})})
+        try:
+            pc = az.plot_ecdf_pit(tree)
+            report.figure(pc, f"{family}: rank ECDF minus the uniform CDF, per parameter.")
+        except Exception as exc:  # noqa: BLE001 - the verdict table stands without the plot
+            report.text(f"{family}: rank plot unavailable ({exc}).", kind="warn")
+    report.metrics["sbc"] = rows
+    report.metrics["n_sims"] = n_sims
+    must_pass = [f for f in results if "expected to fail" not in f]
+    report.metrics["all_required_pass"] = all(results[f].passed for f in must_pass)
+    return finish(NAME, report, s, [], {}, s.seed, data_hash(np.array([s.seed, n_sims])))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
