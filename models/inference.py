@@ -430,6 +430,19 @@ def data_swapped(model: pm.Model, **arrays):
 
 
 # ------------------------------------------------------------------------------ posterior
+def check_start(model: pm.Model) -> None:
+    """Raise, in words and naming the variable, if the log-probability is not finite at the
+    model's initial point (what would otherwise surface as a sampler error deep in nutpie)."""
+    logps = model.point_logps()
+    bad = {name: value for name, value in logps.items() if not np.isfinite(value)}
+    if bad:
+        raise ValueError(
+            "cannot start sampling: the log-probability is not finite at the initial point for "
+            + ", ".join(f"{name} (logp = {value})" for name, value in bad.items())
+            + "; check that the data lie in the likelihood's support and that each prior "
+            "(and any initval) is proper at its initial value")
+
+
 def sample_posterior(model: pm.Model, draws: int = 1000, tune: int = 1000, chains: int = 4,
                      random_seed: int | None = None, sampler: str = "nutpie",
                      progressbar: bool = False, target_accept: float | None = None,
@@ -447,6 +460,7 @@ def sample_posterior(model: pm.Model, draws: int = 1000, tune: int = 1000, chain
         raise ValueError(f"sampler must be one of {samplers}, got {sampler!r}")
     if target_accept is not None:
         kwargs["target_accept"] = target_accept
+    check_start(model)
     idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       nuts_sampler=sampler, progressbar=progressbar, model=model, **kwargs)
     pm.compute_log_likelihood(idata, model=model, progressbar=False)

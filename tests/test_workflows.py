@@ -123,3 +123,43 @@ def test_calibration_metrics_match_scikit_learn(rng):
     counts = table["n"].to_numpy()
     ece = np.sum(counts / counts.sum() * np.abs(frac - mean_pred))
     assert calibration.expected_calibration_error(y, p) == pytest.approx(ece, rel=1e-12)
+
+
+def test_unknown_predictor_column(csv, tmp_path):
+    with pytest.raises(SystemExit, match=r"column\(s\) \['zz'\] not found"):
+        regression.main(["--data", csv("a,b,y\n1,2,0\n2,1,1\n3,3,0\n4,1,1\n"), "--target", "y",
+                         "--predictors", "a,zz", "--out", str(tmp_path / "o")])
+
+
+def test_class_only_in_the_test_split(csv, tmp_path):
+    n = 41
+    _, test = regression.split(n, 20261124)  # the workflow's split of these rows
+    labels = ["a" if i % 2 else "b" for i in range(n)]
+    labels[test[0]] = "c"
+    rows = "\n".join(f"{i * 0.1:.1f},{(i % 7) * 0.3:.1f},{lab}" for i, lab in enumerate(labels))
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit, match=r"class\(es\) \['c'\] occur only in the test split"):
+        regression.main(["--data", csv("x1,x2,y\n" + rows), "--target", "y", "--family", "softmax",
+                         "--quick", "--out", str(out)])
+    assert not out.exists()
+
+
+def test_separable_classes_warn_and_continue(csv, tmp_path):
+    rows = "\n".join(f"{x:.2f},{int(x > 0)}" for x in np.linspace(-2, 2, 40))
+    out = tmp_path / "sep"
+    assert regression.main(["--data", csv("x,y\n" + rows), "--target", "y", "--family", "logistic",
+                            "--quick", "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    assert "Read first" in html and "does not exist" in html
+
+
+def test_non_finite_start_is_reported_in_words():
+    import pymc as pm
+
+    from models.inference import sample_posterior
+
+    with pm.Model() as model:
+        p = pm.Uniform("p", 0, 1)
+        pm.Binomial("y_obs", n=3, p=p, observed=5)  # 5 successes out of 3: impossible
+    with pytest.raises(ValueError, match=r"not finite at the initial point for y_obs"):
+        sample_posterior(model, draws=10, tune=10, chains=1)
