@@ -185,6 +185,10 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
 
     summary = az.summary(idata, ci_prob=0.95, ci_kind="eti", round_to="none")
     report.add_summary(title, summary)
+    shown = summary.head(40)
+    report.table(shown, caption="Posterior summary (ArviZ): mean, sd, 95% ETI, bulk/tail ESS, "
+                 "R-hat, MCSE" + (f"; first 40 of {len(summary)} rows, all in summary.csv"
+                                  if len(summary) > 40 else ""))
     sections = report.metrics.setdefault("sections", {})
     sections[title] = {
         "mle": {"status": mle.status, "message": mle.message, "loglik": mle.loglik,
