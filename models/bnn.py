@@ -238,6 +238,25 @@ def function_space_diagnostics(idata, X_test, activation: str, n_hidden: int) ->
     return out
 
 
+def function_space_check(idata, X_test, activation: str, n_hidden: int):
+    """(diagnostic values, Diagnostics with pass/fail on the PREDICTIONS, f at X_test)."""
+    import arviz as az
+
+    from models.inference import EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics
+
+    fs = function_space_diagnostics(idata, X_test, activation, n_hidden)
+    f_post = fs.pop("f_test")
+    bfmi = float(np.min(az.bfmi(idata).dataset["energy"].values))
+    diag = Diagnostics(fs["f_rhat_max"], fs["f_ess_bulk_min"], fs["f_ess_tail_min"],
+                       fs["divergences"], bfmi, {
+                           "r_hat_max": fs["f_rhat_max"] <= RHAT_MAX,
+                           "ess_bulk_min": fs["f_ess_bulk_min"] >= ESS_MIN,
+                           "ess_tail_min": fs["f_ess_tail_min"] >= ESS_MIN,
+                           "divergences": fs["divergences"] == 0,
+                           "e_bfmi_min": bfmi >= EBFMI_MIN})
+    return fs, diag, f_post
+
+
 def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_normal",
              draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
              sampler: str = "nutpie", shift: float = 3.0, mle_maxiter: int = 3000) -> dict:
@@ -250,7 +269,7 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     """
     import warnings
 
-    from models.inference import Diagnostics, EBFMI_MIN, ESS_MIN, RHAT_MAX, fit_mle, sample_posterior
+    from models.inference import fit_mle, sample_posterior
 
     hidden = tuple(hidden)
     model = build(d["X_train"], d["y_train"], hidden=hidden, activation=activation, prior=prior)
@@ -265,8 +284,7 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
                              sampler=sampler)
     L = len(hidden)
-    fs = function_space_diagnostics(idata, d["X_test"], activation, L)
-    f_post = fs.pop("f_test")
+    fs, fdiag, f_post = function_space_check(idata, d["X_test"], activation, L)
     S = f_post.shape[0] * f_post.shape[1]
     sigma_post = _flat_draws(idata, "sigma").reshape(S)
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
@@ -288,16 +306,56 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     metrics["NUTS posterior"]["shift_auroc"] = auroc(sd_in, sd_out)
     for k in ("MLE net", "MAP net", "constant (training mean)"):
         metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
-    import arviz as az
-
-    bfmi = float(np.min(az.bfmi(idata).dataset["energy"].values))
-    fdiag = Diagnostics(fs["f_rhat_max"], fs["f_ess_bulk_min"], fs["f_ess_tail_min"],
-                        fs["divergences"], bfmi, {
-                            "r_hat_max": fs["f_rhat_max"] <= RHAT_MAX,
-                            "ess_bulk_min": fs["f_ess_bulk_min"] >= ESS_MIN,
-                            "ess_tail_min": fs["f_ess_tail_min"] >= ESS_MIN,
-                            "divergences": fs["divergences"] == 0,
-                            "e_bfmi_min": bfmi >= EBFMI_MIN})
     return {"model": model, "mle": mle, "map": map_params, "idata": idata, "metrics": metrics,
             "function_space": fs, "diagnostics": fdiag, "f_post": f_post,
             "sd_in": sd_in, "sd_out": sd_out}
+
+
+def evaluate_classification(X_train, y_train, X_test, y_test, hidden=(10,),
+                            activation: str = "tanh", prior: str = "xavier_normal",
+                            draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
+                            sampler: str = "nutpie", shift: float = 3.0,
+                            mle_maxiter: int = 3000) -> dict:
+    """Binary classification: MLE net vs NUTS BNN (Bernoulli likelihood, logit output).
+
+    Metrics on the test split: accuracy, NLL per point (nats, bits), Brier, ECE (10 bins), and
+    the AUROC with which predictive entropy flags inputs shifted by ``shift`` sds.
+    """
+    from scipy import special
+
+    from models import calibration
+    from models.inference import fit_mle, sample_posterior
+
+    model = build(X_train, y_train, hidden=hidden, activation=activation, prior=prior,
+                  likelihood="bernoulli")
+    L = len(tuple(hidden))
+    mle = fit_mle(model, initvals=prior_starts(model, 3, seed=seed), maxiter=mle_maxiter,
+                  warn=False)
+    idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
+                             sampler=sampler)
+    names = [f"w{k}" for k in range(1, L + 1)] + [f"b{k}" for k in range(1, L + 1)] + ["w_out", "b_out"]
+    S = idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"]
+    post = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:]) for n in names}
+    y_test = np.asarray(y_test, dtype=int)
+
+    def entropy(p):
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        return -(p * np.log(p) + (1 - p) * np.log(1 - p))
+
+    out = {}
+    for label, probs, probs_shift in (
+        ("MLE net", special.expit(forward(mle.params, X_test, activation, L)[:, 0]),
+         special.expit(forward(mle.params, np.asarray(X_test) + shift, activation, L)[:, 0])),
+        ("NUTS posterior", special.expit(forward(post, X_test, activation, L)[..., 0]).mean(0),
+         special.expit(forward(post, np.asarray(X_test) + shift, activation, L)[..., 0]).mean(0)),
+    ):
+        p = np.clip(probs, 1e-300, 1 - 1e-16)
+        nll = -np.mean(y_test * np.log(p) + (1 - y_test) * np.log1p(-p))
+        out[label] = {"accuracy": float(np.mean((probs > 0.5) == y_test)),
+                      "nll_nats": float(nll), "nll_bits": float(nll / np.log(2)),
+                      "brier": calibration.brier_score(y_test, probs),
+                      "ece_10_bins": calibration.expected_calibration_error(y_test, probs),
+                      "shift_auroc_entropy": auroc(entropy(probs), entropy(probs_shift))}
+    fs, diag, _ = function_space_check(idata, X_test, activation, L)
+    return {"model": model, "mle": mle, "idata": idata, "metrics": out, "function_space": fs,
+            "diagnostics": diag}

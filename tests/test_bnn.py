@@ -114,3 +114,22 @@ def test_bad_network_arguments():
         bnn.build(X, y, activation="gelu")
     with pytest.raises(ValueError, match="hidden must list"):
         bnn.build(X, y, hidden=())
+
+
+def test_bnn_classification_against_independent_metrics(rng):
+    from scipy import special
+
+    X = rng.normal(size=(120, 2))
+    y = (rng.random(120) < special.expit(2 * X[:, 0] - X[:, 1] ** 2)).astype(int)
+    r = bnn.evaluate_classification(X[:80], y[:80], X[80:], y[80:], hidden=(3,), draws=150,
+                                    tune=150, chains=2, seed=2)
+    m = r["metrics"]
+    # Independent recomputation of the posterior's NLL from its draws.
+    post = r["idata"]["posterior"]
+    params = {n: post[n].values.reshape(-1, *post[n].shape[2:]) for n in ("w1", "b1", "w_out", "b_out")}
+    p = special.expit(bnn.forward(params, X[80:], "tanh", 1)[..., 0]).mean(0)
+    nll = -np.mean(y[80:] * np.log(p) + (1 - y[80:]) * np.log(1 - p))
+    assert m["NUTS posterior"]["nll_nats"] == pytest.approx(nll, rel=1e-9)
+    base = -np.mean(y[80:] * np.log(y[:80].mean()) + (1 - y[80:]) * np.log(1 - y[:80].mean()))
+    assert m["NUTS posterior"]["nll_nats"] < base  # beats the constant (training rate) predictor
+    assert 0 <= m["MLE net"]["ece_10_bins"] <= 1 and 0 <= m["NUTS posterior"]["brier"] <= 1

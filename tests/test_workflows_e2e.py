@@ -133,3 +133,15 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     _, m = _run(uci_benchmark, tmp_path, "--datasets", "yacht", "--splits", "1")
     published = [r for r in m["summary"] if r["method"] == "published: PBP"]
     assert published and published[0]["RMSE"] == 1.02
+
+
+def test_bnn_classification_e2e(tmp_path):
+    from workflows import bnn as bnn_wf
+
+    _, m = _run(bnn_wf, tmp_path, "--task", "classification", "--hidden", "3")
+    X, y = datasets.wells()
+    rate = y.mean()
+    # Independent floor: a constant predictor at the base rate has NLL = entropy of the rate.
+    floor = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+    assert m["metrics"]["NUTS posterior"]["nll_nats"] < floor
+    assert m["metrics"]["MLE net"]["nll_nats"] < floor
