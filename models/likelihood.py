@@ -34,11 +34,6 @@ def _unit_factor(unit: str) -> float:
         raise ValueError(f"unit must be one of {sorted(UNITS)}, got {unit!r}") from None
 
 
-def nats_to_bits(x):
-    """Convert an information quantity from nats to bits (divide by ln 2)."""
-    return np.asarray(x) / LOG2
-
-
 # --------------------------------------------------------------------------- densities
 def gaussian_logpdf(x, mu=0.0, sigma=1.0):
     """Elementwise log N(x | mu, sigma^2) = -0.5 ln(2 pi sigma^2) - (x - mu)^2 / (2 sigma^2)."""

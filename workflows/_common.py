@@ -257,6 +257,3 @@ def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict
 def summary_table(items: dict) -> pd.DataFrame:
     return pd.DataFrame({"value": list(items.values())}, index=pd.Index(list(items), name="quantity"))
 
-
-def rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
