@@ -163,3 +163,12 @@ def test_non_finite_start_is_reported_in_words():
         pm.Binomial("y_obs", n=3, p=p, observed=5)  # 5 successes out of 3: impossible
     with pytest.raises(ValueError, match=r"not finite at the initial point for y_obs"):
         sample_posterior(model, draws=10, tune=10, chains=1)
+
+
+def test_reports_index_shows_each_reports_status(tmp_path):
+    for name, passed in (("a", True), ("b", False)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(f'{{"diagnostics_passed": {str(passed).lower()}}}')
+    page = cli.write_index([("a", "first", 1.0, 0), ("b", "second", 2.0, 0), ("c", "third", 3.0, 1)],
+                           root=tmp_path).read_text()
+    assert page.count("PASS") == 1 and "WARN" in page and "FAILED" in page

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import html
 import importlib
+import json
 import sys
 import time
 import warnings
@@ -26,10 +27,21 @@ def _module(name: str):
     return importlib.import_module(f"workflows.{name}")
 
 
+def _status(root: Path, name: str, rc: int) -> str:
+    """FAILED (no report), else PASS/WARN from the report's own metrics.json."""
+    if rc != 0:
+        return "FAILED"
+    try:
+        metrics = json.loads((root / name / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return "FAILED"
+    return "PASS" if metrics.get("diagnostics_passed", True) else "WARN: a diagnostic failed"
+
+
 def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("reports")) -> Path:
     rows = "".join(
         f"<tr><td><a href=\"{n}/index.html\">{n}</a></td><td>{html.escape(d)}</td>"
-        f"<td>{t:.0f} s</td><td>{'ok' if rc == 0 else 'FAILED'}</td></tr>"
+        f"<td>{t:.0f} s</td><td>{_status(root, n, rc)}</td></tr>"
         for n, d, t, rc in results)
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mlebayes "
             "reports</title><style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto}"
