@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -181,8 +182,6 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                             " (a --quick run is too short for ESS >= 400)." if s.quick else ".")))
     if mle.status != "ok":
         report.alert(f"{title}: MLE status '{mle.status}': {mle.message}")
-    import arviz as az
-
     summary = az.summary(idata, ci_prob=0.95, ci_kind="eti", round_to="none")
     report.add_summary(title, summary)
     shown = summary.head(40)
@@ -219,8 +218,6 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
     if ppc:
         if progress:
             progress(f"posterior predictive: {title}")
-        import arviz as az
-
         pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True,
                                        random_seed=s.seed + seed_offset, progressbar=False)
         if ppc == "count":

@@ -9,8 +9,9 @@ import pandas as pd
 from models.validation import DataError
 
 
-def load_csv(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Read ``path`` and return the named columns; exits with a clear message on bad input."""
+def load_csv(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read ``path`` once and return the named columns (all when ``None``); exits with a clear
+    message on bad input."""
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"error: --data {path}: no such file")
@@ -22,6 +23,8 @@ def load_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         raise SystemExit(f"error: --data {path}: not a readable CSV file ({exc})") from None
     if frame.empty:
         raise SystemExit(f"error: --data {path}: the CSV has a header but no rows")
+    if columns is None:
+        return frame
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise SystemExit(f"error: --data {path}: column(s) {missing} not found; the file has "

@@ -115,12 +115,13 @@ def main(argv=None) -> int:
         if not s.target:
             raise SystemExit("error: --data needs --target (the outcome column)")
         family = args.family or "linear"
-        header = load_csv(s.data, [])  # checks the file; columns checked next
-        columns = [s.target] + (s.predictors or [c for c in pd.read_csv(s.data, nrows=0).columns
-                                                  if c != s.target])
-        frame = load_csv(s.data, columns)
-        X, y = split_target(frame, s.target, s.predictors)
-        del header
+        frame = load_csv(s.data)
+        columns = [s.target] + (s.predictors or [c for c in frame.columns if c != s.target])
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise SystemExit(f"error: --data {s.data}: column(s) {missing} not found; the file "
+                             f"has {list(frame.columns)}")
+        X, y = split_target(frame[columns], s.target, s.predictors)
         jobs = [(family, X, y, f"{s.data.name}: {s.target} on {list(X.columns)}.")]
     else:
         fams = [args.family] if args.family else list(FAMILIES)
