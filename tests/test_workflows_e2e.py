@@ -145,3 +145,30 @@ def test_bnn_classification_e2e(tmp_path):
     floor = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
     assert m["metrics"]["NUTS posterior"]["nll_nats"] < floor
     assert m["metrics"]["MLE net"]["nll_nats"] < floor
+
+
+def test_evidence_e2e(tmp_path):
+    from scipy import stats
+
+    from workflows import evidence
+
+    out, m = _run(evidence, tmp_path, "--batches", "3")
+    smc = {r["model"].split(" (")[0]: r for r in m["smc_vs_closed"]}
+    y = datasets.newcomb().to_numpy()
+    n, sigma = y.size, y.std()
+    ref = stats.multivariate_normal(np.zeros(n), sigma**2 * np.eye(n) + 50.0**2).logpdf(y)
+    assert smc["normal mean, σ known"]["closed form (nats)"] == pytest.approx(ref, abs=1e-8)
+    assert all(abs(r["z = (SMC - exact)/se"]) < 4 for r in m["smc_vs_closed"])
+    X, yk = datasets.kidiq()
+    big = sm.OLS(yk, sm.add_constant(X[["mom_hs", "mom_iq"]])).fit()
+    small = sm.OLS(yk, sm.add_constant(X[["mom_iq"]])).fit()
+    assert m["lrt"]["statistic"] == pytest.approx(2 * (big.llf - small.llf), rel=1e-6)
+    rows = {r["in favour of including mom_hs (positive: keep it)"]: r["nats"] for r in m["bayes_factor"]}
+    assert rows["−½ ΔBIC (Schwarz approximation of log BF)"] == pytest.approx(-(big.bic - small.bic) / 2, rel=1e-6)
+    assert rows["−½ ΔAIC"] == pytest.approx(-(big.aic - small.aic) / 2, rel=1e-6)
+    # Jeffreys-Lindley: past the peak, the log BF falls by log(10) per tenfold wider slope prior
+    sweep = pd.DataFrame(m["sweep"])
+    wide = sweep[sweep["c"] >= 100]
+    slope = np.polyfit(np.log(wide["c"]), wide["log BF (with:without)"], 1)[0]
+    assert slope == pytest.approx(-1.0, abs=0.01)
+    assert max(m["conjugate_sequential"]["max_relative_difference"].values()) < 1e-10

@@ -5,6 +5,6 @@ hour on 2 cores) runs only when asked for.
 """
 
 WORKFLOWS = ["likelihood_basics", "gaussian", "regression", "small_data", "hierarchical",
-             "signal_propagation", "bnn"]
+             "signal_propagation", "bnn", "evidence"]
 
 EXTRA = ["uci_benchmark", "validation"]
