@@ -634,11 +634,13 @@ class CompiledSampler:
         self.compiled = nutpie.compile_pymc_model(model)
 
     def sample(self, draws: int = 1000, tune: int = 1000, chains: int = 2,
-               random_seed: int | None = None, **data) -> xr.DataTree:
+               random_seed: int | None = None, cores: int | None = None, **data) -> xr.DataTree:
+        """``cores``: threads for the chains (default: all cores; 1 inside a Dask worker)."""
         check_positive_int(draws, "draws")
         check_positive_int(tune, "tune", minimum=0)
         check_positive_int(chains, "chains", maximum=64)
         compiled = self.compiled.with_data(**{k: np.asarray(v) for k, v in data.items()}) \
             if data else self.compiled
+        extra = {"cores": int(cores)} if cores else {}
         return self._nutpie.sample(compiled, draws=draws, tune=tune, chains=chains,
-                                   seed=random_seed, progress_bar=False)
+                                   seed=random_seed, progress_bar=False, **extra)

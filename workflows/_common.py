@@ -75,6 +75,27 @@ def parser(name: str, description: str, takes_data: bool = False) -> argparse.Ar
     return p
 
 
+def add_fanout(p: argparse.ArgumentParser) -> None:
+    """Options of the many-fit workflows: where the fits run (Dask distributed)."""
+    g = p.add_argument_group("fan-out (Dask distributed)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes of a LocalCluster on this machine (default: one per core)")
+    g.add_argument("--scheduler", default=None,
+                   help="address of an existing Dask scheduler, e.g. tcp://host:8786 (instead of --workers)")
+
+
+def fanout_client(args: argparse.Namespace):
+    """Context manager yielding the Dask client for ``--workers`` / ``--scheduler``."""
+    from models.distributed import dask_client
+
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit(f"error: --workers must be a positive integer, got {args.workers}")
+    if args.workers is not None and args.scheduler:
+        raise SystemExit("error: give --workers (a local cluster) or --scheduler (an existing "
+                         "cluster), not both")
+    return dask_client(workers=args.workers, scheduler=args.scheduler)
+
+
 def settings(name: str, args: argparse.Namespace) -> Settings:
     """Merge defaults < TOML config < command line, and validate before anything runs."""
     values = {"draws": 1000, "tune": 1000, "chains": 4, "seed": 20261124, "sampler": "nutpie",
