@@ -18,6 +18,19 @@ NAME = "bnn"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 
 
+def _jax_note(report, s) -> None:
+    """With a JAX sampler, say where it ran: JAX uses a GPU when it sees one."""
+    if s.sampler not in ("numpyro", "blackjax"):
+        return
+    try:
+        import jax
+    except ImportError:
+        raise SystemExit(f"error: --sampler {s.sampler} needs JAX: pip install 'mlebayes[jax]'") from None
+    devices = ", ".join(f"{d.platform}:{d.id}" for d in jax.devices())
+    report.text(f"Sampler {s.sampler} (JAX {jax.__version__}) on {devices}.", kind="note")
+    report.metrics["jax_devices"] = devices
+
+
 def add_arguments(p):
     g = p.add_argument_group("network")
     g.add_argument("--task", choices=("regression", "classification"), default="regression",
@@ -52,6 +65,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {exc}") from None
     progress = Progress(NAME, 2)
     report = Report(NAME, f"Bayesian neural network vs MLE net: {args.dataset}, split {args.split}")
+    _jax_note(report, s)
     progress(f"MLE net, MAP net and NUTS ({s.chains}x{s.draws}) for a {hidden} {args.activation} net")
     r = bnn.evaluate(d, hidden, args.activation, prior, s.draws, s.tune, s.chains, s.seed, s.sampler)
     report.heading("Data and model")
@@ -145,6 +159,7 @@ def classification(args, s, hidden, prior) -> int:
                                     hidden, args.activation, prior, s.draws, s.tune, s.chains,
                                     s.seed, s.sampler)
     report = Report(NAME, "Bayesian neural network vs MLE net: classification (arsenic wells)")
+    _jax_note(report, s)
     report.text(f"Arsenic wells: switch ~ dist100 + arsenic, standardised by the training split; "
                 f"{len(train)} training and {len(test)} test households.")
     report.math(f"P(y = 1 | x) = logit⁻¹(f(x)),  f = {args.activation} network, widths {list(hidden)},  "
