@@ -1,0 +1,343 @@
+"""Benchmarks, measured side by side in one run; writes ``benchmarks/results.md``.
+
+    python benchmarks/run.py            # full (about 40-60 min on 2 cores)
+    python benchmarks/run.py --quick    # a few minutes: 2 models, fewer draws and fits
+
+Sections:
+
+1. Samplers (nutpie, pymc, numpyro, blackjax) on each workflow model: compile time with a
+   fresh and a warm cache, sampling time, minimum bulk ESS per second (sampling only and end
+   to end), divergences, and the overhead over the gradient floor: sampling time / (gradient
+   evaluations x time of one compiled logp+gradient call in the sampler's own backend). Each
+   (model, sampler) runs in a child process twice: with an empty PyTensor/numba compile
+   directory ("fresh") and then with the one the first run filled ("warm"); JAX keeps no
+   cache between processes, so its fresh and warm compile times measure the same thing.
+2. MLE: fit_mle vs statsmodels (OLS, Logit, MNLogit, Poisson GLM): time and agreement.
+3. Compile once vs naive: N fits of the wells logistic regression on bootstrap data sets,
+   build + pm.sample per fit vs one compiled nutpie model with swapped data.
+4. SBC wall time (the validation workflow's families) on 1 vs 2 Dask workers.
+
+No number here is asserted by a test; timings belong to this machine and this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODELS = ["logistic", "linear", "eight_schools", "varying_intercepts", "bnn_1x8", "bnn_2x8"]
+SAMPLERS = ["nutpie", "pymc", "numpyro", "blackjax"]
+
+
+def build(name: str):
+    import numpy as np
+
+    from models import bnn, datasets, hierarchical, linear, logistic
+
+    if name == "logistic":
+        return logistic.build(*datasets.wells())
+    if name == "linear":
+        return linear.build(*datasets.kidiq())
+    if name == "eight_schools":
+        d = datasets.eight_schools()
+        return hierarchical.build(d["y"].to_numpy(), d["sigma"].to_numpy(), d["school"])
+    if name == "varying_intercepts":
+        d = datasets.radon()
+        return hierarchical.build_varying_intercept(d[["floor"]], d["log_radon"], d["county"])
+    if name.startswith("bnn_"):
+        layers, width = name[4:].split("x")
+        d = datasets.uci("yacht", 0)
+        return bnn.build(d["X_train"], d["y_train"], hidden=(int(width),) * int(layers),
+                         activation="tanh", prior="xavier_normal")
+    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+def _grad_time(model, sampler: str) -> float:
+    """Seconds per logp+gradient call, compiled in the sampler's backend, at the initial point."""
+    import numpy as np
+
+    ip = model.initial_point()
+    vals = [np.asarray(ip[v.name]) for v in model.value_vars]
+    if sampler in ("numpyro", "blackjax"):
+        import jax
+        from pymc.sampling.jax import get_jaxified_logp
+
+        logp = get_jaxified_logp(model)
+        f = jax.jit(jax.value_and_grad(lambda *a: logp(list(a)), argnums=tuple(range(len(vals)))))
+        call = lambda: jax.block_until_ready(f(*vals))  # noqa: E731
+    else:
+        mode = {"mode": "NUMBA"} if sampler == "nutpie" else {}
+        f = model.logp_dlogp_function(ravel_inputs=True, **mode)
+        f.set_extra_values({})
+        x = np.concatenate([v.ravel() for v in vals])
+        call = lambda: f(x)  # noqa: E731
+    call()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 0.5 or n < 20:
+        call()
+        n += 1
+    return (time.perf_counter() - start) / n
+
+
+def child(model_name: str, sampler: str, draws: int, tune: int, chains: int, seed: int) -> dict:
+    """One measurement (runs in its own process, compile directory set by the parent)."""
+    import warnings
+
+    import arviz as az
+    import numpy as np
+    import pymc as pm
+
+    warnings.filterwarnings("ignore")
+    model = build(model_name)
+    start = time.perf_counter()
+    idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler=sampler, model=model,
+                      random_seed=seed, progressbar=False, discard_tuned_samples=False,
+                      compute_convergence_checks=False)
+    total = time.perf_counter() - start
+    sampling = float(idata["posterior"].attrs.get("sampling_time", np.nan))
+    stats = idata["sample_stats"]
+    steps = float(stats["n_steps"].sum())
+    if "warmup_sample_stats" in idata.children:
+        steps += float(idata["warmup_sample_stats"]["n_steps"].sum())
+        estimated = False
+    else:  # numpyro/blackjax through PyMC keep no warmup stats: estimate from the draws' mean
+        steps += float(stats["n_steps"].mean()) * tune * chains
+        estimated = True
+    names = ["sigma"] if model_name.startswith("bnn") else [rv.name for rv in model.free_RVs]
+    ess = az.ess(idata, var_names=names, method="bulk").dataset
+    ess_min = float(min(np.min(ess[v].values) for v in ess.data_vars))
+    div = "diverging" if "diverging" in stats else None
+    t_grad = _grad_time(model, sampler)
+    return {"model": model_name, "sampler": sampler, "total_s": total, "sampling_s": sampling,
+            "compile_s": total - sampling, "ess_bulk_min": ess_min,
+            "ess_per_s_sampling": ess_min / sampling, "ess_per_s_end_to_end": ess_min / total,
+            "divergences": int(stats[div].sum()) if div else -1, "grad_evals": steps,
+            "grad_evals_estimated": estimated, "t_grad_us": 1e6 * t_grad,
+            "overhead": sampling / (steps * t_grad)}
+
+
+def run_child(model_name, sampler, args, cache_dir: Path) -> dict:
+    env = dict(os.environ,
+               PYTENSOR_FLAGS=f"compiledir={cache_dir / 'pytensor'}",
+               NUMBA_CACHE_DIR=str(cache_dir / "numba"), PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", model_name, sampler,
+           "--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, timeout=3600)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"model": model_name, "sampler": sampler, "error": tail[0][:200]}
+    return json.loads(lines[-1])
+
+
+def samplers_section(args) -> list[dict]:
+    rows = []
+    for model_name in args.models:
+        for sampler in args.samplers:
+            with tempfile.TemporaryDirectory(prefix="mlebayes-bench-") as tmp:
+                fresh = run_child(model_name, sampler, args, Path(tmp))
+                warm = run_child(model_name, sampler, args, Path(tmp))
+            row = {**warm, "compile_fresh_s": fresh.get("compile_s", float("nan"))}
+            if "error" in fresh or "error" in warm:
+                row["error"] = fresh.get("error") or warm.get("error")
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def mle_section() -> list[dict]:
+    import numpy as np
+    import statsmodels.api as sm
+
+    from models import datasets, linear, logistic, poisson, softmax
+    from models.inference import fit_mle
+
+    cases = []
+    X, y = datasets.kidiq()
+    cases.append(("OLS (kidiq)", linear.build(X, y), lambda X=X, y=y: sm.OLS(y, sm.add_constant(X)).fit(),
+                  lambda r, m: (np.r_[m.params["intercept"], m.params["beta"]], r.params.values)))
+    X, y = datasets.wells()
+    cases.append(("Logit (wells)", logistic.build(X, y),
+                  lambda X=X, y=y: sm.Logit(y, sm.add_constant(X)).fit(disp=0),
+                  lambda r, m: (np.r_[m.params["intercept"], m.params["beta"]], r.params.values)))
+    X, y = datasets.anes96()
+    cases.append(("MNLogit (ANES 1996)", softmax.build(X, y),
+                  lambda X=X, y=y: sm.MNLogit(y, sm.add_constant(X)).fit(disp=0, maxiter=200),
+                  None))
+    X, y = datasets.warpbreaks()
+    cases.append(("Poisson GLM (warpbreaks)", poisson.build(X, y),
+                  lambda X=X, y=y: sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(),
+                  lambda r, m: (np.r_[m.params["intercept"], m.params["beta"]], r.params.values)))
+    rows = []
+    for label, model, ref_fit, pair in cases:
+        start = time.perf_counter()
+        mle = fit_mle(model, warn=False)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        mle = fit_mle(model, warn=False)
+        again = time.perf_counter() - start
+        start = time.perf_counter()
+        ref = ref_fit()
+        t_sm = time.perf_counter() - start
+        if pair is not None:
+            a, b = pair(ref, mle)
+            agree = float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
+        else:
+            agree = abs(mle.loglik - ref.llf) / abs(ref.llf)
+        rows.append({"model": label, "fit_mle 1st call in process s": first,
+                     "fit_mle again s": again, "statsmodels s": t_sm,
+                     "max rel. difference" + (" (log-lik)" if pair is None else ""): agree,
+                     "loglik diff": mle.loglik - ref.llf})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def compile_once_section(n_fits: int, draws: int, tune: int) -> dict:
+    import warnings
+
+    import numpy as np
+    import pymc as pm
+
+    from models import datasets, logistic
+    from models.inference import CompiledSampler
+
+    warnings.filterwarnings("ignore")
+    X, y = datasets.wells()
+    rng = np.random.default_rng(1)
+    boots = [rng.integers(0, len(y), len(y)) for _ in range(n_fits)]
+    start = time.perf_counter()
+    for k, idx in enumerate(boots):
+        model = logistic.build(X.iloc[idx].reset_index(drop=True), y.iloc[idx].reset_index(drop=True))
+        pm.sample(draws=draws, tune=tune, chains=2, nuts_sampler="nutpie", model=model,
+                  random_seed=k, progressbar=False, compute_convergence_checks=False)
+    naive = time.perf_counter() - start
+    start = time.perf_counter()
+    sampler = CompiledSampler(logistic.build(X, y))
+    for k, idx in enumerate(boots):
+        sampler.sample(draws, tune, 2, random_seed=k, X=X.to_numpy()[idx], y=y.to_numpy()[idx])
+    once = time.perf_counter() - start
+    out = {"fits": n_fits, "naive_s": naive, "compile_once_s": once, "speedup": naive / once}
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def sbc_section(sims: int) -> list[dict]:
+    rows = []
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory(prefix="mlebayes-sbc-") as tmp:
+            cmd = [sys.executable, "-m", "workflows.validation", "--sims", str(sims),
+                   "--workers", str(workers), "--out", tmp + "/report"]
+            start = time.perf_counter()
+            p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=7200)
+            wall = time.perf_counter() - start
+            m = json.loads((Path(tmp) / "report" / "metrics.json").read_text()) if p.returncode == 0 else {}
+        rows.append({"workers": workers, "sims per family": sims, "SBC wall s": m.get("sbc_seconds"),
+                     "whole validation run s": wall, "returncode": p.returncode})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _md_table(rows: list[dict], columns: list[str], digits: int = 3) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.{digits}g}" if abs(v) < 1e5 else f"{v:.3e}"
+        return str(v)
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def versions() -> str:
+    from importlib import metadata
+
+    names = ["pymc", "pytensor", "nutpie", "arviz", "jax", "numpyro", "blackjax", "dask", "numba"]
+    found = []
+    for n in names:
+        try:
+            found.append(f"{n} {metadata.version(n)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{n} (not installed)")
+    return ", ".join(found)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 models, 300 draws, 10 fits, 20 SBC sims")
+    p.add_argument("--models", default=None, help=f"comma-separated from {MODELS}")
+    p.add_argument("--samplers", default=",".join(SAMPLERS))
+    p.add_argument("--draws", type=int, default=None)
+    p.add_argument("--tune", type=int, default=None)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--fits", type=int, default=None, help="fits in the compile-once comparison (default 100)")
+    p.add_argument("--sbc-sims", type=int, default=None, help="SBC simulations per family (default 200)")
+    p.add_argument("--sections", default="samplers,mle,compile_once,sbc")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
+    p.add_argument("--child", nargs=2, metavar=("MODEL", "SAMPLER"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.draws = args.draws or (300 if args.quick else 1000)
+    args.tune = args.tune or (300 if args.quick else 1000)
+    if args.child:
+        print(json.dumps(child(*args.child, args.draws, args.tune, args.chains, seed=1)))
+        return 0
+    args.models = (args.models.split(",") if args.models
+                   else (["logistic", "bnn_1x8"] if args.quick else MODELS))
+    args.samplers = args.samplers.split(",")
+    bad = [m for m in args.models if m not in MODELS] + [s for s in args.samplers if s not in SAMPLERS]
+    if bad:
+        raise SystemExit(f"error: unknown model or sampler {bad}; models: {MODELS}; samplers: {SAMPLERS}")
+    sections = args.sections.split(",")
+    fits = args.fits or (10 if args.quick else 100)
+    sims = args.sbc_sims or (20 if args.quick else 200)
+    started = time.time()
+    md = [f"# Benchmarks\n\n`python benchmarks/run.py {' '.join(argv or sys.argv[1:])}` on "
+          f"{datetime.date.today().isoformat()}: {platform.platform()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; {versions()}.\n"]
+    if "samplers" in sections:
+        rows = samplers_section(args)
+        md.append(f"## Samplers ({args.chains} chains x {args.draws} draws after {args.tune} tuning)\n")
+        md.append(_md_table(rows, ["model", "sampler", "compile_fresh_s", "compile_s", "sampling_s",
+                                   "ess_bulk_min", "ess_per_s_sampling", "ess_per_s_end_to_end",
+                                   "divergences", "grad_evals", "t_grad_us", "overhead", "error"]))
+        md.append("\ncompile_fresh_s / compile_s: end-to-end minus sampling time with an empty / a "
+                  "warm compile cache. ess: minimum bulk ESS over the free variables (BNNs: of "
+                  "sigma; network weights are not identified). overhead: sampling time / "
+                  "(gradient evaluations x one compiled logp+gradient call in the sampler's "
+                  "backend: numba for nutpie, C for pymc, JAX for numpyro/blackjax); for "
+                  "numpyro/blackjax the warm-up's gradient evaluations are estimated as tune x the "
+                  "draws' mean steps (PyMC keeps no warm-up stats for them).\n")
+    if "mle" in sections:
+        rows = mle_section()
+        md.append("## MLE: fit_mle vs statsmodels\n")
+        md.append(_md_table(rows, list(rows[0].keys()) if rows else []))
+        md.append("\nfit_mle: several L-BFGS starts + Newton polish + observed information; the "
+                  "first call includes compiling the model's log-likelihood and gradient.\n")
+    if "compile_once" in sections:
+        r = compile_once_section(fits, 300, 300)
+        md.append(f"## Compile once vs naive ({fits} bootstrap fits of the wells logistic regression, "
+                  "2 chains x 300 draws after 300 tuning, nutpie)\n")
+        md.append(_md_table([r], list(r.keys())))
+        md.append("")
+    if "sbc" in sections:
+        rows = sbc_section(sims)
+        md.append(f"## SBC on Dask: 1 vs 2 workers ({sims} simulations x 9 families)\n")
+        md.append(_md_table(rows, list(rows[0].keys())))
+        md.append("")
+    md.append(f"\nTotal benchmark time: {time.time() - started:.0f} s.\n")
+    args.out.write_text("\n".join(md))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
