@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-slow validate clean
+.PHONY: setup run test test-slow validate bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ test-slow: setup
 
 validate: setup
 	$(PY) -m workflows.cli run validation
+
+bench: setup
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     smc_draws = args.smc_draws or (1000 if s.quick else 2000)
     if smc_draws < 100:
         raise SystemExit(f"error: --smc-draws must be at least 100, got {smc_draws}")
-    progress = Progress(NAME, 9)
+    progress = Progress(NAME, 8)
     report = Report(NAME, "Evidence and sequential updating")
     report.text("Bayes' rule, p(θ | X) = p(X | θ) p(θ) / p(X), has two parts NUTS never shows: "
                 "the evidence p(X), which normalises the posterior and compares models, and "
