@@ -101,7 +101,6 @@ def mvn_prior_glm(X, y, family: str = "logistic", prior_mu=None, prior_cov=None,
             pm.Bernoulli("y_obs", logit_p=eta, observed=y_data, shape=X_data.shape[0])
         else:
             pm.Poisson("y_obs", mu=pm.math.exp(eta), observed=y_data, shape=X_data.shape[0])
-    model._mlebayes_center = center
     return model
 
 
