@@ -463,8 +463,19 @@ def sample_posterior(model: pm.Model, draws: int = 1000, tune: int = 1000, chain
     check_start(model)
     idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       nuts_sampler=sampler, progressbar=progressbar, model=model, **kwargs)
+    _check_complete(idata, draws, chains)
     pm.compute_log_likelihood(idata, model=model, progressbar=False)
     return idata
+
+
+def _check_complete(idata, draws: int, chains: int) -> None:
+    """Samplers (PyMC's, nutpie) catch Ctrl-C and return the draws so far; a partial posterior
+    must never reach a report, so an interrupted run is re-raised as KeyboardInterrupt."""
+    post = idata["posterior"]
+    got_draws, got_chains = post.sizes.get("draw", 0), post.sizes.get("chain", 0)
+    if got_draws < draws or got_chains < chains:
+        raise KeyboardInterrupt(f"sampling was interrupted: {got_chains} chain(s) x {got_draws} "
+                                f"draws of the {chains} x {draws} asked for")
 
 
 # ------------------------------------------------------------------------------ diagnostics
@@ -642,5 +653,7 @@ class CompiledSampler:
         compiled = self.compiled.with_data(**{k: np.asarray(v) for k, v in data.items()}) \
             if data else self.compiled
         extra = {"cores": int(cores)} if cores else {}
-        return self._nutpie.sample(compiled, draws=draws, tune=tune, chains=chains,
+        tree = self._nutpie.sample(compiled, draws=draws, tune=tune, chains=chains,
                                    seed=random_seed, progress_bar=False, **extra)
+        _check_complete(tree, draws, chains)
+        return tree

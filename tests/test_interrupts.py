@@ -13,9 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start(out: Path):
+def _start(out: Path, *args: str):
     return subprocess.Popen(
-        [sys.executable, "-m", "workflows.gaussian", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "workflows.gaussian", "--quick", *args, "--out", str(out)],
         cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -35,7 +35,9 @@ def test_killed_run_keeps_the_previous_report(tmp_path, sig):
     out = tmp_path / "gaussian"
     out.mkdir()
     (out / "index.html").write_text("previous report")
-    proc = _start(out)
+    # many draws: sampling lasts far longer than the 1 s wait, so the signal lands mid-sampling
+    # (with --quick alone a warm machine finishes the first model's sampling in under 1 s)
+    proc = _start(out, "--draws", "90000", "--chains", "1")
     _wait_for(proc, "NUTS")  # sampling has started
     time.sleep(1.0)
     proc.send_signal(sig)
