@@ -24,11 +24,18 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 _CACHE: dict = {}
+_CACHE_SIZE = 4  # compiled models kept per process; older ones are dropped (dicts keep order)
 
 
 def worker_cached(key, factory: Callable[[], object]):
-    """The object stored under ``key`` in this process, created by ``factory()`` on first use."""
+    """The object stored under ``key`` in this process, created by ``factory()`` on first use.
+
+    At most the ``_CACHE_SIZE`` most recently created objects are kept, so a long-lived
+    process (a worker serving many SBC runs, or the serial path) does not accumulate every
+    compiled model it ever built."""
     if key not in _CACHE:
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = factory()
     return _CACHE[key]
 

@@ -59,3 +59,15 @@ def test_client_arguments_are_checked():
     with pytest.raises(ValueError, match="workers must be a positive"):
         with dask_client(workers=0):
             pass
+
+
+def test_worker_cache_is_bounded():
+    from models import distributed
+
+    built = []
+    for k in range(distributed._CACHE_SIZE + 3):
+        distributed.worker_cached(("test", k), lambda k=k: built.append(k) or k)
+    assert len(distributed._CACHE) <= distributed._CACHE_SIZE
+    assert distributed.worker_cached(("test", 0), lambda: "rebuilt") == "rebuilt"  # evicted
+    last = distributed._CACHE_SIZE + 2
+    assert distributed.worker_cached(("test", last), lambda: "rebuilt") == last  # kept

@@ -45,8 +45,7 @@ def closed_vs_smc(report, s, progress, draws):
               ev.normal_mean_log_evidence(newcomb, sigma, 0.0, 50.0),
               ev.normal_mean_model(newcomb, sigma, 0.0, 50.0),
               f"y_i ~ N(μ, σ²), σ = {sigma:.2f} (the sample sd, treated as known), μ ~ N(0, 50²)")]
-    Xw, yw = datasets.wells()
-    yb = yw.to_numpy()[:200]
+    yb = datasets.wells()[1].to_numpy()[:200]
     cases.append(("beta-Bernoulli (first 200 wells households: switched?)",
                   ev.beta_binomial_log_evidence(int(yb.sum()), len(yb), 2.0, 2.0),
                   ev.beta_bernoulli_model(yb, 2.0, 2.0), "y_i ~ Bernoulli(p), p ~ Beta(2, 2)"))
