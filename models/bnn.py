@@ -27,6 +27,7 @@ optimiser and the chains start (:func:`prior_starts`): the initialisation IS the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -204,13 +205,23 @@ def auroc(scores_in, scores_out) -> float:
 
 def function_space_diagnostics(idata, X_test, activation: str, n_hidden: int) -> dict:
     """R-hat/ESS of the network's predictions at test points (the ones that must pass), next
-    to weight-space R-hat raw and after canonical ordering of the hidden units."""
+    to weight-space R-hat raw and after canonical ordering of the hidden units. Predictions:
+    f(x) for one output; the class probabilities at every test point for a softmax network."""
     import arviz as az
     import xarray as xr
 
     names = [f"w{k}" for k in range(1, n_hidden + 1)] + [f"b{k}" for k in range(1, n_hidden + 1)]
     params = {n: _flat_draws(idata, n) for n in [*names, "w_out", "b_out"]}
-    f = forward(params, X_test, activation, n_hidden)[..., 0]  # (chain, draw, N)
+    out_all = forward(params, X_test, activation, n_hidden)  # (chain, draw, N, outputs)
+    if out_all.shape[-1] == 1:
+        f = out_all[..., 0]  # (chain, draw, N)
+    else:
+        # softmax logits are identified only up to a common shift: check the class
+        # probabilities, every (test point, class) pair as one quantity
+        from scipy import special
+
+        probs = special.softmax(out_all, axis=-1)
+        f = probs.reshape(*probs.shape[:2], -1)
     tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
         {"f_test": (("chain", "draw", "test_point"), f)})})
     out = {
@@ -260,12 +271,13 @@ def function_space_check(idata, X_test, activation: str, n_hidden: int):
 def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_normal",
              draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
              sampler: str = "nutpie", shift: float = 3.0, mle_maxiter: int = 3000,
-             compiled=None) -> dict:
+             compiled=None, cores: int | None = None) -> dict:
     """Fit one regression split (``models.datasets.uci`` format) three ways and score them.
 
     ``compiled``: a :class:`models.inference.CompiledSampler` of a model built by :func:`build`
     with the same architecture (e.g. on split 0): its model and nutpie sampler are reused with
     this split's data, so a 20-split benchmark compiles once (``sampler`` is then nutpie).
+    ``cores``: threads for its chains (default all; 1 inside a Dask worker).
 
     MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored), MAP net (``pm.find_MAP``
     from a prior draw: the prior acts as weight decay) and the NUTS posterior. Metrics on the
@@ -294,7 +306,8 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
         idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
                                  sampler=sampler)
     else:
-        idata = compiled.sample(draws, tune, chains, random_seed=seed, X=d["X_train"], y=d["y_train"])
+        idata = compiled.sample(draws, tune, chains, random_seed=seed, cores=cores,
+                                X=d["X_train"], y=d["y_train"])
     L = len(hidden)
     fs, fdiag, f_post = function_space_check(idata, d["X_test"], activation, L)
     S = f_post.shape[0] * f_post.shape[1]
@@ -321,6 +334,47 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     return {"model": model, "mle": mle, "map": map_params, "idata": idata, "metrics": metrics,
             "function_space": fs, "diagnostics": fdiag, "f_post": f_post,
             "sd_in": sd_in, "sd_out": sd_out}
+
+
+def _uci_split(key, name, split, hidden, activation, prior, draws, tune, chains, seed, sampler,
+               cores):
+    """One split of the UCI protocol; with nutpie the model is compiled once per process."""
+    from models import datasets
+    from models.distributed import worker_cached
+    from models.inference import CompiledSampler
+
+    d = datasets.uci(name, split)
+    compiled = None
+    if sampler == "nutpie":
+        compiled = worker_cached(("uci", key, name), lambda: CompiledSampler(
+            build(d["X_train"], d["y_train"], hidden=hidden, activation=activation, prior=prior)))
+    start = time.perf_counter()
+    r = evaluate(d, hidden, activation, prior, draws, tune, chains, seed, sampler,
+                 compiled=compiled, cores=cores)
+    return {"data": name, "split": split, "metrics": r["metrics"],
+            "function_space": r["function_space"], "diagnostics": r["diagnostics"],
+            "seconds": time.perf_counter() - start, "data_hash": (d["X_train"], d["y_train"])}
+
+
+def uci_splits(names: Sequence[str], n_splits: int = 20, hidden=(50,), activation: str = "relu",
+               prior: str = "he_normal", draws: int = 500, tune: int = 500, chains: int = 2,
+               seed: int = 0, sampler: str = "nutpie", client=None):
+    """The UCI protocol (:func:`evaluate`) on splits ``0..n_splits-1`` of each data set, one task
+    per (data set, split), in this process or on Dask workers (``client``: chains on one core
+    per worker). Split ``k`` uses seed ``seed + k`` either way. With nutpie every process
+    compiles each data set's model once and swaps each split's data in.
+
+    Returns ``(results, failures)``: per task a dict with ``data``, ``split``, ``metrics``,
+    ``function_space``, ``diagnostics``, ``seconds`` (or None if it failed twice)."""
+    import uuid
+
+    from models.distributed import run_tasks
+
+    key = uuid.uuid4().hex
+    cores = 1 if client is not None else None
+    tasks = [(key, name, split, tuple(hidden), activation, prior, draws, tune, chains,
+              seed + split, sampler, cores) for name in names for split in range(n_splits)]
+    return run_tasks(_uci_split, tasks, client=client)
 
 
 def evaluate_classification(X_train, y_train, X_test, y_test, hidden=(10,),
@@ -371,3 +425,119 @@ def evaluate_classification(X_train, y_train, X_test, y_test, hidden=(10,),
     fs, diag, _ = function_space_check(idata, X_test, activation, L)
     return {"model": model, "mle": mle, "idata": idata, "metrics": out, "function_space": fs,
             "diagnostics": diag}
+
+
+def _map_params(model, start: dict, maxiter: int) -> dict:
+    """MAP network: ``pm.find_MAP`` from one prior draw (the prior acts as weight decay)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = pm.find_MAP(model=model, initvals=start, return_inferencedata=True, jitter=False,
+                           progressbar=False, maxiter=maxiter)
+    return {n: np.asarray(tree["posterior"][n].values[0, 0]) for n in tree["posterior"].data_vars}
+
+
+def predictive_entropy(probs) -> np.ndarray:
+    """Entropy (nats) of each row of class probabilities (..., K)."""
+    p = np.clip(np.asarray(probs, dtype=float), 1e-300, 1.0)
+    return -np.sum(np.where(probs > 0, p * np.log(p), 0.0), axis=-1)
+
+
+def evaluate_held_out_class(X, y, held_out, hidden=(8,), activation: str = "tanh",
+                            prior: str = "xavier_normal", draws: int = 1000, tune: int = 1000,
+                            chains: int = 4, seed: int = 0, sampler: str = "nutpie",
+                            test_fraction: float = 0.25, mle_maxiter: int = 3000) -> dict:
+    """Out-of-distribution check with a HELD-OUT CLASS: a categorical (softmax) network is
+    trained on every class but ``held_out``; in-distribution test points are a random
+    ``test_fraction`` of those classes, the OOD points are all rows of the held-out class.
+
+    Inputs are standardised by the training rows. Three predictors: the MLE net (``fit_mle``
+    from 3 prior draws), the MAP net and the NUTS posterior (mean of the draws' softmax).
+    Per predictor, on in-distribution test points: accuracy, NLL (nats, bits), multi-class
+    Brier, top-label ECE (at most 10 bins, about 10 points per bin); and how well the
+    predictive entropy flags the held-out class (AUROC; 0.5 = chance; 1 = every OOD point
+    more uncertain than every test point) and the share of OOD points given one class with
+    probability > 0.95 (confidently wrong: AUROC ranks, it does not say how sure the
+    predictor still is). For the posterior also the mutual information
+    (entropy of the mean minus mean entropy: the epistemic part) and its AUROC.
+    """
+    from scipy import special
+
+    from models import calibration
+    from models.inference import fit_mle, sample_posterior
+    from models.validation import as_design_matrix
+
+    Xv, names = as_design_matrix(X, "X", check_columns=False)
+    y = np.asarray(y)
+    if len(y) != len(Xv):
+        raise ValueError(f"y: expected {len(Xv)} labels (one per row of X), got {len(y)}")
+    classes = sorted(set(y.tolist()))
+    if held_out not in classes:
+        raise ValueError(f"held_out: {held_out!r} is not a class of y (classes: {classes})")
+    if len(classes) < 3:
+        raise ValueError(f"y: a held-out-class test needs at least 3 classes, got {classes}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    inside = np.flatnonzero(y != held_out)
+    ood = np.flatnonzero(y == held_out)
+    perm = rng.permutation(inside)
+    n_test = max(1, int(round(test_fraction * len(inside))))
+    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    mean, sd = Xv[train].mean(0), Xv[train].std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    Z = (Xv - mean) / sd
+    kept = [c for c in classes if c != held_out]
+    model = build(pd_frame(Z[train], names), y[train], hidden=hidden, activation=activation,
+                  prior=prior, likelihood="categorical", classes=kept)
+    code = {c: k for k, c in enumerate(kept)}
+    y_test = np.array([code[c] for c in y[test]])
+    L = len(tuple(hidden))
+    starts = prior_starts(model, 3, seed=seed)
+    mle = fit_mle(model, initvals=starts, maxiter=mle_maxiter, warn=False)
+    map_params = _map_params(model, starts[0], mle_maxiter)
+    idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
+                             sampler=sampler)
+    pnames = [f"w{k}" for k in range(1, L + 1)] + [f"b{k}" for k in range(1, L + 1)] + ["w_out", "b_out"]
+    S = idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"]
+    post = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:]) for n in pnames}
+    bins = int(min(10, max(2, n_test // 10)))
+    metrics, entropies = {}, {}
+    for label, params, sampled in (("MLE net", mle.params, False), ("MAP net", map_params, False),
+                                   ("NUTS posterior", post, True)):
+        p_draws_in = special.softmax(forward(params, Z[test], activation, L), axis=-1)
+        p_draws_out = special.softmax(forward(params, Z[ood], activation, L), axis=-1)
+        p_in = p_draws_in.mean(0) if sampled else p_draws_in
+        p_out = p_draws_out.mean(0) if sampled else p_draws_out
+        h_in, h_out = predictive_entropy(p_in), predictive_entropy(p_out)
+        nll = -np.mean(np.log(np.clip(p_in[np.arange(n_test), y_test], 1e-300, 1.0)))
+        row = {"accuracy": float(np.mean(np.argmax(p_in, 1) == y_test)),
+               "nll_nats": float(nll), "nll_bits": float(nll / np.log(2)),
+               "brier": calibration.multiclass_brier(y_test, p_in),
+               "ece": calibration.top_label_ece(y_test, p_in, bins),
+               "entropy_in_bits": float(h_in.mean() / np.log(2)),
+               "entropy_ood_bits": float(h_out.mean() / np.log(2)),
+               "ood_auroc_entropy": auroc(h_in, h_out),
+               "ood_confident_95": float(np.mean(p_out.max(-1) > 0.95))}
+        if sampled:
+            mi_in = h_in - predictive_entropy(p_draws_in).mean(0)
+            mi_out = h_out - predictive_entropy(p_draws_out).mean(0)
+            row["ood_auroc_mutual_info"] = auroc(mi_in, mi_out)
+            entropies[label] = (h_in, h_out, mi_in, mi_out)
+        else:
+            row["ood_auroc_mutual_info"] = float("nan")  # a point estimate has no epistemic part
+            entropies[label] = (h_in, h_out, None, None)
+        metrics[label] = row
+    fs, diag, _ = function_space_check(idata, Z[test], activation, L)
+    return {"model": model, "mle": mle, "map": map_params, "idata": idata, "metrics": metrics,
+            "function_space": fs, "diagnostics": diag, "entropies": entropies,
+            "classes": kept, "held_out": held_out, "n_train": len(train), "n_test": n_test,
+            "n_ood": len(ood), "ece_bins": bins}
+
+
+def pd_frame(values, names):
+    """A DataFrame with the given column names (keeps the ``feature`` coordinate readable)."""
+    import pandas as pd
+
+    return pd.DataFrame(values, columns=list(names))

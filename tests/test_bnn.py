@@ -133,3 +133,48 @@ def test_bnn_classification_against_independent_metrics(rng):
     base = -np.mean(y[80:] * np.log(y[:80].mean()) + (1 - y[80:]) * np.log(1 - y[:80].mean()))
     assert m["NUTS posterior"]["nll_nats"] < base  # beats the constant (training rate) predictor
     assert 0 <= m["MLE net"]["ece_10_bins"] <= 1 and 0 <= m["NUTS posterior"]["brier"] <= 1
+
+
+def test_predictive_entropy_matches_scipy(rng):
+    from scipy import stats
+
+    p = rng.dirichlet(np.ones(3), size=20)
+    p[0] = [1.0, 0.0, 0.0]  # a certain prediction: entropy 0, not NaN
+    np.testing.assert_allclose(bnn.predictive_entropy(p), stats.entropy(p, axis=1), atol=1e-12)
+
+
+def test_held_out_class_is_flagged_by_the_posterior():
+    """Iris without versicolor: the split sizes follow from the data (25% of the 100
+    setosa/virginica flowers held back, all 50 versicolor are OOD); accuracy on the two
+    linearly separable species is high for every predictor; the posterior's predictive
+    entropy is higher on the unseen species than on the test flowers; the function-space
+    diagnostics are computed on the class probabilities (identified, unlike softmax logits)."""
+    from models import datasets
+
+    X, y = datasets.iris(("sepal_length", "sepal_width", "petal_length", "petal_width"))
+    r = bnn.evaluate_held_out_class(X, y, "versicolor", hidden=(4,), activation="tanh",
+                                    prior="xavier_normal", draws=200, tune=300, chains=2, seed=3)
+    assert (r["n_train"], r["n_test"], r["n_ood"]) == (75, 25, 50)
+    assert r["classes"] == ["setosa", "virginica"]
+    m = r["metrics"]
+    for label in ("MLE net", "MAP net", "NUTS posterior"):
+        assert m[label]["accuracy"] >= 0.96
+        assert m[label]["nll_bits"] == pytest.approx(m[label]["nll_nats"] / np.log(2))
+    post = m["NUTS posterior"]
+    assert post["entropy_ood_bits"] > post["entropy_in_bits"]
+    assert post["ood_auroc_entropy"] > 0.8
+    assert np.isfinite(r["function_space"]["f_rhat_max"])
+    assert r["idata"]["posterior"]["w_out"].shape[-1] == 2
+
+
+def test_held_out_class_checks_its_arguments():
+    from models import datasets
+
+    X, y = datasets.iris()
+    with pytest.raises(ValueError, match="held_out: 'rose' is not a class"):
+        bnn.evaluate_held_out_class(X, y, "rose")
+    keep = y != "setosa"
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        bnn.evaluate_held_out_class(X[keep], y[keep], "virginica")
+    with pytest.raises(ValueError, match="test_fraction"):
+        bnn.evaluate_held_out_class(X, y, "setosa", test_fraction=1.5)

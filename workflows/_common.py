@@ -7,6 +7,7 @@ comparison, plots) -> ``finish`` (atomic write, one summary line).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import tomllib
@@ -79,7 +80,8 @@ def add_fanout(p: argparse.ArgumentParser) -> None:
     """Options of the many-fit workflows: where the fits run (Dask distributed)."""
     g = p.add_argument_group("fan-out (Dask distributed)")
     g.add_argument("--workers", type=int, default=None,
-                   help="worker processes of a LocalCluster on this machine (default: one per core)")
+                   help="worker processes of a LocalCluster on this machine (default: one per "
+                        "core); 0 runs every fit in this process, without Dask")
     g.add_argument("--scheduler", default=None,
                    help="address of an existing Dask scheduler, e.g. tcp://host:8786 (instead of --workers)")
 
@@ -88,11 +90,13 @@ def fanout_client(args: argparse.Namespace):
     """Context manager yielding the Dask client for ``--workers`` / ``--scheduler``."""
     from models.distributed import dask_client
 
-    if args.workers is not None and args.workers < 1:
-        raise SystemExit(f"error: --workers must be a positive integer, got {args.workers}")
+    if args.workers is not None and args.workers < 0:
+        raise SystemExit(f"error: --workers must be 0 (no Dask) or a positive integer, got {args.workers}")
     if args.workers is not None and args.scheduler:
         raise SystemExit("error: give --workers (a local cluster) or --scheduler (an existing "
                          "cluster), not both")
+    if args.workers == 0:
+        return contextlib.nullcontext(None)
     return dask_client(workers=args.workers, scheduler=args.scheduler)
 
 

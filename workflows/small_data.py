@@ -5,47 +5,48 @@ exist and the posterior is still finite."""
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from models import datasets, logistic
-from models.inference import CompiledSampler, diagnose, fit_mle, set_data
+from models.distributed import format_failures
+from models.fits import fit_many, interval_coverage
+from models.inference import fit_mle
 from models.report import Report, data_hash
-from workflows._common import Progress, finish, model_section, parser, settings
+from workflows._common import (Progress, add_fanout, fanout_client, finish, model_section, parser,
+                               settings)
 
 NAME = "small_data"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 PARAMS = ["beta[dist100]", "beta[arsenic]"]
 
 
-def _interval(idata, j):
-    d = idata["posterior"]["beta"].values[..., j].ravel()
-    lo, hi = np.quantile(d, [0.025, 0.975])
-    return d.mean(), lo, hi
-
-
-def sweep(report, s, progress, X, y, model, sampler):
+def sweep(report, s, progress, X, y, model, client, key):
     sizes = [10, 20, 50, 100, 200, 500, 1000, len(y)]
     if s.quick:
         sizes = [10, 50, 200, len(y)]
     order = np.random.default_rng(s.seed).permutation(len(y))
+    progress(f"sweep: N = {', '.join(map(str, sizes))}")
+    data = [{"X": X.to_numpy()[order[:n]], "y": y.to_numpy()[order[:n]]} for n in sizes]
+    fits, failures = fit_many(model, data, [s.seed + n for n in sizes], ["beta"], s.draws, s.tune,
+                              s.chains, mle_seed=s.seed, client=client, key=key)
+    _failed(report, "sweep", failures)
     rows = []
-    for n in sizes:
-        progress(f"sweep: N = {n}")
-        idx = order[:n]
-        data = {"X": X.to_numpy()[idx], "y": y.to_numpy()[idx]}
-        set_data(model, **data)
-        mle = fit_mle(model, random_seed=s.seed, warn=False)
-        post = sampler.sample(s.draws, s.tune, s.chains, s.seed + n, **data)
-        diag = diagnose(post)
+    for n, f in zip(sizes, fits):
+        if f is None:
+            continue
+        mle, post, diag = f.mle, f.posterior["beta"], f.diagnostics
         for j, label in enumerate(PARAMS):
-            m, lo, hi = _interval(post, j)
             est, se = float(mle.params["beta"][j]), float(mle.se["beta"][j])
+            lo, hi = post["lo"][j], post["hi"][j]
             rows.append({"N": n, "parameter": label, "MLE status": mle.status, "MLE": est, "SE": se,
                          "Wald lo": est - 1.96 * se, "Wald hi": est + 1.96 * se,
-                         "post mean": m, "ETI lo": lo, "ETI hi": hi,
+                         "post mean": post["mean"][j], "ETI lo": lo, "ETI hi": hi,
                          "width ratio": (hi - lo) / (3.92 * se) if np.isfinite(se) else np.nan,
                          "divergences": diag.divergences, "max R-hat": diag.r_hat_max})
     table = pd.DataFrame(rows)
@@ -74,39 +75,39 @@ def sweep(report, s, progress, X, y, model, sampler):
                  caption="Data-size sweep: the first N households of one random order.")
 
 
-def coverage(report, s, progress, X, y, model, sampler, truth):
+def _failed(report, what, failures):
+    if failures:
+        report.alert(f"{what}: {len(failures)} chunk(s) of fits failed twice and are missing: "
+                     + format_failures(failures))
+
+
+def coverage(report, s, progress, X, y, model, truth, client, key):
     sizes = [20, 50, 200] if not s.quick else [20, 100]
     sims = 100 if not s.quick else 20
     rng = np.random.default_rng(s.seed + 1)
     Xv = X.to_numpy()
-    rows = []
+    data, seeds, size_of = [], [], []
     for n in sizes:
-        progress(f"coverage: N = {n}, {sims} simulated data sets")
-        hits = {"wald": np.zeros(2), "bayes": np.zeros(2)}
-        missing = 0
         for k in range(sims):
             idx = rng.integers(0, len(Xv), size=n)
             Xs = Xv[idx]
             ys = rng.binomial(1, special.expit(truth["intercept"] + Xs @ truth["beta"]))
-            set_data(model, X=Xs, y=ys)
-            mle = fit_mle(model, random_seed=s.seed, warn=False)
-            post = sampler.sample(s.draws, s.tune, s.chains, s.seed + 10_000 * n + k, X=Xs, y=ys)
-            for j in range(2):
-                t = truth["beta"][j]
-                if mle.status == "ok":
-                    est, se = mle.params["beta"][j], mle.se["beta"][j]
-                    hits["wald"][j] += abs(est - t) <= 1.96 * se
-                _, lo, hi = _interval(post, j)
-                hits["bayes"][j] += lo <= t <= hi
-            missing += mle.status != "ok"
-        for j, label in enumerate(PARAMS):
-            for kind, name in (("wald", "Wald 95% (MLE)"), ("bayes", "95% credible (ETI)")):
-                cov = hits[kind][j] / sims
-                rows.append({"N": n, "parameter": label, "interval": name, "coverage": cov,
-                             "MC standard error": np.sqrt(0.95 * 0.05 / sims),
-                             "simulations": sims, "MLE failed (counted as miss)": missing})
-    report.metrics["coverage"] = rows
-    table = pd.DataFrame(rows).set_index(["N", "parameter", "interval"])
+            data.append({"X": Xs, "y": ys})
+            seeds.append(s.seed + 10_000 * n + k)
+            size_of.append(n)
+    progress(f"coverage: N = {', '.join(map(str, sizes))}, {sims} simulated data sets each "
+             f"({len(data)} fits)")
+    fits, failures = fit_many(model, data, seeds, ["beta"], s.draws, s.tune, s.chains,
+                              mle_seed=s.seed, client=client, key=key)
+    _failed(report, "coverage", failures)
+    size_of = np.array(size_of)
+    tables = []
+    for n in sizes:
+        t = interval_coverage([f for f, m in zip(fits, size_of) if m == n],
+                              {"beta": truth["beta"]}, {"beta": PARAMS})
+        tables.append(t.assign(N=n))
+    table = pd.concat(tables).set_index(["N", "parameter", "interval"])
+    report.metrics["coverage"] = table.reset_index().to_dict(orient="records")
     report.table(table, digits=3, caption="Frequentist coverage of nominal 95% intervals, "
                  "measured by simulation from the full-data MLE (households resampled from the "
                  "survey). A data set whose MLE does not exist or has singular information counts "
@@ -143,24 +144,38 @@ def separation(report, s, progress, diags, posteriors):
 
 
 def main(argv=None) -> int:
-    args = parser(NAME, __doc__).parse_args(argv)
+    p = parser(NAME, __doc__)
+    add_fanout(p)
+    args = p.parse_args(argv)
     s = settings(NAME, args)
+    with fanout_client(args) as client:
+        return _run(s, client)
+
+
+def _run(s, client) -> int:
     X, y = datasets.wells()
-    n_steps = (4 if s.quick else 8) + (2 if s.quick else 3) + 3
-    progress = Progress(NAME, n_steps)
+    progress = Progress(NAME, 3)
     report = Report(NAME, "Small data: when the MLE and the posterior part ways")
     model = logistic.build(X, y)  # priors scaled on the full survey, fixed for every subset
     full = fit_mle(model, random_seed=s.seed)
     truth = {"intercept": float(full.params["intercept"]), "beta": np.asarray(full.params["beta"])}
-    progress("compiling the sampler once for all sweeps and simulations")
-    sampler = CompiledSampler(model)
+    key = f"small_data-{uuid.uuid4().hex}"  # one compile per process for the sweep AND coverage
+    n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
+    where = (f"{n_workers} Dask worker(s) ({client.dashboard_link})" if client is not None
+             else "this process")
     report.heading("Data-size sweep (arsenic wells, logistic regression)")
-    report.text("One model is compiled once; each N swaps its data into the same compiled "
-                "log-likelihood (MLE) and the same compiled NUTS sampler (nutpie). Priors: the "
-                "package defaults, scaled once on the full survey.")
-    sweep(report, s, progress, X, y, model, sampler)
+    report.text("One model is compiled once per process; each N swaps its data into the same "
+                "compiled log-likelihood (MLE) and the same compiled NUTS sampler (nutpie). "
+                f"The fits run on {where}. Priors: the package defaults, scaled once on the full "
+                "survey.")
+    start = time.perf_counter()
+    sweep(report, s, progress, X, y, model, client, key)
     report.heading("Coverage by simulation")
-    coverage(report, s, progress, X, y, model, sampler, truth)
+    coverage(report, s, progress, X, y, model, truth, client, key)
+    seconds = time.perf_counter() - start
+    report.text(f"Sweep and coverage fits: {seconds:.0f} s wall on {where}.", kind="note")
+    report.metrics["fanout_seconds"] = seconds
+    report.metrics["dask_workers"] = n_workers
     diags, posteriors = [], {}
     Xs, ys = separation(report, s, progress, diags, posteriors)
     return finish(NAME, report, s, diags, posteriors, s.seed, data_hash(X, y, Xs, ys))
