@@ -143,9 +143,9 @@ def forward(params: dict, X, activation: str, n_hidden: int) -> np.ndarray:
 def prior_starts(model: pm.Model, n: int, seed: int = 0) -> list[dict]:
     """``n`` draws of the free variables from their priors: Xavier/He-scaled network weights,
     as start points for the MLE optimiser (``fit_mle(initvals=...)``) and for NUTS chains."""
-    rvs = model.free_RVs
-    draws = pm.draw(rvs, draws=n, random_seed=seed)
-    return [{rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws)} for i in range(n)]
+    from models.inference import prior_initvals
+
+    return prior_initvals(model, n, seed)
 
 
 def canonical_hidden_order(w1, b1, w_out, odd: bool):
@@ -271,13 +271,17 @@ def function_space_check(idata, X_test, activation: str, n_hidden: int):
 def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_normal",
              draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
              sampler: str = "nutpie", shift: float = 3.0, mle_maxiter: int = 3000,
-             compiled=None, cores: int | None = None) -> dict:
+             compiled=None, cores: int | None = None, adaptation: str = "diag",
+             target_accept: float | None = None) -> dict:
     """Fit one regression split (``models.datasets.uci`` format) three ways and score them.
 
     ``compiled``: a :class:`models.inference.CompiledSampler` of a model built by :func:`build`
     with the same architecture (e.g. on split 0): its model and nutpie sampler are reused with
     this split's data, so a 20-split benchmark compiles once (``sampler`` is then nutpie).
     ``cores``: threads for its chains (default all; 1 inside a Dask worker).
+    ``adaptation``/``target_accept``: nutpie's mass-matrix adaptation ("diag" or "low_rank")
+    and target acceptance (see :func:`models.inference.sample_posterior`); a ``compiled``
+    sampler carries its own.
 
     MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored), MAP net (``pm.find_MAP``
     from a prior draw: the prior acts as weight decay) and the NUTS posterior. Metrics on the
@@ -304,7 +308,7 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
                   for n in map_tree["posterior"].data_vars}
     if compiled is None:
         idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
-                                 sampler=sampler)
+                                 sampler=sampler, **_nuts_options(sampler, adaptation, target_accept))
     else:
         idata = compiled.sample(draws, tune, chains, random_seed=seed, cores=cores,
                                 X=d["X_train"], y=d["y_train"])
@@ -337,7 +341,7 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
 
 
 def _uci_split(key, name, split, hidden, activation, prior, draws, tune, chains, seed, sampler,
-               cores):
+               cores, adaptation="diag", target_accept=None):
     """One split of the UCI protocol; with nutpie the model is compiled once per process."""
     from models import datasets
     from models.distributed import worker_cached
@@ -347,10 +351,11 @@ def _uci_split(key, name, split, hidden, activation, prior, draws, tune, chains,
     compiled = None
     if sampler == "nutpie":
         compiled = worker_cached(("uci", key, name), lambda: CompiledSampler(
-            build(d["X_train"], d["y_train"], hidden=hidden, activation=activation, prior=prior)))
+            build(d["X_train"], d["y_train"], hidden=hidden, activation=activation, prior=prior),
+            adaptation=adaptation, target_accept=target_accept, init_from_prior=True))
     start = time.perf_counter()
     r = evaluate(d, hidden, activation, prior, draws, tune, chains, seed, sampler,
-                 compiled=compiled, cores=cores)
+                 compiled=compiled, cores=cores, adaptation=adaptation, target_accept=target_accept)
     return {"data": name, "split": split, "metrics": r["metrics"],
             "function_space": r["function_space"], "diagnostics": r["diagnostics"],
             "seconds": time.perf_counter() - start, "data_hash": (d["X_train"], d["y_train"])}
@@ -358,7 +363,8 @@ def _uci_split(key, name, split, hidden, activation, prior, draws, tune, chains,
 
 def uci_splits(names: Sequence[str], n_splits: int = 20, hidden=(50,), activation: str = "relu",
                prior: str = "he_normal", draws: int = 500, tune: int = 500, chains: int = 2,
-               seed: int = 0, sampler: str = "nutpie", client=None):
+               seed: int = 0, sampler: str = "nutpie", client=None, adaptation: str = "diag",
+               target_accept: float | None = None):
     """The UCI protocol (:func:`evaluate`) on splits ``0..n_splits-1`` of each data set, one task
     per (data set, split), in this process or on Dask workers (``client``: chains on one core
     per worker). Split ``k`` uses seed ``seed + k`` either way. With nutpie every process
@@ -373,7 +379,8 @@ def uci_splits(names: Sequence[str], n_splits: int = 20, hidden=(50,), activatio
     key = uuid.uuid4().hex
     cores = 1 if client is not None else None
     tasks = [(key, name, split, tuple(hidden), activation, prior, draws, tune, chains,
-              seed + split, sampler, cores) for name in names for split in range(n_splits)]
+              seed + split, sampler, cores, adaptation, target_accept)
+             for name in names for split in range(n_splits)]
     return run_tasks(_uci_split, tasks, client=client)
 
 
@@ -381,7 +388,8 @@ def evaluate_classification(X_train, y_train, X_test, y_test, hidden=(10,),
                             activation: str = "tanh", prior: str = "xavier_normal",
                             draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
                             sampler: str = "nutpie", shift: float = 3.0,
-                            mle_maxiter: int = 3000) -> dict:
+                            mle_maxiter: int = 3000, adaptation: str = "diag",
+                            target_accept: float | None = None) -> dict:
     """Binary classification: MLE net vs NUTS BNN (Bernoulli likelihood, logit output).
 
     Metrics on the test split: accuracy, NLL per point (nats, bits), Brier, ECE (10 bins), and
@@ -398,7 +406,7 @@ def evaluate_classification(X_train, y_train, X_test, y_test, hidden=(10,),
     mle = fit_mle(model, initvals=prior_starts(model, 3, seed=seed), maxiter=mle_maxiter,
                   warn=False)
     idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
-                             sampler=sampler)
+                             sampler=sampler, **_nuts_options(sampler, adaptation, target_accept))
     names = [f"w{k}" for k in range(1, L + 1)] + [f"b{k}" for k in range(1, L + 1)] + ["w_out", "b_out"]
     S = idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"]
     post = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:]) for n in names}
@@ -427,6 +435,19 @@ def evaluate_classification(X_train, y_train, X_test, y_test, hidden=(10,),
             "diagnostics": diag}
 
 
+def _nuts_options(sampler: str, adaptation: str, target_accept: float | None) -> dict:
+    from models.inference import check_adaptation
+
+    check_adaptation(adaptation, sampler)
+    # every chain starts at its own prior draw: the initialisation scale IS the prior
+    out = {"init_from_prior": True}
+    if sampler == "nutpie":
+        out["adaptation"] = adaptation
+    if target_accept is not None:
+        out["target_accept"] = target_accept
+    return out
+
+
 def _map_params(model, start: dict, maxiter: int) -> dict:
     """MAP network: ``pm.find_MAP`` from one prior draw (the prior acts as weight decay)."""
     import warnings
@@ -447,7 +468,8 @@ def predictive_entropy(probs) -> np.ndarray:
 def evaluate_held_out_class(X, y, held_out, hidden=(8,), activation: str = "tanh",
                             prior: str = "xavier_normal", draws: int = 1000, tune: int = 1000,
                             chains: int = 4, seed: int = 0, sampler: str = "nutpie",
-                            test_fraction: float = 0.25, mle_maxiter: int = 3000) -> dict:
+                            test_fraction: float = 0.25, mle_maxiter: int = 3000,
+                            adaptation: str = "diag", target_accept: float | None = None) -> dict:
     """Out-of-distribution check with a HELD-OUT CLASS: a categorical (softmax) network is
     trained on every class but ``held_out``; in-distribution test points are a random
     ``test_fraction`` of those classes, the OOD points are all rows of the held-out class.
@@ -498,7 +520,7 @@ def evaluate_held_out_class(X, y, held_out, hidden=(8,), activation: str = "tanh
     mle = fit_mle(model, initvals=starts, maxiter=mle_maxiter, warn=False)
     map_params = _map_params(model, starts[0], mle_maxiter)
     idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
-                             sampler=sampler)
+                             sampler=sampler, **_nuts_options(sampler, adaptation, target_accept))
     pnames = [f"w{k}" for k in range(1, L + 1)] + [f"b{k}" for k in range(1, L + 1)] + ["w_out", "b_out"]
     S = idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"]
     post = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:]) for n in pnames}

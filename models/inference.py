@@ -446,11 +446,17 @@ def check_start(model: pm.Model) -> None:
 def sample_posterior(model: pm.Model, draws: int = 1000, tune: int = 1000, chains: int = 4,
                      random_seed: int | None = None, sampler: str = "nutpie",
                      progressbar: bool = False, target_accept: float | None = None,
+                     adaptation: str | None = None, init_from_prior: bool = False,
                      **kwargs) -> xr.DataTree:
     """NUTS posterior as an ``xarray.DataTree`` with posterior, sample_stats, observed_data
     and the pointwise log_likelihood (for LOO and predictive scores).
 
     ``sampler``: "nutpie" (default), "pymc", "numpyro" or "blackjax" (PyMC's ``nuts_sampler``).
+    ``adaptation`` (nutpie only): the mass-matrix adaptation, "diag" (nutpie's default) or
+    "low_rank" (diagonal plus low-rank corrections: adapts to strong posterior correlations,
+    as in neural networks). ``init_from_prior``: start every chain at its own draw from the
+    prior (nutpie's "prior" initialisation, no extra jitter; per-chain ``initvals`` for the
+    other samplers) instead of the support point plus U(-1, 1) jitter.
     """
     draws = check_positive_int(draws, "draws")
     tune = check_positive_int(tune, "tune", minimum=0)
@@ -460,12 +466,42 @@ def sample_posterior(model: pm.Model, draws: int = 1000, tune: int = 1000, chain
         raise ValueError(f"sampler must be one of {samplers}, got {sampler!r}")
     if target_accept is not None:
         kwargs["target_accept"] = target_accept
+    if adaptation is not None:
+        check_adaptation(adaptation, sampler)
+        if sampler == "nutpie":
+            kwargs["nuts"] = {**kwargs.get("nuts", {}), "adaptation": adaptation}
+    if init_from_prior:
+        if sampler == "nutpie":
+            kwargs["compile_kwargs"] = {**kwargs.get("compile_kwargs", {}),
+                                        **NUTPIE_PRIOR_INIT}
+        else:
+            kwargs["initvals"] = prior_initvals(model, chains, random_seed)
     check_start(model)
     idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       nuts_sampler=sampler, progressbar=progressbar, model=model, **kwargs)
     _check_complete(idata, draws, chains)
     pm.compute_log_likelihood(idata, model=model, progressbar=False)
     return idata
+
+
+ADAPTATIONS = ("diag", "low_rank")
+# nutpie: draw each chain's start from the prior, without the default U(-1, 1) jitter on top
+NUTPIE_PRIOR_INIT = {"default_initialization_strategy": "prior", "jitter_rvs": set()}
+
+
+def prior_initvals(model: pm.Model, chains: int, seed: int | None) -> list[dict]:
+    """One draw of the free variables from their priors per chain (``pm.sample(initvals=)``)."""
+    rvs = model.free_RVs
+    draws = pm.draw(rvs, draws=chains, random_seed=seed)
+    draws = draws if isinstance(draws, list) else [draws]
+    return [{rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws)} for i in range(chains)]
+
+
+def check_adaptation(adaptation: str, sampler: str = "nutpie") -> None:
+    if adaptation not in ADAPTATIONS:
+        raise ValueError(f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}")
+    if adaptation != "diag" and sampler != "nutpie":
+        raise ValueError(f"adaptation={adaptation!r} needs sampler='nutpie' (got {sampler!r})")
 
 
 def _check_complete(idata, draws: int, chains: int) -> None:
@@ -637,12 +673,22 @@ class CompiledSampler:
     and sample_stats (no log_likelihood: use :func:`sample_posterior` for a report fit).
     """
 
-    def __init__(self, model: pm.Model):
+    def __init__(self, model: pm.Model, adaptation: str = "diag",
+                 target_accept: float | None = None, init_from_prior: bool = False):
+        """``adaptation``/``target_accept``/``init_from_prior``: options used by every
+        ``sample`` call (see :func:`sample_posterior`)."""
         import nutpie
 
+        check_adaptation(adaptation)
+        if target_accept is not None and not 0 < target_accept < 1:
+            raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
         self._nutpie = nutpie
         self.model = model
-        self.compiled = nutpie.compile_pymc_model(model)
+        self.options = {"adaptation": adaptation}
+        if target_accept is not None:
+            self.options["target_accept"] = float(target_accept)
+        self.compiled = nutpie.compile_pymc_model(model, **(NUTPIE_PRIOR_INIT if init_from_prior
+                                                            else {}))
 
     def sample(self, draws: int = 1000, tune: int = 1000, chains: int = 2,
                random_seed: int | None = None, cores: int | None = None, **data) -> xr.DataTree:
@@ -654,6 +700,6 @@ class CompiledSampler:
             if data else self.compiled
         extra = {"cores": int(cores)} if cores else {}
         tree = self._nutpie.sample(compiled, draws=draws, tune=tune, chains=chains,
-                                   seed=random_seed, progress_bar=False, **extra)
+                                   seed=random_seed, progress_bar=False, **self.options, **extra)
         _check_complete(tree, draws, chains)
         return tree

@@ -11,6 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from models import bnn, datasets
+from models.inference import ADAPTATIONS
 from models.report import Report, data_hash
 from workflows._common import Progress, finish, parser, settings
 
@@ -44,18 +45,46 @@ def add_arguments(p):
     g.add_argument("--dataset", choices=datasets.UCI, default="yacht")
     g.add_argument("--split", type=int, default=0, help="standard split 0..19 (default 0)")
     g.add_argument("--hidden", default=None,
-                   help="comma-separated hidden widths (default 20; --quick: 10; the UCI protocol's 50 "
-                        "is uci_benchmark's default)")
-    g.add_argument("--activation", choices=bnn.ACTIVATIONS, default="relu")
+                   help="comma-separated hidden widths (default 5: a network NUTS can sample to "
+                        "convergence; the UCI protocol's 50 is uci_benchmark's default)")
+    g.add_argument("--activation", choices=bnn.ACTIVATIONS, default="tanh")
     g.add_argument("--prior", choices=bnn.PRIORS, default=None,
                    help="weight prior (default he_normal for relu, xavier_normal otherwise)")
+    g.add_argument("--adaptation", choices=ADAPTATIONS, default="low_rank",
+                   help="nutpie's mass-matrix adaptation (default low_rank: diagonal plus low-rank "
+                        "corrections for the strongly correlated weights; diag: nutpie's default)")
+    g.add_argument("--target-accept", type=float, default=None,
+                   help="NUTS target acceptance in (0, 1) (default 0.9 for this workflow)")
     return p
 
 
 def network_options(args, quick: bool):
-    hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else ((10,) if quick else (20,))
+    try:
+        hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else (5,)
+    except ValueError:
+        raise SystemExit(f"error: --hidden: expected comma-separated integers, got {args.hidden!r}") from None
+    if min(hidden) < 1:
+        raise SystemExit(f"error: --hidden: every width must be a positive integer, got {args.hidden!r}")
     prior = args.prior or ("he_normal" if args.activation == "relu" else "xavier_normal")
+    if args.target_accept is None:
+        args.target_accept = 0.9
+    if not 0 < args.target_accept < 1:
+        raise SystemExit(f"error: --target-accept must be in (0, 1), got {args.target_accept}")
     return hidden, prior
+
+
+def _sampler_note(report, args, s) -> None:
+    o = nuts_options(args, s)
+    report.text(f"NUTS ({s.sampler}): {s.chains} chains x {s.draws} draws after {s.tune} tuning "
+                f"steps, mass-matrix adaptation {o['adaptation']}, target acceptance "
+                f"{o['target_accept']}, chains started from prior draws (the initialisation is "
+                "the prior).", kind="note")
+
+
+def nuts_options(args, s) -> dict:
+    """The sampler options of this workflow: low-rank adaptation only exists in nutpie."""
+    adaptation = args.adaptation if s.sampler == "nutpie" else "diag"
+    return {"adaptation": adaptation, "target_accept": args.target_accept}
 
 
 def main(argv=None) -> int:
@@ -74,7 +103,8 @@ def main(argv=None) -> int:
     report = Report(NAME, f"Bayesian neural network vs MLE net: {args.dataset}, split {args.split}")
     _jax_note(report, s)
     progress(f"MLE net, MAP net and NUTS ({s.chains}x{s.draws}) for a {hidden} {args.activation} net")
-    r = bnn.evaluate(d, hidden, args.activation, prior, s.draws, s.tune, s.chains, s.seed, s.sampler)
+    r = bnn.evaluate(d, hidden, args.activation, prior, s.draws, s.tune, s.chains, s.seed, s.sampler,
+                     **nuts_options(args, s))
     report.heading("Data and model")
     report.text(f"UCI {args.dataset}, standard split {args.split}: {len(d['X_train'])} training and "
                 f"{len(d['X_test'])} test rows, {d['X_train'].shape[1]} inputs; inputs and target "
@@ -84,6 +114,7 @@ def main(argv=None) -> int:
     report.math(f"f(x) = W_out φ(... φ(W_1 x + b_1) ...) + b_out,  φ = {args.activation},  widths {list(hidden)}\n"
                 f"y ~ Normal(f(x), σ²),  σ ~ HalfNormal(1),  b ~ Normal(0, 0.1²)\n"
                 f"W_l ~ {prior}: per-layer weight variances {[round(v, 4) for v in var]}")
+    _sampler_note(report, args, s)
     mle = r["mle"]
     report.text(f"MLE net status: {mle.status}. {mle.message} A network with "
                 f"{mle.n_params} parameters and {len(d['X_train'])} observations typically has no "
@@ -164,13 +195,14 @@ def classification(args, s, hidden, prior) -> int:
     progress(f"MLE net and NUTS ({s.chains}x{s.draws}) for a {hidden} {args.activation} classifier")
     r = bnn.evaluate_classification(Xs[train], y.to_numpy()[train], Xs[test], y.to_numpy()[test],
                                     hidden, args.activation, prior, s.draws, s.tune, s.chains,
-                                    s.seed, s.sampler)
+                                    s.seed, s.sampler, **nuts_options(args, s))
     report = Report(NAME, "Bayesian neural network vs MLE net: classification (arsenic wells)")
     _jax_note(report, s)
     report.text(f"Arsenic wells: switch ~ dist100 + arsenic, standardised by the training split; "
                 f"{len(train)} training and {len(test)} test households.")
     report.math(f"P(y = 1 | x) = logit⁻¹(f(x)),  f = {args.activation} network, widths {list(hidden)},  "
                 f"weights ~ {prior},  biases ~ Normal(0, 0.1²)")
+    _sampler_note(report, args, s)
     mle = r["mle"]
     report.text(f"MLE net status: {mle.status}. {mle.message}",
                 kind="warn" if mle.status != "ok" else "note")
@@ -199,7 +231,7 @@ def held_out_class(args, s, hidden, prior) -> int:
     progress(f"MLE net, MAP net and NUTS ({s.chains}x{s.draws}) for a {hidden} {args.activation} "
              f"softmax net without {args.held_out}")
     r = bnn.evaluate_held_out_class(X, y, args.held_out, hidden, args.activation, prior, s.draws,
-                                    s.tune, s.chains, s.seed, s.sampler)
+                                    s.tune, s.chains, s.seed, s.sampler, **nuts_options(args, s))
     report = Report(NAME, f"Bayesian neural network vs MLE net: is an unseen class flagged? "
                           f"(iris without {args.held_out})")
     _jax_note(report, s)
@@ -211,6 +243,7 @@ def held_out_class(args, s, hidden, prior) -> int:
                 "its predictive entropy (at most 1 bit for two classes) rises on the unseen species.")
     report.math(f"P(y = k | x) = softmax(f(x))_k,  f = {args.activation} network, widths "
                 f"{list(hidden)},  weights ~ {prior},  biases ~ Normal(0, 0.1²)")
+    _sampler_note(report, args, s)
     mle = r["mle"]
     report.text(f"MLE net status: {mle.status}. {mle.message}",
                 kind="warn" if mle.status != "ok" else "note")

@@ -12,6 +12,7 @@ import pandas as pd
 
 from models import bnn, datasets
 from models.distributed import format_failures
+from models.inference import ADAPTATIONS
 from models.report import Report, data_hash
 from models.uci_reference import PUBLISHED
 from workflows._common import Progress, add_fanout, fanout_client, finish, parser, settings
@@ -29,6 +30,12 @@ def main(argv=None) -> int:
     g.add_argument("--splits", type=int, default=None,
                    help="use splits 0..N-1 (default all 20; --quick: 2)")
     g.add_argument("--hidden", type=int, default=None, help="hidden units (default 50; --quick: 10)")
+    g.add_argument("--activation", choices=bnn.ACTIVATIONS, default="relu",
+                   help="default relu (the protocol); tanh uses Xavier-normal priors")
+    g.add_argument("--adaptation", choices=ADAPTATIONS, default="diag",
+                   help="nutpie's mass-matrix adaptation (default diag; low_rank: see the bnn workflow)")
+    g.add_argument("--target-accept", type=float, default=None,
+                   help="NUTS target acceptance in (0, 1) (default: the sampler's, 0.8)")
     add_fanout(p)
     args = p.parse_args(argv)
     s = settings(NAME, args)
@@ -40,26 +47,40 @@ def main(argv=None) -> int:
     if not 1 <= n_splits <= 20:
         raise SystemExit(f"error: --splits must be between 1 and 20, got {n_splits}")
     hidden = args.hidden or (10 if s.quick else 50)
+    if hidden < 1:
+        raise SystemExit(f"error: --hidden must be a positive integer, got {hidden}")
+    if args.target_accept is not None and not 0 < args.target_accept < 1:
+        raise SystemExit(f"error: --target-accept must be in (0, 1), got {args.target_accept}")
+    if args.adaptation != "diag" and s.sampler != "nutpie":
+        raise SystemExit(f"error: --adaptation {args.adaptation} needs --sampler nutpie")
+    net = {"activation": args.activation,
+           "prior": "he_normal" if args.activation == "relu" else "xavier_normal",
+           "adaptation": args.adaptation, "target_accept": args.target_accept}
     with fanout_client(args) as client:
-        return _run(s, names, n_splits, hidden, client)
+        return _run(s, names, n_splits, hidden, net, client)
 
 
-def _run(s, names, n_splits, hidden, client) -> int:
+def _run(s, names, n_splits, hidden, net, client) -> int:
     n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
     where = (f"{n_workers} Dask worker(s) ({client.dashboard_link})" if client is not None
              else "this process")
     progress = Progress(NAME, 1)
     report = Report(NAME, "UCI regression benchmark: MLE net, MAP net and NUTS BNN")
-    report.text(f"Protocol: one hidden layer of {hidden} ReLU units with He-normal weight priors "
-                f"(bias sd 0.1, noise σ ~ HalfNormal(1) on the standardised target), splits "
-                f"0..{n_splits - 1} of the standard 20, inputs and target standardised by the "
-                f"training split, metrics in original units. NUTS: {s.chains} chains x {s.draws} "
-                f"draws after {s.tune} tuning steps ({s.sampler}). One task per split, on {where}; "
-                "each process compiles each data set's model once and swaps every split's data in.")
+    report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
+                f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
+                f"standardised target), splits 0..{n_splits - 1} of the standard 20, inputs and "
+                f"target standardised by the training split, metrics in original units. NUTS: "
+                f"{s.chains} chains x {s.draws} draws after {s.tune} tuning steps ({s.sampler}, "
+                f"adaptation {net['adaptation']}, target acceptance "
+                f"{net['target_accept'] or 'default'}), each chain started at a prior draw. One "
+                f"task per split, on {where}; each process compiles each data set's model once "
+                "and swaps every split's data in. (The published protocol is 50 ReLU units.)")
     progress(f"{len(names) * n_splits} splits ({', '.join(names)}) on {where}")
     start = time.perf_counter()
-    results, failures = bnn.uci_splits(names, n_splits, (hidden,), "relu", "he_normal", s.draws,
-                                       s.tune, s.chains, s.seed, s.sampler, client=client)
+    results, failures = bnn.uci_splits(names, n_splits, (hidden,), net["activation"], net["prior"],
+                                       s.draws, s.tune, s.chains, s.seed, s.sampler, client=client,
+                                       adaptation=net["adaptation"],
+                                       target_accept=net["target_accept"])
     wall = time.perf_counter() - start
     if failures:
         report.alert(f"{len(failures)} split(s) failed twice and are missing from the tables: "
