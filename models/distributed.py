@@ -63,7 +63,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
         # one thread per worker: nutpie and PyTensor release the GIL only partly, and SBC
         # chunks are independent, so processes, not threads, give the parallelism
         cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
-                               processes=True, dashboard_address=":0", silence_logs=40)
+                               processes=True, dashboard_address=":0", silence_logs=50)
         client = Client(cluster)
     if not quiet:
         n = len(client.scheduler_info().get("workers", {}))
