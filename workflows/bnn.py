@@ -247,8 +247,8 @@ def held_out_class(args, s, hidden, prior) -> int:
     mle = r["mle"]
     report.text(f"MLE net status: {mle.status}. {mle.message}",
                 kind="warn" if mle.status != "ok" else "note")
-    table = pd.DataFrame(r["metrics"]).T
-    table.index.name = "predictor"
+    table = pd.DataFrame(r["metrics"])  # metrics as rows: three columns stay readable
+    table.index.name = "metric"
     report.table(table, caption=f"In-distribution test: accuracy, NLL per flower, multi-class "
                  f"Brier, top-label ECE ({r['ece_bins']} bins). Out of distribution: mean "
                  "predictive entropy (bits) and the AUROC with which it (and, for the posterior, "
