@@ -288,8 +288,6 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     test split in original units; the input-shift check adds ``shift`` training sds to every
     input and asks whether predictive uncertainty (sd of f) flags the shifted points (AUROC).
     """
-    import warnings
-
     from models.inference import fit_mle, sample_posterior, set_data
 
     hidden = tuple(hidden)
@@ -300,12 +298,7 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
         set_data(model, X=d["X_train"], y=d["y_train"])
     starts = prior_starts(model, 3, seed=seed)
     mle = fit_mle(model, initvals=starts, maxiter=mle_maxiter, warn=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        map_tree = pm.find_MAP(model=model, initvals=starts[0], return_inferencedata=True,
-                               jitter=False, progressbar=False, maxiter=mle_maxiter)
-    map_params = {n: np.asarray(map_tree["posterior"][n].values[0, 0])
-                  for n in map_tree["posterior"].data_vars}
+    map_params = _map_params(model, starts[0], mle_maxiter)
     if compiled is None:
         idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, random_seed=seed,
                                  sampler=sampler, **_nuts_options(sampler, adaptation, target_accept))

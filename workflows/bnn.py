@@ -183,6 +183,22 @@ def main(argv=None) -> int:
                   data_hash(d["X_train"], d["y_train"], d["X_test"], d["y_test_original"]))
 
 
+def _function_space(report, r, what: str) -> None:
+    """The function-space diagnostics table, and an alert if any check failed."""
+    report.diagnostics(r["diagnostics"], f"({what} at the test points: these must pass)")
+    if not r["diagnostics"].passed:
+        report.alert("Function-space diagnostics failed: " + ", ".join(
+            k for k, ok in r["diagnostics"].checks.items() if not ok) + ".")
+
+
+def _finish_classifier(report, s, r, X, y) -> int:
+    report.metrics["metrics"] = r["metrics"]
+    report.metrics["function_space"] = r["function_space"]
+    report.metrics["sections"] = {"function space": {"passed": r["diagnostics"].passed}}
+    return finish(NAME, report, s, [("function space", r["diagnostics"])],
+                  {"posterior": r["idata"]}, s.seed, data_hash(X, y))
+
+
 def classification(args, s, hidden, prior) -> int:
     X, y = datasets.wells()
     idx = np.random.default_rng(s.seed).permutation(len(y))
@@ -210,15 +226,8 @@ def classification(args, s, hidden, prior) -> int:
     table.index.name = "predictor"
     report.table(table, caption="Held-out accuracy, NLL per point, Brier, ECE (10 bins) and the "
                  "AUROC with which predictive entropy flags inputs shifted by +3 sds.")
-    report.diagnostics(r["diagnostics"], "(predictions at the test points: these must pass)")
-    if not r["diagnostics"].passed:
-        report.alert("Function-space diagnostics failed: " + ", ".join(
-            k for k, ok in r["diagnostics"].checks.items() if not ok) + ".")
-    report.metrics["metrics"] = r["metrics"]
-    report.metrics["function_space"] = r["function_space"]
-    report.metrics["sections"] = {"function space": {"passed": r["diagnostics"].passed}}
-    return finish(NAME, report, s, [("function space", r["diagnostics"])],
-                  {"posterior": r["idata"]}, s.seed, data_hash(X, y))
+    _function_space(report, r, "predictions")
+    return _finish_classifier(report, s, r, X, y)
 
 
 def held_out_class(args, s, hidden, prior) -> int:
@@ -256,10 +265,7 @@ def held_out_class(args, s, hidden, prior) -> int:
                  "the test flowers (0.5 = chance); ood_confident_95: the share of unseen flowers "
                  "put in one known species with probability > 0.95, i.e. confidently wrong. "
                  "AUROC only ranks: a net can rank well and still be nearly certain everywhere.")
-    report.diagnostics(r["diagnostics"], "(class probabilities at the test points: these must pass)")
-    if not r["diagnostics"].passed:
-        report.alert("Function-space diagnostics failed: " + ", ".join(
-            k for k, ok in r["diagnostics"].checks.items() if not ok) + ".")
+    _function_space(report, r, "class probabilities")
     progress("plots")
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharey=True)
     bins = np.linspace(0, 1, 21)
@@ -275,11 +281,7 @@ def held_out_class(args, s, hidden, prior) -> int:
     fig.tight_layout()
     report.figure(fig, "Predictive entropy on test flowers of the training species and on the "
                   "unseen species. A point estimate that is sure everywhere cannot flag it.")
-    report.metrics["metrics"] = r["metrics"]
-    report.metrics["function_space"] = r["function_space"]
-    report.metrics["sections"] = {"function space": {"passed": r["diagnostics"].passed}}
-    return finish(NAME, report, s, [("function space", r["diagnostics"])],
-                  {"posterior": r["idata"]}, s.seed, data_hash(X, y))
+    return _finish_classifier(report, s, r, X, y)
 
 
 if __name__ == "__main__":
