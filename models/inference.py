@@ -494,6 +494,8 @@ def prior_initvals(model: pm.Model, chains: int, seed: int | None) -> list[dict]
     rvs = model.free_RVs
     draws = pm.draw(rvs, draws=chains, random_seed=seed)
     draws = draws if isinstance(draws, list) else [draws]
+    if chains == 1:  # pm.draw(draws=1) returns one draw without the leading draws axis
+        draws = [np.asarray(d)[None] for d in draws]
     return [{rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws)} for i in range(chains)]
 
 

@@ -178,3 +178,45 @@ def test_held_out_class_checks_its_arguments():
         bnn.evaluate_held_out_class(X[keep], y[keep], "virginica")
     with pytest.raises(ValueError, match="test_fraction"):
         bnn.evaluate_held_out_class(X, y, "setosa", test_fraction=1.5)
+
+
+def test_advi_recovers_the_mean_field_optimum_of_a_gaussian_posterior(rng):
+    """For a Gaussian posterior N(m, inv(L)), the mean-field KL(q||p) optimum is known in closed
+    form: q's means are m and q's variances are 1/diag(L) (Bishop 2006, sec. 10.1.2)."""
+    n, sigma, tau = 40, 0.5, 2.0
+    X = rng.normal(size=(n, 2))
+    X[:, 1] += 0.8 * X[:, 0]  # correlated predictors: a correlated posterior, so 1/L_ii < Sigma_ii
+    y = X @ np.array([1.0, -0.5]) + sigma * rng.normal(size=n)
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, tau, shape=2)
+        pm.Normal("y", X @ beta, sigma, observed=y)
+    precision = X.T @ X / sigma**2 + np.eye(2) / tau**2
+    m = np.linalg.solve(precision, X.T @ y / sigma**2)
+    q = bnn.fit_advi(model, {"beta": np.zeros(2)}, iterations=6000, draws=4000, seed=3)
+    assert q["beta"].shape == (4000, 2)
+    sd_exact = np.sqrt(np.diag(np.linalg.inv(precision)))
+    # Adam (step 0.01) keeps jittering around the optimum by about its step size, in the
+    # parameters' units; plus the Monte-Carlo error of 4000 draws
+    q_sd = 1 / np.sqrt(np.diag(precision))
+    assert np.all(np.abs(q["beta"].mean(0) - m) < 2 * 0.01 + 4 * q_sd / np.sqrt(4000))
+    np.testing.assert_allclose(q["beta"].std(0), q_sd, rtol=0.1)
+    assert np.all(q["beta"].std(0) < 0.9 * sd_exact)  # mean field under-states the marginal sd
+
+
+def test_bnn_evaluate_adds_advi(rng):
+    X, y = _toy(rng, 60)
+    Xt, yt = _toy(rng, 30)
+    d = {"X_train": X, "y_train": y, "X_test": Xt, "y_test_original": yt, "y_mean": 0.0, "y_sd": 1.0}
+    r = bnn.evaluate(d, hidden=(3,), activation="tanh", prior="xavier_normal", draws=100,
+                     tune=100, chains=2, seed=1, advi_iterations=10000)
+    a = r["metrics"]["ADVI (mean-field)"]
+    assert a["rmse"] < 0.7 * np.sqrt(np.mean(yt**2))  # beats the constant-0 predictor
+    assert np.isfinite(a["test_ll_nats"]) and 0 <= a["shift_auroc"] <= 1
+    assert r["advi"]["w1"].shape == (1000, 2, 3) and r["advi"]["sigma"].shape == (1000,)
+
+
+def test_prior_starts_with_one_chain(rng):
+    X, y = _toy(rng, 10)
+    model = bnn.build(X, y, hidden=(3,), activation="tanh", prior="xavier_normal")
+    (start,) = bnn.prior_starts(model, 1, seed=0)
+    assert start["w1"].shape == (2, 3) and start["sigma"].shape == ()
