@@ -366,12 +366,13 @@ def _uci_split(key, name, split, hidden, activation, prior, draws, tune, chains,
 def uci_splits(names: Sequence[str], n_splits: int = 20, hidden=(50,), activation: str = "relu",
                prior: str = "he_normal", draws: int = 500, tune: int = 500, chains: int = 2,
                seed: int = 0, sampler: str = "nutpie", client=None, adaptation: str = "diag",
-               target_accept: float | None = None, advi_iterations: int = 0):
+               target_accept: float | None = None, advi_iterations: int = 0, on_done=None):
     """The UCI protocol (:func:`evaluate`) on splits ``0..n_splits-1`` of each data set, one task
     per (data set, split), in this process or on Dask workers (``client``: chains on one core
     per worker). Split ``k`` uses seed ``seed + k`` either way. With nutpie every process
     compiles each data set's model once and swaps each split's data in. ``advi_iterations`` > 0
-    adds mean-field ADVI to every split (see :func:`evaluate`).
+    adds mean-field ADVI to every split (see :func:`evaluate`). ``on_done(done, total)`` is
+    called as each split ends.
 
     Returns ``(results, failures)``: per task a dict with ``data``, ``split``, ``metrics``,
     ``function_space``, ``diagnostics``, ``seconds`` (or None if it failed twice)."""
@@ -384,7 +385,7 @@ def uci_splits(names: Sequence[str], n_splits: int = 20, hidden=(50,), activatio
     tasks = [(key, name, split, tuple(hidden), activation, prior, draws, tune, chains,
               seed + split, sampler, cores, adaptation, target_accept, advi_iterations)
              for name in names for split in range(n_splits)]
-    return run_tasks(_uci_split, tasks, client=client)
+    return run_tasks(_uci_split, tasks, client=client, on_done=on_done)
 
 
 def evaluate_classification(X_train, y_train, X_test, y_test, hidden=(10,),

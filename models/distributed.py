@@ -80,11 +80,13 @@ def _call(fn, args):
     return fn(*args)
 
 
-def run_tasks(fn: Callable, tasks: Sequence[tuple], client=None, retries: int = 1):
+def run_tasks(fn: Callable, tasks: Sequence[tuple], client=None, retries: int = 1,
+              on_done: Callable[[int, int], None] | None = None):
     """Run ``fn(*task)`` for every task; returns ``(results, failures)``.
 
     ``results[i]`` is task i's result or None if it failed after ``1 + retries`` attempts;
-    ``failures`` lists ``(i, "ExceptionType: message")`` for each of those.
+    ``failures`` lists ``(i, "ExceptionType: message")`` for each of those. ``on_done(done,
+    total)`` is called in this process after each task ends (for progress lines in long jobs).
     """
     results, failures = [None] * len(tasks), []
     if client is None:
@@ -96,18 +98,24 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], client=None, retries: int = 
                 except Exception as exc:  # noqa: BLE001 - reported below, never dropped
                     if attempt == retries:
                         failures.append((i, f"{type(exc).__name__}: {exc}"))
+            if on_done is not None:
+                on_done(i + 1, len(tasks))
         return results, failures
-    futures = [client.submit(_call, fn, args, retries=retries, pure=False) for args in tasks]
-    from dask.distributed import wait
+    from dask.distributed import as_completed
 
-    wait(futures)
-    for i, fut in enumerate(futures):
+    futures = [client.submit(_call, fn, args, retries=retries, pure=False) for args in tasks]
+    index = {fut.key: i for i, fut in enumerate(futures)}
+    for done, fut in enumerate(as_completed(futures), start=1):
+        i = index[fut.key]
         if fut.status == "finished":
             results[i] = fut.result()
         else:
             exc = fut.exception()
             failures.append((i, f"{type(exc).__name__}: {exc}" if exc is not None
                              else f"task {fut.status}"))
+        if on_done is not None:
+            on_done(done, len(tasks))
+    failures.sort()
     return results, failures
 
 

@@ -36,7 +36,10 @@ def test_failed_task_is_retried_once_then_reported(tmp_path, client, use_client)
     c = client if use_client else None
     results, failures = run_tasks(_flaky, [(str(tmp_path), i) for i in range(4)], client=c)
     assert results == [0, 10, 20, 30] and failures == []
-    results, failures = run_tasks(_broken, [(i,) for i in range(4)], client=c)
+    calls = []
+    results, failures = run_tasks(_broken, [(i,) for i in range(4)], client=c,
+                                  on_done=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # failed tasks count as done too
     assert results == [0, 1, None, 3]
     assert len(failures) == 1 and failures[0][0] == 2 and "task 2 always fails" in failures[0][1]
 

@@ -69,7 +69,8 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
     n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
     where = (f"{n_workers} Dask worker(s) ({client.dashboard_link})" if client is not None
              else "this process")
-    progress = Progress(NAME, 1)
+    n_tasks = len(names) * n_splits
+    progress = Progress(NAME, 1 + n_tasks)
     report = Report(NAME, "UCI regression benchmark: MLE net, MAP net and NUTS BNN")
     report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
                 f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
@@ -82,13 +83,14 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
                 "and swaps every split's data in. (The published protocol is 50 ReLU units.)"
                 + (f" ADVI: mean-field, {net['advi']} Adam steps from a prior draw, 1000 draws."
                    if net["advi"] else ""))
-    progress(f"{len(names) * n_splits} splits ({', '.join(names)}) on {where}")
+    progress(f"{n_tasks} splits ({', '.join(names)}) on {where}")
     start = time.perf_counter()
     results, failures = bnn.uci_splits(names, n_splits, (hidden,), net["activation"], net["prior"],
                                        s.draws, s.tune, s.chains, s.seed, s.sampler, client=client,
                                        adaptation=net["adaptation"],
                                        target_accept=net["target_accept"],
-                                       advi_iterations=net["advi"])
+                                       advi_iterations=net["advi"],
+                                       on_done=lambda k, n: progress(f"{k} of {n} splits done"))
     wall = time.perf_counter() - start
     if failures:
         report.alert(f"{len(failures)} split(s) failed twice and are missing from the tables: "
