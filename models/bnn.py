@@ -224,8 +224,18 @@ def function_space_diagnostics(idata, X_test, activation: str, n_hidden: int) ->
         f = probs.reshape(*probs.shape[:2], -1)
     tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
         {"f_test": (("chain", "draw", "test_point"), f)})})
+    # Split R-hat of each chain on its own (its two halves): near 1 when every chain is
+    # stationary, so a large between-chain R-hat then means chains settled in different modes
+    # (different functions), not that they are still moving.
+    # (ArviZ returns NaN for one chain, so its halves are passed as two chains.)
+    half = f.shape[1] // 2
+    within = [float(az.rhat(xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"f_test": (("chain", "draw", "test_point"),
+                    f[c, :2 * half].reshape(2, half, f.shape[2]))})})).dataset["f_test"].max())
+        for c in range(f.shape[0])]
     out = {
         "f_rhat_max": float(az.rhat(tree).dataset["f_test"].max()),
+        "f_rhat_within_chain_max": max(within),
         "f_ess_bulk_min": float(az.ess(tree, method="bulk").dataset["f_test"].min()),
         "f_ess_tail_min": float(az.ess(tree, method="tail").dataset["f_test"].min()),
         "weight_rhat_max_raw": float(max(az.rhat(idata, var_names=[n]).dataset[n].max()
@@ -327,6 +337,10 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     sd_in = forward(post_params, d["X_test"], activation, L)[..., 0].std(axis=0)
     sd_out = forward(post_params, d["X_test"] + shift, activation, L)[..., 0].std(axis=0)
     metrics["NUTS posterior"]["shift_auroc"] = auroc(sd_in, sd_out)
+    # each chain's own posterior predictive: how far apart are the modes the chains found?
+    fs["chain_test_ll_nats"] = [predictive_regression_metrics(
+        f_post[c], _flat_draws(idata, "sigma")[c], y, m, sd)["test_ll_nats"]
+        for c in range(f_post.shape[0])]
     for k in ("MLE net", "MAP net", "constant (training mean)"):
         metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
     advi = None

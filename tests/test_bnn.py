@@ -220,3 +220,30 @@ def test_prior_starts_with_one_chain(rng):
     model = bnn.build(X, y, hidden=(3,), activation="tanh", prior="xavier_normal")
     (start,) = bnn.prior_starts(model, 1, seed=0)
     assert start["w1"].shape == (2, 3) and start["sigma"].shape == ()
+
+
+def _fake_posterior(b_out):
+    """A posterior of a 1-input, 1-unit net whose output is b_out alone (all weights zero)."""
+    import xarray as xr
+
+    C, D = b_out.shape
+    z = np.zeros
+    post = xr.Dataset({"w1": (("chain", "draw", "feature", "hidden_1"), z((C, D, 1, 1))),
+                       "b1": (("chain", "draw", "hidden_1"), z((C, D, 1))),
+                       "w_out": (("chain", "draw", "hidden_1", "output"), z((C, D, 1, 1))),
+                       "b_out": (("chain", "draw", "output"), b_out[..., None])})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), z((C, D), dtype=bool))})
+    return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+
+
+def test_within_chain_rhat_separates_modes_from_non_stationary_chains(rng):
+    X = np.ones((3, 1))
+    # four iid chains around different centres: each stationary, the chains disagree
+    modes = np.arange(4)[:, None] + 0.1 * rng.normal(size=(4, 1000))
+    fs = bnn.function_space_diagnostics(_fake_posterior(modes), X, "tanh", 1)
+    assert fs["f_rhat_max"] > 2 and fs["f_rhat_within_chain_max"] < 1.01
+    # one chain drifting (a linear trend): its own halves disagree
+    drift = 0.1 * rng.normal(size=(4, 1000))
+    drift[2] += np.linspace(0, 3, 1000)
+    fs = bnn.function_space_diagnostics(_fake_posterior(drift), X, "tanh", 1)
+    assert fs["f_rhat_within_chain_max"] > 1.5
