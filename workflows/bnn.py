@@ -45,8 +45,8 @@ def add_arguments(p):
     g.add_argument("--dataset", choices=datasets.UCI, default="yacht")
     g.add_argument("--split", type=int, default=0, help="standard split 0..19 (default 0)")
     g.add_argument("--hidden", default=None,
-                   help="comma-separated hidden widths (default 5: a network NUTS can sample to "
-                        "convergence; the UCI protocol's 50 is uci_benchmark's default)")
+                   help="comma-separated hidden widths (default 5: small enough that NUTS mixes on some "
+                        "splits, not all; the UCI protocol's 50 is uci_benchmark's default)")
     g.add_argument("--activation", choices=bnn.ACTIVATIONS, default="tanh")
     g.add_argument("--prior", choices=bnn.PRIORS, default=None,
                    help="weight prior (default he_normal for relu, xavier_normal otherwise)")
