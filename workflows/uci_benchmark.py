@@ -141,7 +141,7 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
         conv.append({"data": name, "splits": len(g),
                      "chains agree (f R-hat ≤ 1.01)": int(mixed.sum()),
                      "each chain stationary, chains disagree": int((stationary & ~mixed).sum()),
-                     "a chain not stationary": int((~stationary).sum()),
+                     "chains disagree, a chain not stationary": int((~stationary & ~mixed).sum()),
                      "f R-hat median": g["f_rhat_max"].median(),
                      "within-chain R-hat median": g["f_rhat_within_chain_max"].median(),
                      "per-chain test LL spread, median": (g["chain_ll_max"] - g["chain_ll_min"]).median(),
