@@ -178,21 +178,30 @@ def _params_of(source) -> dict:
     return {k: np.asarray(v) for k, v in source.items()}
 
 
-def predictive_regression_metrics(f, sigma, y_original, y_mean, y_sd) -> dict:
+def predictive_regression_metrics(f, sigma, y_original, y_mean, y_sd, weights=None) -> dict:
     """RMSE and mean test log-likelihood (nats, bits) in the target's ORIGINAL units.
 
     ``f``: (S, N) network outputs in standardised units (S = 1 for a plug-in net), ``sigma``:
     (S,) noise sds. The predictive density is the mixture over S of normals, so for S = 1 it
-    is the plug-in density and for posterior draws the posterior predictive.
+    is the plug-in density and for posterior draws the posterior predictive. ``weights``: (S,)
+    mixture weights summing to 1 (default 1/S each), e.g. stacking weights of chains.
     """
     from scipy import special, stats
 
     f, sigma = np.atleast_2d(f), np.atleast_1d(sigma)
+    w = np.full(f.shape[0], 1.0 / f.shape[0]) if weights is None else np.asarray(weights, float)
     mu = f * y_sd + y_mean
     logp = stats.norm.logpdf(y_original[None, :], mu, sigma[:, None] * y_sd)
-    ll = special.logsumexp(logp, axis=0) - np.log(f.shape[0])
-    rmse = float(np.sqrt(np.mean((mu.mean(axis=0) - y_original) ** 2)))
+    with np.errstate(divide="ignore"):  # a zero weight is log 0 = -inf: that draw drops out
+        ll = special.logsumexp(logp + np.log(w)[:, None], axis=0)
+    rmse = float(np.sqrt(np.mean((w @ mu - y_original) ** 2)))
     return {"rmse": rmse, "test_ll_nats": float(ll.mean()), "test_ll_bits": float(ll.mean() / np.log(2))}
+
+
+def _weighted_sd(f, w) -> np.ndarray:
+    """sd over draws (axis 0) of ``f`` under draw weights ``w`` summing to 1."""
+    mean = w @ f
+    return np.sqrt(np.maximum(w @ (f - mean) ** 2, 0.0))
 
 
 def auroc(scores_in, scores_out) -> float:
@@ -292,14 +301,17 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     ``adaptation``/``target_accept``: nutpie's mass-matrix adaptation ("diag" or "low_rank")
     and target acceptance (see :func:`models.inference.sample_posterior`); a ``compiled``
     sampler carries its own. ``advi_iterations`` > 0 adds a mean-field ADVI fit
-    (:func:`fit_advi`, 1000 draws) as a fourth predictor, "ADVI (mean-field)".
+    (:func:`fit_advi`, 1000 draws) as a predictor, "ADVI (mean-field)". With 2 or more chains,
+    "NUTS, chains stacked" weights the chains by stacking (:func:`models.inference.stack_chains`,
+    PSIS-LOO on the training split) instead of 1/chains each; the weights are in
+    ``function_space["chain_stacking"]``.
 
     MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored), MAP net (``pm.find_MAP``
     from a prior draw: the prior acts as weight decay) and the NUTS posterior. Metrics on the
     test split in original units; the input-shift check adds ``shift`` training sds to every
     input and asks whether predictive uncertainty (sd of f) flags the shifted points (AUROC).
     """
-    from models.inference import fit_mle, sample_posterior, set_data
+    from models.inference import fit_mle, sample_posterior, set_data, stack_chains
 
     hidden = tuple(hidden)
     if compiled is None:
@@ -334,13 +346,24 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     }
     post_params = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:])
                    for n in map_params if n != "sigma"}
-    sd_in = forward(post_params, d["X_test"], activation, L)[..., 0].std(axis=0)
-    sd_out = forward(post_params, d["X_test"] + shift, activation, L)[..., 0].std(axis=0)
+    f_in = forward(post_params, d["X_test"], activation, L)[..., 0]
+    f_out = forward(post_params, d["X_test"] + shift, activation, L)[..., 0]
+    sd_in, sd_out = f_in.std(axis=0), f_out.std(axis=0)
     metrics["NUTS posterior"]["shift_auroc"] = auroc(sd_in, sd_out)
     # each chain's own posterior predictive: how far apart are the modes the chains found?
     fs["chain_test_ll_nats"] = [predictive_regression_metrics(
         f_post[c], _flat_draws(idata, "sigma")[c], y, m, sd)["test_ll_nats"]
         for c in range(f_post.shape[0])]
+    if f_post.shape[0] > 1:
+        # chains that do not mix, weighted by stacking on the TRAINING data's PSIS-LOO instead
+        # of 1/chains each (the test split plays no part in the weights)
+        stacking = stack_chains(idata, model)
+        w = np.repeat(stacking.weights / f_post.shape[1], f_post.shape[1])
+        metrics["NUTS, chains stacked"] = predictive_regression_metrics(
+            f_post.reshape(S, -1), sigma_post, y, m, sd, weights=w)
+        metrics["NUTS, chains stacked"]["shift_auroc"] = auroc(
+            _weighted_sd(f_in, w), _weighted_sd(f_out, w))
+        fs["chain_stacking"] = stacking.to_frame().to_dict(orient="list")
     for k in ("MLE net", "MAP net", "constant (training mean)"):
         metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
     advi = None

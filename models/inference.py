@@ -705,3 +705,59 @@ class CompiledSampler:
                                    seed=random_seed, progress_bar=False, **self.options, **extra)
         _check_complete(tree, draws, chains)
         return tree
+
+
+@dataclass
+class ChainStacking:
+    """Result of :func:`stack_chains`: one entry per chain."""
+
+    weights: np.ndarray  # stacking weights, sum to 1
+    elpd_loo: np.ndarray  # each chain's own PSIS-LOO elpd on the training data (nats)
+    pareto_k_max: np.ndarray  # largest Pareto k of each chain's PSIS-LOO
+    pareto_k_bad: np.ndarray  # share of observations with k > 0.7 (LOO unreliable there)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"stacking weight": self.weights, "elpd_loo (train)": self.elpd_loo,
+                             "Pareto k max": self.pareto_k_max,
+                             "share k > 0.7": self.pareto_k_bad},
+                            index=pd.Index(range(len(self.weights)), name="chain"))
+
+
+def stack_chains(idata: xr.DataTree, model: pm.Model) -> ChainStacking:
+    """Stacking weights for chains that do not mix (Yao, Vehtari & Gelman 2022, "Stacking for
+    non-mixing Bayesian computations", JMLR 23(79)).
+
+    When each chain is stationary but the chains sit in different modes, pooling them gives
+    every mode the weight 1/chains, whatever its posterior mass. Stacking instead treats each
+    chain as its own predictive distribution and weights the chains to maximise the
+    leave-one-out log score of their mixture on the training data: each chain's pointwise
+    elpd from PSIS-LOO (``arviz.loo``), the weights from ``arviz.compare(method="stacking")``.
+    The pointwise log-likelihood is ``idata``'s own or computed by PyMC on ``model``'s data.
+    Use the weights with the chains' draws (weight / draws per draw). Not a posterior: a
+    predictive combination, and only as good as each chain's LOO (see ``pareto_k_max``).
+    """
+    import arviz as az
+
+    if "log_likelihood" in idata.children:
+        ll = idata["log_likelihood"].to_dataset()
+    else:
+        ll = pm.compute_log_likelihood(idata, model=model, extend_inferencedata=False,
+                                       progressbar=False)
+    post = idata["posterior"].to_dataset()
+    chains = post.sizes["chain"]
+    if chains < 2:
+        raise ValueError(f"stack_chains needs at least 2 chains, got {chains}")
+    elpd, k_max, k_bad = {}, [], []
+    for c in range(chains):
+        tree = xr.DataTree.from_dict({"posterior": post.isel(chain=[c]),
+                                      "log_likelihood": ll.isel(chain=[c])})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the Pareto-k warning: reported in the result
+            elpd[c] = az.loo(tree, pointwise=True)
+        k = np.asarray(elpd[c].pareto_k).ravel()
+        k_max.append(float(k.max()))
+        k_bad.append(float((k > 0.7).mean()))
+    table = az.compare(elpd, method="stacking", round_to="none")
+    return ChainStacking(weights=table.loc[list(range(chains)), "weight"].to_numpy(dtype=float),
+                         elpd_loo=np.array([float(elpd[c].elpd) for c in range(chains)]),
+                         pareto_k_max=np.array(k_max), pareto_k_bad=np.array(k_bad))

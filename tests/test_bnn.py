@@ -102,8 +102,28 @@ def test_tiny_bnn_samples_mle_net_beats_constant_and_diagnostics_computed(rng):
     for key in ("f_rhat_max", "f_ess_bulk_min", "f_ess_tail_min", "weight_rhat_max_raw",
                 "weight_rhat_max_canonical"):
         assert np.isfinite(fs[key])
+    stacking = fs["chain_stacking"]
+    assert sum(stacking["stacking weight"]) == pytest.approx(1.0, abs=1e-6)
+    assert m["NUTS, chains stacked"]["rmse"] < 0.7 * const_rmse
     assert fs["divergences"] >= 0 and set(r["diagnostics"].checks) == {
         "r_hat_max", "ess_bulk_min", "ess_tail_min", "divergences", "e_bfmi_min"}
+
+
+def test_weighted_predictive_metrics_against_a_hand_mixture(rng):
+    # Independent: the mixture density sum_s w_s N(y | mu_s, sd_s) evaluated with scipy pdfs.
+    f = rng.normal(size=(3, 7))
+    sigma = np.array([0.5, 1.0, 2.0])
+    y = rng.normal(size=7) * 3 + 10
+    w = np.array([0.2, 0.0, 0.8])
+    got = bnn.predictive_regression_metrics(f, sigma, y, 10.0, 3.0, weights=w)
+    from scipy import stats
+    dens = sum(w[s] * stats.norm.pdf(y, f[s] * 3 + 10, sigma[s] * 3) for s in range(3))
+    assert got["test_ll_nats"] == pytest.approx(np.mean(np.log(dens)), rel=1e-12)
+    mean = 0.2 * (f[0] * 3 + 10) + 0.8 * (f[2] * 3 + 10)
+    assert got["rmse"] == pytest.approx(np.sqrt(np.mean((mean - y) ** 2)), rel=1e-12)
+    # equal weights are the default
+    assert bnn.predictive_regression_metrics(f, sigma, y, 10.0, 3.0, weights=np.full(3, 1 / 3)) \
+        == pytest.approx(bnn.predictive_regression_metrics(f, sigma, y, 10.0, 3.0), rel=1e-12)
 
 
 def test_bad_network_arguments():

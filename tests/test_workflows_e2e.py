@@ -132,12 +132,15 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert m["metrics"]["MLE net"]["rmse"] < m["metrics"]["constant (training mean)"]["rmse"]
     assert m["metrics"]["ADVI (mean-field)"]["rmse"] < m["metrics"]["constant (training mean)"]["rmse"]
     assert m["advi"]["iterations"] == 5000 and m["advi"]["f_sd_mean"] > 0
+    stacking = m["function_space"]["chain_stacking"]
+    assert sum(stacking["stacking weight"]) == pytest.approx(1.0, abs=1e-6)
     _, m = _run(uci_benchmark, tmp_path, "--datasets", "yacht", "--splits", "1", "--advi", "2000")
     published = [r for r in m["summary"] if r["method"] == "published: PBP"]
     assert published and published[0]["RMSE"] == 1.02
     methods = [r["method"] for r in m["summary"]]
-    assert methods[:4] == ["MLE net", "MAP net", "NUTS posterior", "ADVI (mean-field)"]
-    assert all(method.startswith("published") for method in methods[4:])
+    assert methods[:5] == ["MLE net", "MAP net", "NUTS posterior", "NUTS, chains stacked",
+                           "ADVI (mean-field)"]
+    assert all(method.startswith("published") for method in methods[5:])
     nuts = [r for r in m["per_split"] if r["method"] == "NUTS posterior"][0]
     assert np.isfinite(nuts["f_rhat_max"])  # function-space diagnostics on the NUTS row
 
