@@ -303,8 +303,9 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
     sampler carries its own. ``advi_iterations`` > 0 adds a mean-field ADVI fit
     (:func:`fit_advi`, 1000 draws) as a predictor, "ADVI (mean-field)". With 2 or more chains,
     "NUTS, chains stacked" weights the chains by stacking (:func:`models.inference.stack_chains`,
-    PSIS-LOO on the training split) instead of 1/chains each; the weights are in
-    ``function_space["chain_stacking"]``.
+    PSIS-LOO on the training split) instead of 1/chains each, or equally where PSIS-LOO is
+    unreliable (then it equals the pooled row); the weights are in
+    ``function_space["chain_stacking"]``, the verdict in ``["chain_stacking_reliable"]``.
 
     MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored), MAP net (``pm.find_MAP``
     from a prior draw: the prior acts as weight decay) and the NUTS posterior. Metrics on the
@@ -364,6 +365,7 @@ def evaluate(d: dict, hidden=(50,), activation: str = "relu", prior: str = "he_n
         metrics["NUTS, chains stacked"]["shift_auroc"] = auroc(
             _weighted_sd(f_in, w), _weighted_sd(f_out, w))
         fs["chain_stacking"] = stacking.to_frame().to_dict(orient="list")
+        fs["chain_stacking_reliable"] = stacking.reliable
     for k in ("MLE net", "MAP net", "constant (training mean)"):
         metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
     advi = None

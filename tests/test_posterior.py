@@ -159,6 +159,33 @@ def test_chain_stacking_weights_match_exact_loo_stacking():
     s = stack_chains(idata, model)
     assert s.weights == pytest.approx([exact, 1 - exact], abs=0.01)
     assert s.elpd_loo == pytest.approx([np.log(loo[0]).sum(), np.log(loo[1]).sum()], abs=0.3)
-    assert (s.pareto_k_max < 0.7).all()
+    assert (s.pareto_k_max < 0.7).all() and s.reliable
+    assert s.stacking_weights == pytest.approx(s.weights)
     with pytest.raises(ValueError, match="at least 2 chains"):
         stack_chains(idata.isel(chain=[0]), model)
+
+
+def test_chain_stacking_falls_back_to_equal_weights_when_psis_loo_is_unreliable():
+    """One parameter per observation (y_i ~ N(theta_i, 0.1), theta_i ~ N(0, 1)): leaving y_i
+    out moves theta_i's posterior from near y_i back to the prior, so importance sampling
+    from the full posterior fails at every point (Pareto k > 0.7), and stacking must not be
+    trusted. Draws: the exact conjugate posterior, with a different offset per chain."""
+    import xarray as xr
+
+    from models.inference import stack_chains
+
+    rng = np.random.default_rng(1)
+    y = rng.normal(0, 1, 40)
+    post_var = 1 / (1 + 1 / 0.01)
+    post_mean = y / 0.01 * post_var
+    with pm.Model(coords={"obs": range(40)}) as model:
+        theta = pm.Normal("theta", 0, 1, dims="obs")
+        pm.Normal("y", theta, 0.1, observed=y, dims="obs")
+    draws = np.stack([post_mean + shift + np.sqrt(post_var) * rng.normal(size=(2000, 40))
+                      for shift in (0.0, 0.05)])
+    idata = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"theta": (("chain", "draw", "obs"), draws)}, coords={"obs": range(40)})})
+    s = stack_chains(idata, model)
+    assert (s.pareto_k_bad > 0.5).all() and not s.reliable
+    assert s.weights == pytest.approx([0.5, 0.5])
+    assert s.stacking_weights.sum() == pytest.approx(1.0, abs=1e-6)

@@ -169,11 +169,17 @@ def main(argv=None) -> int:
     if "chain_stacking" in fs:
         chains = pd.DataFrame(fs["chain_stacking"]).rename_axis("chain")
         chains["test LL, own predictive (nats)"] = chain_ll
+        if not fs["chain_stacking_reliable"]:
+            report.text("PSIS-LOO is unreliable on this fit (more than 1% of training points "
+                        "with a high Pareto k in some chain; see the table below), so stacking "
+                        "weights cannot be trusted: the 'NUTS, chains stacked' row keeps equal "
+                        "weights and equals the pooled one.", kind="warn")
         report.table(chains, caption="Each chain as its own predictive distribution. Stacking "
                      "weights (Yao, Vehtari & Gelman 2022) maximise the leave-one-out log score "
                      "of the chains' mixture on the TRAINING split (PSIS-LOO per chain; LOO is "
-                     "unreliable where Pareto k > 0.7); the 'NUTS, chains stacked' row above "
-                     "uses them. When the chains mix, stacking has little to choose and this "
+                     "unreliable where Pareto k is high: if more than 1% of points in any "
+                     "chain are, the weights used stay equal); the 'NUTS, chains stacked' row "
+                     "above uses the 'weight used' column. When the chains mix, stacking has little to choose and this "
                      "row matches the pooled one; when they sit in different modes it "
                      "down-weights the modes that predict held-out training points badly. The "
                      "test column is for reading only: the weights never see the test split.")
