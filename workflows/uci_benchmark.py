@@ -83,7 +83,9 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
                 "and swaps every split's data in. (The published protocol is 50 ReLU units.)"
                 + (" 'NUTS, chains stacked': the same draws, chains weighted by stacking of "
                    "their PSIS-LOO predictive densities on the training split (Yao, Vehtari & "
-                   "Gelman 2022) instead of equally." if s.chains > 1 else "")
+                   "Gelman 2022) instead of equally; on a split where PSIS-LOO is unreliable "
+                   "(see the convergence table) the chains keep equal weights."
+                   if s.chains > 1 else "")
                 + (f" ADVI: mean-field, {net['advi']} Adam steps from a prior draw, 1000 draws."
                    if net["advi"] else ""))
     progress(f"{n_tasks} splits ({', '.join(names)}) on {where}")
@@ -107,7 +109,7 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
         timing[name] = timing.get(name, 0.0) + r["seconds"]
         fs = r["function_space"]
         chain_ll = fs.get("chain_test_ll_nats", [np.nan])
-        weights = fs.get("chain_stacking", {}).get("stacking weight", [np.nan])
+        weights = fs.get("chain_stacking", {}).get("weight used", [np.nan])
         for method in METHODS:
             if method not in r["metrics"]:
                 continue  # ADVI off, or one chain (nothing to stack)
@@ -117,7 +119,9 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
                     "f_rhat_max": fs["f_rhat_max"], "f_ess_bulk_min": fs["f_ess_bulk_min"],
                     "f_rhat_within_chain_max": fs.get("f_rhat_within_chain_max", np.nan),
                     "chain_ll_min": min(chain_ll), "chain_ll_max": max(chain_ll),
-                    "max_chain_weight": max(weights), "divergences": fs["divergences"]})
+                    "max_chain_weight": max(weights),
+                    "stacking_reliable": fs.get("chain_stacking_reliable", False),
+                    "divergences": fs["divergences"]})
         diags.append((f"{name} split {split}", r["diagnostics"]))
     if not rows:
         report.alert("Every split failed; nothing to tabulate.")
@@ -151,7 +155,8 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
                      "f R-hat median": g["f_rhat_max"].median(),
                      "within-chain R-hat median": g["f_rhat_within_chain_max"].median(),
                      "per-chain test LL spread, median": (g["chain_ll_max"] - g["chain_ll_min"]).median(),
-                     "largest chain stacking weight, median": g["max_chain_weight"].median(),
+                     "splits with reliable PSIS-LOO (stacked)": int(g["stacking_reliable"].sum()),
+                     "largest chain weight used, median": g["max_chain_weight"].median(),
                      "divergences (sum)": int(g["divergences"].sum()),
                      "splits with divergences": int((g["divergences"] > 0).sum())})
     conv = pd.DataFrame(conv).set_index("data")
@@ -160,8 +165,10 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
                  "within-chain R-hat: the same for each chain alone (split in halves), so a chain "
                  "that is stationary scores ≤ 1.01 even if it sits in a different mode from the "
                  "others; per-chain test LL spread: max − min over chains of each chain's own "
-                 "predictive log-likelihood (nats per point); largest chain stacking weight: "
-                 "1/chains when the chains are equally good, 1 when one chain takes all.")
+                 "predictive log-likelihood (nats per point); reliable PSIS-LOO: at most "
+                 "1% of training points with Pareto k above ArviZ's good_k in every chain, "
+                 "the condition for stacking the chains (elsewhere they keep equal weights); "
+                 "largest chain weight used: 1/chains for equal weights.")
     report.metrics["convergence"] = conv.reset_index().to_dict(orient="records")
     if (conv["each chain stationary, chains disagree"] > 0).any():
         report.text("Where every chain is stationary but the chains disagree, the posterior is "
@@ -181,7 +188,7 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
         ["rmse", "test_ll_nats", "shift_auroc"]], digits=3,
         caption="Every split: test RMSE (original units), test LL (nats per point), input-shift AUROC.")
     nuts_cols = ["f_rhat_max", "f_ess_bulk_min", "f_rhat_within_chain_max", "chain_ll_min",
-                 "chain_ll_max", "max_chain_weight", "divergences"]
+                 "chain_ll_max", "stacking_reliable", "max_chain_weight", "divergences"]
     report.table(nuts.set_index(["data", "split"])[nuts_cols], digits=3,
                  caption="Every split, NUTS in function space: R-hat and bulk ESS of f at the test "
                          "points, the largest within-chain R-hat, the worst and best chain's own "
