@@ -45,8 +45,9 @@ def glm(X, y, *, priors, defaults, likelihood, coords_extra=None, y_kind="real",
     """
     import pymc as pm
 
-    from models.validation import as_design_matrix, as_outcome
+    from models.validation import as_design_matrix, as_outcome, check_aligned
 
+    check_aligned(("X", X), ("y", y))
     X_values, names = as_design_matrix(X, "X", check_columns=intercept)
     y_values = as_outcome(y, X_values.shape[0], "y", kind=y_kind)
     default = defaults(X_values, y_values)

@@ -35,7 +35,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from models._build import OBS_DIM
-from models.validation import as_design_matrix, as_labels, as_outcome
+from models.validation import as_design_matrix, as_labels, as_outcome, check_aligned
 
 PRIORS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "lecun_normal",
           "standard_normal")
@@ -90,6 +90,7 @@ def build(X, y, hidden: Sequence[int] = (50,), activation: str = "relu",
     hidden = [int(h) for h in hidden]
     if not hidden or min(hidden) < 1:
         raise ValueError(f"hidden must list at least one positive layer width, got {hidden}")
+    check_aligned(("X", X), ("y", y))
     X_values, names = as_design_matrix(X, "X", check_columns=False)
     n = X_values.shape[0]
     coords = {"feature": names, OBS_DIM: np.arange(n)}

@@ -109,6 +109,11 @@ def fit_many(model: pm.Model, datasets: Sequence[dict], seeds: Sequence[int], va
     return summaries, failures
 
 
+def _converged(s: FitSummary) -> bool:
+    d = s.diagnostics
+    return d is None or bool(d.checks["r_hat_max"] and d.checks["divergences"])
+
+
 def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, np.ndarray],
                       labels: dict[str, Sequence[str]], prob: float = 0.95) -> pd.DataFrame:
     """Coverage of the Wald interval (MLE ± z SE, z for ``prob``) and of the central credible
@@ -116,13 +121,18 @@ def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, n
 
     A data set whose MLE does not exist, is singular or did not converge counts as a MISS for
     the Wald interval (the method gave no interval); failed fits (None) are left out and
-    counted in ``failed``. Columns: coverage, its Monte-Carlo standard error at the nominal
-    level, the number of simulations and of MLE failures."""
+    counted in ``failed fits``; fits whose posterior did not converge (R-hat above 1.01 or any
+    divergent transition) are left out too and counted in ``dropped (not converged)``: their
+    intervals are not the posterior's. (An ESS below 400 alone does not drop a fit: it adds
+    Monte-Carlo noise to the interval's ends, not bias.) Columns: coverage, its Monte-Carlo
+    standard error at the nominal level, the number of simulations counted, of MLE failures,
+    of failed fits and of dropped fits."""
     z = special.ndtri(0.5 + prob / 2)
-    done = [s for s in summaries if s is not None]
-    n = len(done)
-    if n == 0:
+    returned = [s for s in summaries if s is not None]
+    if not returned:
         raise ValueError("summaries: no successful fit to measure coverage on")
+    done = [s for s in returned if _converged(s)]
+    n = len(done)
     rows = []
     for name, t in truth.items():
         t = np.ravel(t)
@@ -140,10 +150,12 @@ def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, n
         for j, label in enumerate(labels[name]):
             for kind, hits in ((f"Wald {prob:.0%} (MLE)", wald[j]),
                                (f"{prob:.0%} credible (ETI)", bayes[j])):
-                rows.append({"parameter": label, "interval": kind, "coverage": hits / n,
-                             "MC standard error": np.sqrt(prob * (1 - prob) / n),
+                rows.append({"parameter": label, "interval": kind,
+                             "coverage": hits / n if n else np.nan,
+                             "MC standard error": np.sqrt(prob * (1 - prob) / n) if n else np.nan,
                              "simulations": n, "MLE failed (counted as miss)": mle_failed,
-                             "failed fits": len(summaries) - n})
+                             "failed fits": len(summaries) - len(returned),
+                             "dropped (not converged)": len(returned) - n})
     return pd.DataFrame(rows)
 
 

@@ -39,7 +39,7 @@ import pymc as pm
 from scipy import optimize
 
 from models._build import OBS_DIM, resolve_priors, scale_of
-from models.validation import DataError, as_design_matrix, as_labels, as_outcome
+from models.validation import DataError, as_design_matrix, as_labels, as_outcome, check_aligned
 
 
 def default_priors(y: np.ndarray) -> dict:
@@ -109,6 +109,7 @@ def build_varying_intercept(X, y, group, centered: bool = False, priors=None) ->
     ``mu_alpha``, ``sigma_alpha``, ``alpha`` (dim ``group``), ``beta`` (dim ``predictor``,
     when ``X`` is given), ``sigma``. Data containers: ``X``, ``y``, ``group_idx``.
     """
+    check_aligned(("X", X), ("y", y), ("group", group))
     y_values = as_outcome(y, None, "y")
     X_values, names = (None, [])
     if X is not None:

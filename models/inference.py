@@ -34,6 +34,7 @@ from pytensor.graph.traversal import ancestors
 from scipy import optimize, special
 
 from models._build import OBS_DIM
+from models.interrupts import interrupted
 from models.likelihood import LOG2
 from models.validation import check_positive_int
 
@@ -64,6 +65,60 @@ def _labels(name: str, dims, shape, coords) -> list[str]:
 
 def _model_labels(model: pm.Model, name: str, shape) -> list[str]:
     return _labels(name, model.named_vars_to_dims.get(name), shape, model.coords)
+
+
+def labels(name: str, dims, shape, coords) -> list[str]:
+    """Public name of the scalar labels ``beta[height]`` / ``beta[a, b]`` in C order."""
+    return _labels(name, dims, shape, coords)
+
+
+def _flat_by_label(da: xr.DataArray, name: str) -> pd.Series:
+    """A DataArray without sample dims, flattened in C order and indexed by its own labels."""
+    coords = {d: da.coords[d].values for d in da.dims if d in da.coords}
+    return pd.Series(np.ravel(da.values), index=_labels(name, da.dims, da.shape, coords))
+
+
+def posterior_summary(idata: xr.DataTree, var_names=None, prob: float = 0.95,
+                      group: str = "posterior") -> pd.DataFrame:
+    """Per scalar parameter: mean, sd, equal-tailed interval at ``prob``, bulk/tail ESS,
+    R-hat and MCSE, every row labelled from the variable's OWN dims and coords.
+
+    Why not ``arviz.summary``: ArviZ 1.3 (arviz-stats 1.3.3) mislabels the rows of a 2-D
+    variable when an earlier variable in the same call shares one of its dims (softmax's
+    ``intercept_centered`` (class) then ``beta`` (predictor, class): values in the wrong rows).
+    Here the moments and quantiles are plain xarray reductions over (chain, draw), and ESS,
+    R-hat and MCSE come from ArviZ as Datasets (keyed by dims, so they cannot be misplaced);
+    each is flattened with labels built from that variable's own dims and coords.
+    Columns: ``mean``, ``sd``, ``eti{pct}_lb``, ``eti{pct}_ub``, ``ess_bulk``, ``ess_tail``,
+    ``r_hat``, ``mcse_mean``, ``mcse_sd``.
+    """
+    import arviz as az
+
+    post = idata[group].to_dataset() if isinstance(idata, xr.DataTree) else idata
+    names = list(var_names) if var_names is not None else list(post.data_vars)
+    pct = f"{round(prob * 100):d}"
+    sample = ("chain", "draw")
+    tree = xr.DataTree.from_dict({"posterior": post[names]})
+    multi = post.sizes.get("chain", 1) > 1
+    diag = {"ess_bulk": az.ess(tree, method="bulk").dataset,
+            "ess_tail": az.ess(tree, method="tail").dataset,
+            "r_hat": az.rhat(tree).dataset if multi else None,
+            "mcse_mean": az.mcse(tree, method="mean").dataset,
+            "mcse_sd": az.mcse(tree, method="sd").dataset}
+    frames = []
+    for name in names:
+        da = post[name]
+        q = da.quantile([0.5 - prob / 2, 0.5 + prob / 2], dim=sample)
+        cols = {"mean": da.mean(sample), "sd": da.std(sample, ddof=1),
+                f"eti{pct}_lb": q.isel(quantile=0, drop=True),
+                f"eti{pct}_ub": q.isel(quantile=1, drop=True)}
+        for key, ds in diag.items():
+            cols[key] = ds[name] if ds is not None else xr.full_like(cols["mean"], np.nan)
+        frames.append(pd.DataFrame({k: _flat_by_label(v.transpose(*cols["mean"].dims), name)
+                                    for k, v in cols.items()}))
+    out = pd.concat(frames) if frames else pd.DataFrame()
+    out.index.name = "parameter"
+    return out
 
 
 # ------------------------------------------------------------------------------ MLE
@@ -181,9 +236,11 @@ class _CompiledMLE:
         fn = compile(self.model.value_vars, exprs, on_unused_input="ignore", mode="FAST_COMPILE")
         return [tuple(np.shape(v)) for v in fn(*[self.point0[v.name] for v in self.model.value_vars])]
 
-    def f_hess(self, x) -> np.ndarray:
-        """Hessian of the log-likelihood: central differences of the exact gradient."""
-        return _central_jacobian(lambda z: np.asarray(self.f_ll_grad(z)[1], dtype=float), x)
+    def f_hess(self, x, scale=None) -> np.ndarray:
+        """Hessian of the log-likelihood: central differences of the exact gradient
+        (``scale``: each coordinate's natural scale, see :func:`_central_jacobian`)."""
+        return _central_jacobian(lambda z: np.asarray(self.f_ll_grad(z)[1], dtype=float), x,
+                                 scale)
 
     def f_out(self, x):
         """Constrained parameters (flat) and their Jacobian w.r.t. the unconstrained x."""
@@ -197,10 +254,13 @@ class _CompiledMLE:
         return float(self.f_ll_grad(x)[0])
 
 
-def _central_jacobian(f, x: np.ndarray) -> np.ndarray:
-    """d f / d x by central differences, step ~ cbrt(eps) scaled to each coordinate."""
+def _central_jacobian(f, x: np.ndarray, scale=None) -> np.ndarray:
+    """d f / d x by central differences, step ~ cbrt(eps) scaled to each coordinate:
+    max(|x_j|, scale_j), where ``scale`` defaults to 1 (a coefficient of an income in dollars
+    lives on a scale of 1e-4: a step of 6e-6 there costs 1e-4 relative accuracy)."""
     x = np.asarray(x, dtype=float)
-    steps = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(x))
+    scale = np.ones_like(x) if scale is None else np.asarray(scale, dtype=float)
+    steps = np.cbrt(np.finfo(float).eps) * np.maximum(scale, np.abs(x))
     columns = []
     for j, h in enumerate(steps):
         e = np.zeros_like(x)
@@ -257,7 +317,7 @@ def _maximise(c: _CompiledMLE, x0: np.ndarray, maxiter: int):
     return x, res
 
 
-def _unbounded_direction(c: _CompiledMLE, x, x0, ll, info_eig):
+def _unbounded_direction(c: _CompiledMLE, x, x0, ll, ident):
     """A direction along which the log-likelihood does not decrease, out to far away.
 
     At a genuine maximum every direction eventually goes downhill (by 0.5 lambda t^2 for an
@@ -268,11 +328,16 @@ def _unbounded_direction(c: _CompiledMLE, x, x0, ll, info_eig):
     scale = 1.0 + np.max(np.abs(x))
     tol = 1e-9 * max(1.0, abs(ll))
     directions = []
-    if info_eig is not None:
-        values, vectors = info_eig
-        small = np.flatnonzero(values <= max(values.max(), 1e-300) * 1e-4)
-        for j in small if small.size else [int(np.argmin(values))]:
-            directions += [vectors[:, j], -vectors[:, j]]
+    if ident is not None:
+        # flattest directions of the information as it is and scaled to unit diagonal
+        # (mapped back to x by D): separation shows as either, whatever the units
+        raw = np.linalg.eigh(ident.info)
+        for (values, vectors), back in ((raw, np.ones_like(ident.d)), (ident.eig, ident.d)):
+            small = np.flatnonzero(values <= max(values.max(), 1e-300) * 1e-4)
+            for j in small if small.size else [int(np.argmin(values))]:
+                v = back * vectors[:, j]
+                v = v / max(np.linalg.norm(v), 1e-300)
+                directions += [v, -v]
     # The way the optimiser travelled is the other natural candidate (the Hessian can be
     # non-finite far out, where the likelihood has saturated).
     travelled = x - x0
@@ -281,8 +346,73 @@ def _unbounded_direction(c: _CompiledMLE, x, x0, ll, info_eig):
     for v in directions:
         far = [c.loglik(x + t * scale * v) for t in (10.0, 100.0, 1000.0)]
         if all(np.isfinite(f) and f >= ll - tol for f in far):
-            return v, far[-1]
+            # Flat both ways is a ridge (e.g. only a + b identified): the maximum exists but
+            # is not unique, 'singular'. Separation is one-sided: back the other way it falls.
+            back = c.loglik(x - 10.0 * scale * v)
+            if not (np.isfinite(back) and back >= ll - tol):
+                return v, far[-1]
     return None, None
+
+
+# Scaled eigenvalues at or below this are a null direction (unidentified); below minus
+# IDENT_NEG_TOL, not a maximum. Scale-free: the information is scaled to unit diagonal first.
+IDENT_TOL = 1e-10
+IDENT_NEG_TOL = 1e-6
+
+
+@dataclass
+class _Identifiability:
+    """The observed information I judged on its correlation-type scaling R = D I D,
+    D = diag(I)^-1/2: eigenvalues of R do not change when a parameter is measured in other
+    units (a calendar year beside GNP in dollars), so 'singular' means unidentified, not
+    'badly scaled'. Statsmodels inverts I directly; this matches it whenever R is regular."""
+
+    info: np.ndarray
+    d: np.ndarray  # D's diagonal (1 where I_jj <= 0: that coordinate is flat or worse)
+    eig: tuple  # eigen-decomposition of R (values ascending, vectors)
+    null: np.ndarray  # columns: null directions of I in x-space (D times R's null vectors)
+
+    @property
+    def min_eig(self) -> float:
+        return float(self.eig[0][0])
+
+    @property
+    def negative(self) -> bool:
+        return self.min_eig < -IDENT_NEG_TOL or bool(np.any(np.diag(self.info) < 0))
+
+    def generalized_inverse(self) -> np.ndarray:
+        """D R^+ D: the inverse of I when it is regular, and a generalised inverse of I
+        otherwise (I D R^+ D I = I), which gives the right variance for every estimable
+        function c^T x (c orthogonal to the null space), whatever generalised inverse is used."""
+        values, vectors = self.eig
+        keep = values > IDENT_TOL
+        r_plus = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+        return self.d[:, None] * r_plus * self.d[None, :]
+
+    def newton_decrement(self, grad) -> float:
+        """g^T I^- g: twice the log-likelihood still to gain by a Newton step (scale-free)."""
+        g = np.asarray(grad, dtype=float)
+        return float(g @ self.generalized_inverse() @ g)
+
+    def estimable(self, jac: np.ndarray) -> np.ndarray:
+        """Rows of ``jac`` (outputs) whose gradient is orthogonal to every null direction."""
+        if not self.null.shape[1]:
+            return np.ones(jac.shape[0], dtype=bool)
+        n = self.null / np.linalg.norm(self.null, axis=0, keepdims=True)
+        size = np.linalg.norm(jac, axis=1) + 1e-300
+        return np.max(np.abs(jac @ n), axis=1) <= 1e-6 * size
+
+
+def _identifiability(info: np.ndarray) -> _Identifiability:
+    diag = np.diag(info).copy()
+    d = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 1.0)
+    scaled = d[:, None] * info * d[None, :]
+    flat = diag <= 0  # no curvature at all along this coordinate: unidentified
+    scaled[flat, :] = 0.0
+    scaled[:, flat] = 0.0
+    values, vectors = np.linalg.eigh(0.5 * (scaled + scaled.T))
+    null = d[:, None] * vectors[:, values <= IDENT_TOL]
+    return _Identifiability(info, d, (values, vectors), null)
 
 
 def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
@@ -328,39 +458,49 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
 
     _, grad = c.f_ll_grad(x)
     info = -np.asarray(c.f_hess(x), dtype=float)
+    diag = np.diag(info)
+    if np.all(np.isfinite(info)) and np.all(diag > 0):
+        # again, with steps on each coordinate's own scale 1/sqrt(I_jj) (units-free)
+        info = -np.asarray(c.f_hess(x, scale=1.0 / np.sqrt(diag)), dtype=float)
     info = 0.5 * (info + info.T)
-    eig = np.linalg.eigh(info) if np.all(np.isfinite(info)) else None
-    grad_ok = np.max(np.abs(grad)) <= 1e-4 * max(1.0, np.sqrt(abs(ll)))
-    direction, ll_far = _unbounded_direction(c, x, x0, ll, eig)
+    ident = _identifiability(info) if np.all(np.isfinite(info)) else None
+    grad_ok = (np.max(np.abs(grad)) <= 1e-4 * max(1.0, np.sqrt(abs(ll)))
+               or (ident is not None and ident.newton_decrement(grad) <= 1e-8 * max(1.0, abs(ll))))
+    direction, ll_far = _unbounded_direction(c, x, x0, ll, ident)
     flat, jac = c.f_out(x)
-    cov_x = None
+    cov_x, estimable = None, None
     if direction is not None:
         top = np.argsort(-np.abs(direction))[:3]
         names = [c.x_labels[i] for i in top if abs(direction[i]) > 0.1]
         status = "does_not_exist"
-        message = (f"the MLE does not exist: the log-likelihood keeps rising (from {ll:.6g} to "
-                   f"{ll_far:.6g} far along a direction dominated by {names}) as those "
-                   "parameters grow without bound, e.g. perfect separation in a logistic "
-                   "regression. The values shown are where the optimiser stopped; use the "
-                   "posterior.")
-    elif eig is None:
+        how = (f"keeps rising (from {ll:.6g} to {ll_far:.6g} far along a direction dominated by "
+               f"{names})" if ll_far > ll else
+               f"has saturated at {ll:.3g} (its supremum, approached only at infinity: it stays "
+               f"flat far along a direction dominated by {names} and falls the other way)")
+        message = (f"the MLE does not exist: the log-likelihood {how} as those parameters grow "
+                   "without bound, e.g. perfect separation in a logistic regression. The values "
+                   "shown are where the optimiser stopped; use the posterior.")
+    elif ident is None:
         status = "singular"
         message = ("the Hessian of the log-likelihood is not finite at the optimiser's end "
                    "point; no standard errors")
-    elif eig.eigenvalues.min() < -1e-6 * max(eig.eigenvalues.max(), 1e-300):
+    elif ident.negative:
         status = "not_converged"
         message = (f"the optimiser stopped where the log-likelihood is not at a maximum: the "
-                   f"observed information has a negative eigenvalue "
-                   f"({eig.eigenvalues.min():.3g}), a saddle or an unfinished climb "
-                   f"({res.message})")
-    elif eig.eigenvalues.min() <= 1e-10 * max(eig.eigenvalues.max(), 1e-300):
-        weak = eig.eigenvectors[:, int(np.argmin(eig.eigenvalues))]
+                   f"observed information (scaled to unit diagonal) has a negative eigenvalue "
+                   f"({ident.min_eig:.3g}), a saddle or an unfinished climb ({res.message})")
+    elif ident.null.shape[1]:
+        weak = ident.null[:, 0]
         names = [c.x_labels[i] for i in np.argsort(-np.abs(weak))[:3] if abs(weak[i]) > 0.1]
         status = "singular"
+        cov_x = ident.generalized_inverse()
+        estimable = ident.estimable(jac)
         message = (f"the observed information matrix is singular (smallest eigenvalue "
-                   f"{eig.eigenvalues.min():.3g}): parameters {names} are not identified by the "
-                   "likelihood (e.g. the joint MLE of a hierarchical model: use the type-II "
-                   "MLE) or lie on a ridge")
+                   f"{ident.min_eig:.3g} after scaling it to unit diagonal): parameters {names} "
+                   "are not identified by the likelihood (a ridge or a symmetry of the model)")
+        if estimable.any():
+            message += ("; standard errors are given for the parameters the likelihood does "
+                        "identify, NaN for the others")
     elif not grad_ok:
         status = "not_converged"
         message = (f"the optimiser did not converge: max |gradient| = {np.max(np.abs(grad)):.3g}"
@@ -368,7 +508,7 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
     else:
         status = "ok"
         message = f"converged from {len(fits)} start(s); max |gradient| {np.max(np.abs(grad)):.2g}"
-        cov_x = np.linalg.inv(info)
+        cov_x = ident.generalized_inverse()
         spread = [f[0] for f in fits if np.isfinite(f[0])]
         if max(spread) - min(spread) > 1e-6 * max(1.0, abs(ll)):
             message += (f"; starts reached different log-likelihoods {sorted(spread)}: "
@@ -377,8 +517,16 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
         message += (f"; {c.absent} do not enter the likelihood (no MLE: NaN); for a hierarchical "
                     "model see models.hierarchical.type2_mle")
 
-    cov_c = jac @ cov_x @ jac.T if cov_x is not None else np.full((flat.size, flat.size), np.nan)
-    se_flat = np.sqrt(np.clip(np.diag(cov_c), 0, None)) if cov_x is not None else np.diag(cov_c)
+    if cov_x is not None:
+        cov_c = jac @ cov_x @ jac.T
+        if estimable is not None:  # NaN rows/columns for what the likelihood does not identify
+            cov_c[~estimable, :] = np.nan
+            cov_c[:, ~estimable] = np.nan
+        se_flat = np.sqrt(np.clip(np.diag(cov_c), 0, None))
+        se_flat[~np.isfinite(np.diag(cov_c))] = np.nan
+    else:
+        cov_c = np.full((flat.size, flat.size), np.nan)
+        se_flat = np.diag(cov_c)
     params, se, labels, offset = {}, {}, {}, 0
     for name, shape in zip(c.out_names, c.out_shapes):
         size = int(np.prod(shape))
@@ -514,6 +662,14 @@ def _check_complete(idata, draws: int, chains: int) -> None:
     if got_draws < draws or got_chains < chains:
         raise KeyboardInterrupt(f"sampling was interrupted: {got_chains} chain(s) x {got_draws} "
                                 f"draws of the {chains} x {draws} asked for")
+    # nutpie, interrupted, returns a trace of full length whose unfinished draws are NaN
+    missing = sum(int(np.isnan(post[v].values).sum()) for v in post.data_vars
+                  if np.issubdtype(post[v].dtype, np.floating))
+    if missing:
+        raise KeyboardInterrupt(f"sampling was interrupted: {missing} posterior values are NaN "
+                                "(unfinished draws); nothing is reported")
+    if interrupted():
+        raise KeyboardInterrupt("sampling was interrupted")
 
 
 # ------------------------------------------------------------------------------ diagnostics
@@ -527,6 +683,7 @@ class Diagnostics:
     divergences: int
     e_bfmi_min: float
     checks: dict[str, bool]
+    note: str = ""  # e.g. how R-hat was computed for a single chain
 
     @property
     def passed(self) -> bool:
@@ -534,7 +691,8 @@ class Diagnostics:
 
     def to_frame(self) -> pd.DataFrame:
         rows = [
-            ("r_hat_max", self.r_hat_max, f"<= {RHAT_MAX}"),
+            ("r_hat_max", self.r_hat_max, f"<= {RHAT_MAX}" + (f" ({self.note})" if self.note
+                                                               else "")),
             ("ess_bulk_min", self.ess_bulk_min, f">= {ESS_MIN}"),
             ("ess_tail_min", self.ess_tail_min, f">= {ESS_MIN}"),
             ("divergences", self.divergences, "== 0"),
@@ -559,7 +717,20 @@ def diagnose(idata: xr.DataTree, var_names=None) -> Diagnostics:
     """
     import arviz as az
 
-    rhat = _extreme(az.rhat(idata, var_names=var_names).dataset, np.max)
+    note = ""
+    post = idata["posterior"]
+    if post.sizes.get("chain", 1) == 1:
+        # ArviZ's R-hat is NaN for one chain; split-R-hat of its two halves (as if they were
+        # two chains) still checks that the chain is stationary, which is all one chain can show
+        half = post.sizes["draw"] // 2
+        halves = [post.to_dataset().isel(draw=slice(k * half, (k + 1) * half))
+                  .assign_coords(draw=np.arange(half), chain=[k]) for k in (0, 1)]
+        rhat_tree = xr.DataTree.from_dict({"posterior": xr.concat(halves, dim="chain")})
+        note = ("one chain: R-hat compares its two halves (at least 2 chains are needed to see "
+                "chains that settle in different places)")
+    else:
+        rhat_tree = idata
+    rhat = _extreme(az.rhat(rhat_tree, var_names=var_names).dataset, np.max)
     ess_bulk = _extreme(az.ess(idata, var_names=var_names, method="bulk").dataset, np.min)
     ess_tail = _extreme(az.ess(idata, var_names=var_names, method="tail").dataset, np.min)
     divergences = int(idata["sample_stats"]["diverging"].sum())
@@ -571,7 +742,7 @@ def diagnose(idata: xr.DataTree, var_names=None) -> Diagnostics:
         "divergences": divergences == 0,
         "e_bfmi_min": bool(bfmi >= EBFMI_MIN),
     }
-    return Diagnostics(rhat, ess_bulk, ess_tail, divergences, bfmi, checks)
+    return Diagnostics(rhat, ess_bulk, ess_tail, divergences, bfmi, checks, note)
 
 
 # ------------------------------------------------------------------------------ comparison
@@ -583,11 +754,8 @@ def compare(mle: MLEResult, idata: xr.DataTree, prob: float = 0.95) -> pd.DataFr
     same ``prob``; ArviZ 1.x would default to 89%), ``shift_in_se`` = (posterior mean - MLE)/SE
     and ``width_ratio`` = credible width / Wald width.
     """
-    import arviz as az
-
     names = [n for n in mle.params if n in idata["posterior"].data_vars]
-    summary = az.summary(idata, var_names=names, ci_prob=prob, ci_kind="eti", kind="stats",
-                         round_to="none")
+    summary = posterior_summary(idata, var_names=names, prob=prob)
     pct = f"{round(prob * 100):d}"
     summary = summary.rename(columns={"mean": "post_mean", "sd": "post_sd",
                                       f"eti{pct}_lb": "eti_lb", f"eti{pct}_ub": "eti_ub"})
@@ -623,6 +791,35 @@ def pointwise_log_likelihood(model: pm.Model, posterior: xr.DataTree) -> np.ndar
     return arr.values.reshape(arr.shape[0], -1)
 
 
+def _check_test_data(test_data: dict) -> None:
+    """Held-out data must be finite numbers: a NaN or inf would make every score NaN."""
+    from models.validation import DataError
+
+    for name, values in test_data.items():
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise DataError(f"test data {name!r} must be numeric") from None
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])[:5].tolist() if arr.ndim else [0]
+            raise DataError(f"test data {name!r} has NaN or inf in row(s) {rows}: refuse to "
+                            "score held-out data that the model cannot evaluate")
+
+
+def _check_support(ll: np.ndarray, test_data: dict) -> None:
+    """A test point outside the likelihood's support (a logistic outcome of 2, a negative
+    count) has log-likelihood -inf or NaN under every draw: refuse it, naming the rows."""
+    from models.validation import DataError
+
+    bad = ~np.isfinite(ll).any(axis=0)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise DataError(f"test data: row(s) {rows} lie outside the likelihood's support "
+                        "(log-likelihood -inf or NaN under every posterior draw), e.g. an outcome "
+                        "the family cannot produce; check them against the training data's type")
+
+
 def predictive_log_score(model: pm.Model, mle: MLEResult, idata: xr.DataTree,
                          **test_data) -> pd.DataFrame:
     """Held-out log score of the plug-in MLE predictive vs the posterior predictive.
@@ -632,11 +829,13 @@ def predictive_log_score(model: pm.Model, mle: MLEResult, idata: xr.DataTree,
     density per observation: log mean_s p(y_i | theta_s) (log-sum-exp). Rows: "mle_plugin",
     "posterior_predictive"; columns: total and per-observation score in nats and bits.
     """
+    _check_test_data(test_data)
     posterior = xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset()})
     with data_swapped(model, **test_data):
         ll_post = pointwise_log_likelihood(model, posterior)
         params = {n: np.nan_to_num(v) for n, v in mle.params.items()}
         ll_mle = pointwise_log_likelihood(model, _point_tree(model, params))[0]
+    _check_support(ll_post, test_data)
     lppd = special.logsumexp(ll_post, axis=0) - np.log(ll_post.shape[0])
     rows = {}
     for label, pointwise in (("mle_plugin", ll_mle), ("posterior_predictive", lppd)):
@@ -779,9 +978,8 @@ def stack_chains(idata: xr.DataTree, model: pm.Model) -> ChainStacking:
         k_bad.append(float((k > good_k).mean()))
     table = az.compare(elpd, method="stacking", round_to="none")
     stacked = table.loc[list(range(chains)), "weight"].to_numpy(dtype=float)
-    result = ChainStacking(weights=stacked, elpd_loo=np.array([float(elpd[c].elpd) for c in range(chains)]),
-                           pareto_k_max=np.array(k_max), pareto_k_bad=np.array(k_bad),
-                           stacking_weights=stacked, good_k=good_k)
-    if not result.reliable:
-        result.weights = np.full(chains, 1.0 / chains)
-    return result
+    reliable = max(k_bad) <= STACKING_MAX_BAD_K_SHARE
+    return ChainStacking(weights=stacked if reliable else np.full(chains, 1.0 / chains),
+                         elpd_loo=np.array([float(elpd[c].elpd) for c in range(chains)]),
+                         pareto_k_max=np.array(k_max), pareto_k_bad=np.array(k_bad),
+                         stacking_weights=stacked, good_k=good_k)

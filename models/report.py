@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.interrupts import interrupted
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.5}
@@ -39,6 +41,7 @@ pre.math{background:#f7f7f7;padding:0.8em;font-size:1em;overflow-x:auto}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:0.9em;color:#555}
 .meta{font-size:0.85em;color:#555}
+td.why{text-align:left;max-width:28em}table.verdict th{text-align:left}
 """
 
 
@@ -109,16 +112,43 @@ class Report:
     alerts: list[str] = field(default_factory=list)  # shown at the top, in words
     metrics: dict = field(default_factory=dict)  # -> metrics.json
     summaries: list[pd.DataFrame] = field(default_factory=list)  # -> summary.csv
+    summary_trees: dict = field(default_factory=dict)  # section -> the DataTree it summarises
+    verdicts: list[dict] = field(default_factory=list)  # one per fitted model: first screen
 
     def alert(self, text: str) -> None:
         """A failed check or a caveat, stated at the top of the report."""
         self.alerts.append(text)
 
-    def add_summary(self, section: str, summary: pd.DataFrame) -> None:
+    def add_summary(self, section: str, summary: pd.DataFrame, tree=None) -> None:
+        """Rows for summary.csv; ``tree``: the posterior they summarise (its saved file name
+        is recorded in metrics.json as ``summary_files[section]``, so anyone can recompute)."""
+        if tree is not None:
+            self.summary_trees[section] = tree
         frame = summary.copy()
         frame.insert(0, "section", section)
         frame.index.name = "parameter"
         self.summaries.append(frame)
+
+    def verdict(self, model: str, convergence: tuple[bool, str], fit: tuple[bool, str] | None,
+                mle: tuple[bool, str] | None, expected: bool = False) -> None:
+        """One fitted model's verdict, shown first: (passed, reason in words) for convergence,
+        model fit and whether the MLE exists; ``expected``: a failure shown on purpose."""
+        self.verdicts.append({"model": model, "convergence": convergence, "fit": fit,
+                              "mle": mle, "expected": expected})
+        self.metrics.setdefault("verdicts", {})[model] = {
+            key: (None if v is None else {"passed": bool(v[0]), "reason": v[1]})
+            for key, v in (("convergence", convergence), ("fit", fit), ("mle", mle))}
+        self.metrics["verdicts"][model]["expected_to_fail"] = expected
+
+    def failed_verdicts(self) -> list[str]:
+        """'model: what failed' for every model whose convergence or fit failed unexpectedly."""
+        out = []
+        for v in self.verdicts:
+            bad = [f"{k} ({v[k][1]})" for k in ("convergence", "fit")
+                   if v[k] is not None and not v[k][0]]
+            if bad and not v["expected"]:
+                out.append(f"{v['model']}: " + "; ".join(bad))
+        return out
 
     def heading(self, text: str) -> None:
         self.blocks.append(f"<h2>{html.escape(text)}</h2>")
@@ -174,20 +204,48 @@ class Report:
                 + "\n".join(self.blocks) + "</body></html>")
 
     def _alerts_html(self) -> str:
+        out = ""
+        if self.verdicts:
+            def cell(v, ok_word="PASS"):
+                if v is None:
+                    return "<td>–</td>"
+                ok, reason = v
+                return (f'<td class="{"pass" if ok else "fail"}">{ok_word if ok else "WARN"}</td>'
+                        f'<td class="why">{html.escape(reason)}</td>')
+            rows = "".join(
+                f"<tr><td>{html.escape(v['model'])}"
+                + (" <i>(failure expected: shown on purpose)</i>" if v["expected"] else "")
+                + "</td>" + cell(v["convergence"]) + cell(v["fit"]) + cell(v["mle"], "exists")
+                + "</tr>" for v in self.verdicts)
+            head = ("<tr><th>model</th><th colspan=2>convergence (R-hat, ESS, divergences, "
+                    "E-BFMI)</th><th colspan=2>model fit (LOO-PIT, Pareto k, predictive "
+                    "checks)</th><th colspan=2>MLE</th></tr>")
+            out += f'<table class="verdict"><caption>Verdict per model</caption>{head}{rows}</table>'
         if self.alerts:
             items = "".join(f"<li>{html.escape(a)}</li>" for a in self.alerts)
-            return f'<div class="warn"><p><b>Read first:</b></p><ul>{items}</ul></div>'
-        if self.metrics.get("sections"):
-            return '<div class="note"><p>Every convergence check in this report passed.</p></div>'
-        return ""
+            out += f'<div class="warn"><p><b>Read first:</b></p><ul>{items}</ul></div>'
+        elif self.verdicts and not self.failed_verdicts():
+            out += ('<div class="note"><p>Every model in this report converged and passed its '
+                    'model-fit checks.</p></div>')
+        return out
 
     def write(self, out_dir: str | os.PathLike, posteriors: dict | None = None) -> Path:
         """Write ``index.html``, ``metrics.json``, ``summary.csv`` and each posterior DataTree
-        as ``<name>.nc``, atomically (all or nothing)."""
-        out_dir = Path(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        as ``<name>.nc``, atomically (all or nothing), into a directory marked as ours.
+
+        Refuses (:class:`OutputError`) to replace anything this tool did not write, and
+        (KeyboardInterrupt) to write at all after an interrupt that a library swallowed."""
+        if interrupted():
+            raise KeyboardInterrupt("interrupted earlier in this run; no report written")
+        out_dir = check_out_dir(out_dir)
+        files = {id(tree): f"{name}.nc" for name, tree in (posteriors or {}).items()}
+        self.metrics["summary_files"] = {section: files.get(id(tree)) for section, tree
+                                         in self.summary_trees.items()}
+        clean_stale(out_dir.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-",
+                                    dir=out_dir.parent))
         try:
+            _mark(tmp, self.workflow)
             (tmp / "index.html").write_text(self.render(), encoding="utf-8")
             (tmp / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2,
                                                          allow_nan=False), encoding="utf-8")
@@ -195,6 +253,8 @@ class Report:
                 pd.concat(self.summaries).to_csv(tmp / "summary.csv")
             for name, tree in (posteriors or {}).items():
                 tree.to_netcdf(tmp / f"{name}.nc")
+            if interrupted():
+                raise KeyboardInterrupt("interrupted while writing; no report written")
             replace_dir(tmp, out_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -202,10 +262,111 @@ class Report:
         return out_dir / "index.html"
 
 
+# ------------------------------------------------------------------ output safety
+MARKER = ".mlebayes-report"  # written into every report directory: "this one is ours"
+
+
+class OutputError(ValueError):
+    """An output path this tool must not write to (it would replace a user's files)."""
+
+
+def _mark(directory: Path, workflow: str) -> None:
+    (directory / MARKER).write_text(json.dumps({"tool": "mlebayes", "workflow": workflow}) + "\n",
+                                    encoding="utf-8")
+
+
+def is_ours(directory: Path) -> bool:
+    """A directory this tool wrote: it holds the marker (and is not a symlink)."""
+    return directory.is_dir() and not directory.is_symlink() and (directory / MARKER).is_file()
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """The report directory, if this tool may (re)place it; else :class:`OutputError`.
+
+    Allowed: a path that does not exist yet, an empty directory, or a directory holding this
+    tool's marker (an earlier report). Refused: a file, a directory with anything else in it,
+    the working directory or any directory above it, the home directory or above it, and
+    anything that cannot be written (tested by writing, so read-only and immutable
+    directories are caught here, before any work)."""
+    out = Path(out_dir)
+    resolved = out.resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise OutputError(f"--out {out}: that is the working directory or a directory above it; "
+                          "reports go into a directory of their own, e.g. --out reports/mine")
+    if resolved == home or resolved in home.parents:
+        raise OutputError(f"--out {out}: that is the home directory or above it; give a new "
+                          "directory, e.g. --out reports/mine")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError(f"--out {out}: exists and is not a directory; give a new directory "
+                          "(nothing was changed)")
+    if out.is_dir():
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as exc:
+            raise OutputError(f"--out {out}: cannot be read ({exc.strerror})") from None
+        if entries and MARKER not in entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise OutputError(f"--out {out}: holds files this tool did not write ({shown}); "
+                              "give a new or empty directory (nothing was changed)")
+        _probe(out, "--out")
+    parent = resolved.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"--out {out}: cannot create {parent} ({exc.strerror})") from None
+    _probe(parent, "--out")
+    return out
+
+
+def _probe(directory: Path, what: str) -> None:
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".mlebayes-write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{what}: cannot write in {directory} ({exc.strerror})") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(parent: Path) -> list[Path]:
+    """Remove this tool's temp/old directories that a killed run left in ``parent``: hidden
+    ``.NAME.tmp-PID-*`` / ``.NAME.old-PID`` directories, holding the marker (or empty), whose
+    process is gone. Nothing else is touched."""
+    removed = []
+    if not parent.is_dir():
+        return removed
+    for p in parent.iterdir():
+        name = p.name
+        if not name.startswith(".") or not p.is_dir() or p.is_symlink():
+            continue
+        if not (is_ours(p) or not any(p.iterdir())):  # ours, or empty (killed before marking)
+            continue
+        for tag in (".tmp-", ".old-"):
+            if tag in name:
+                pid = name.split(tag, 1)[1].split("-", 1)[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p)
+    return removed
+
+
 def replace_dir(new: Path, target: Path) -> None:
-    """Swap a finished directory into place; the old one is removed only afterwards."""
+    """Swap a finished directory into place; the old one (ours: checked again here, in case
+    files appeared since the run started) is removed only afterwards."""
     old = None
     if target.exists():
+        if not target.is_dir() or (any(target.iterdir()) and not is_ours(target)):
+            raise OutputError(f"--out {target}: files this tool did not write appeared there "
+                              "during the run; the new report is not written")
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
     os.replace(new, target)
@@ -214,16 +375,8 @@ def replace_dir(new: Path, target: Path) -> None:
 
 
 def check_writable(out_dir: str | os.PathLike) -> Path:
-    """Fail early (before any sampling) if the report's parent directory cannot be written."""
-    out_dir = Path(out_dir)
-    parent = out_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise PermissionError(f"--out: cannot write reports under {parent}: {exc.strerror}") from None
-    return out_dir
+    """Fail early (before any sampling) if the report may not or cannot be written there."""
+    return check_out_dir(out_dir)
 
 
 def _jsonable(value):

@@ -50,21 +50,63 @@ def rank_uniformity(ranks: pd.DataFrame, n_draws: int, bins: int = 10, alpha: fl
     return pd.DataFrame(rows).set_index("parameter")
 
 
+LOGLIK = "log-likelihood of the data"  # the extra test quantity's column in the ranks
+
+
+class LogLikelihood:
+    """log p(y | theta) with theta on the CONSTRAINED scale (the posterior's and the prior
+    draw's own scale): PyMC's ``remove_value_transforms`` clone of the model, compiled once.
+    The joint log-likelihood of the simulated data is the SBC test quantity that Modrak et al.
+    (2023, "Simulation-based calibration checking for Bayesian computation: the choice of test
+    quantities shapes sensitivity") recommend beside the parameters: it sees every parameter at
+    once, including those SBC does not rank (``var_names``)."""
+
+    def __init__(self, model: pm.Model, outcome: str):
+        from pymc.model.transform.conditioning import remove_value_transforms
+
+        self.model = remove_value_transforms(model)
+        self.outcome = outcome
+        self.names = [v.name for v in self.model.value_vars]
+        self.fn = self.model.compile_fn(
+            self.model.logp(vars=self.model.observed_RVs, jacobian=False),
+            inputs=self.model.value_vars, on_unused_input="ignore")
+
+    def __call__(self, y, points: list[dict]) -> np.ndarray:
+        pm.set_data({self.outcome: y}, model=self.model)
+        return np.array([float(self.fn(point)) for point in points])
+
+
 def _sbc_chunk(model, key, names, labels, ks, sims, truths, draws, tune, chains, thin, seed,
-               outcome, cores):
+               outcome, cores, functions):
     """Fit one chunk of simulated data sets; the compiled sampler is cached per process."""
     sampler = worker_cached(("sbc", key), lambda: CompiledSampler(model))
+    loglik = worker_cached(("sbc-loglik", key), lambda: LogLikelihood(model, outcome))
     dtype = model[outcome].dtype
     rows = []
     for k, sim, truth in zip(ks, sims, truths):
+        y = sim.astype(dtype)
         post = sampler.sample(draws, tune, chains, random_seed=seed + 1 + k, cores=cores,
-                              **{outcome: sim.astype(dtype)})
+                              **{outcome: y})
         row = {"sim": k}
         for name in names:
             d = post["posterior"][name].values
             d = d.reshape(d.shape[0], d.shape[1], -1)[:, ::thin].reshape(-1, truth[name].size)
             for j, label in enumerate(labels[name]):
                 row[label] = int(np.sum(d[:, j] < truth[name][j]))
+        thinned = post["posterior"].isel(draw=slice(None, None, thin))
+        flat = {n: thinned[n].values.reshape(-1, *thinned[n].shape[2:])
+                for n in loglik.names}
+        points = [{n: flat[n][i] for n in loglik.names} for i in range(len(flat[loglik.names[0]]))]
+        ll_draws = loglik(y, points)
+        ll_true = loglik(y, [{n: truth["__all__"][n] for n in loglik.names}])[0]
+        row[LOGLIK] = int(np.sum(ll_draws < ll_true))
+        for label, fn in (functions or {}).items():  # function-space test quantities
+            f_draws = fn({n: thinned[n].values.reshape(-1, *thinned[n].shape[2:])
+                          for n in thinned.data_vars})
+            f_true = fn({n: np.asarray(v)[None] for n, v in truth["__all__"].items()})[0]
+            for j in range(np.shape(f_true)[0] if np.ndim(f_true) else 1):
+                row[f"{label}[{j}]"] = int(np.sum(np.atleast_2d(f_draws.T).T[:, j]
+                                                  < np.atleast_1d(f_true)[j]))
         rows.append(row)
     return rows
 
@@ -72,9 +114,15 @@ def _sbc_chunk(model, key, names, labels, ks, sims, truths, draws, tune, chains,
 def run_sbc(model: pm.Model, n_sims: int = 100, draws: int = 500, tune: int = 500,
             chains: int = 2, thin: int = 10, seed: int = 0, simulator: pm.Model | None = None,
             outcome: str = "y", observed: str = "y_obs", var_names=None,
-            alpha: float = 0.001, client=None, chunks: int | None = None) -> SBCResult:
+            alpha: float = 0.001, client=None, chunks: int | None = None,
+            functions: dict | None = None) -> SBCResult:
     """SBC of ``model``. ``simulator`` (default: ``model`` itself) generates the parameters and
     data; pass a different model to check that a WRONG fit model is caught.
+
+    Ranked: every scalar of ``var_names`` (default: all free variables), the log-likelihood of
+    the simulated data (column :data:`LOGLIK`), and each of ``functions``: label -> f(params)
+    with params a dict of arrays with a leading draws axis, returning (draws, k) values (e.g. a
+    BNN's predictions at fixed inputs: function-space SBC); its columns are ``label[j]``.
 
     ``client``: a ``dask.distributed.Client`` to spread the simulations over its workers
     (``chunks`` tasks, default 4 per worker; each worker compiles the model once and runs its
@@ -82,14 +130,17 @@ def run_sbc(model: pm.Model, n_sims: int = 100, draws: int = 500, tune: int = 50
     """
     simulator = simulator or model
     names = var_names or [rv.name for rv in model.free_RVs]
+    everything = [rv.name for rv in model.free_RVs]
     prior = pm.sample_prior_predictive(draws=n_sims, model=simulator, random_seed=seed,
-                                       var_names=[*names, observed])
+                                       var_names=sorted({*names, *everything, observed}))
     truth = prior["prior"].to_dataset()
     sims = prior["prior_predictive"][observed].values
     sims = sims.reshape(n_sims, *sims.shape[2:])  # (chain=1, draw=n_sims, *observed shape)
     labels = {name: _labels(name, model.named_vars_to_dims.get(name),
                             np.shape(truth[name].values[0, 0]), model.coords) for name in names}
-    truths = [{name: np.ravel(truth[name].values.reshape(n_sims, -1)[k]) for name in names}
+    truths = [{**{name: np.ravel(truth[name].values.reshape(n_sims, -1)[k]) for name in names},
+               "__all__": {name: truth[name].values.reshape(n_sims, *truth[name].shape[2:])[k]
+                           for name in everything}}
               for k in range(n_sims)]
     if client is None:
         n_chunks, cores = 1, None
@@ -98,7 +149,7 @@ def run_sbc(model: pm.Model, n_sims: int = 100, draws: int = 500, tune: int = 50
         n_chunks, cores = min(n_sims, chunks or 4 * n_workers), 1
     key = uuid.uuid4().hex  # one compile per worker for THIS run
     tasks = [(model, key, names, labels, list(ks), sims[ks], [truths[k] for k in ks], draws,
-              tune, chains, thin, seed, outcome, cores)
+              tune, chains, thin, seed, outcome, cores, functions)
              for ks in np.array_split(np.arange(n_sims), n_chunks)]
     results, failures = run_tasks(_sbc_chunk, tasks, client=client)
     rows = [row for chunk in results if chunk for row in chunk]

@@ -27,7 +27,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from models._build import OBS_DIM, centered_linear_predictor, resolve_priors, scale_of
-from models.validation import as_design_matrix, as_labels
+from models.validation import as_design_matrix, as_labels, check_aligned
 
 
 def default_priors(X: np.ndarray, n_classes: int) -> dict:
@@ -45,6 +45,7 @@ def build(X, y, priors=None, classes=None) -> pm.Model:
     By default the sorted unique labels of ``y`` are used. Every class must occur in ``y``.
     The data container ``y`` holds integer codes into ``model.coords["class_all"]``.
     """
+    check_aligned(("X", X), ("y", y))
     X_values, names = as_design_matrix(X, "X")
     codes, class_labels = as_labels(y, X_values.shape[0], "y", classes)
     p = resolve_priors(default_priors(X_values, len(class_labels)), priors)

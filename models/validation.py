@@ -18,10 +18,32 @@ class DataError(ValueError):
     """Bad input data: the message names the argument/column and what was expected."""
 
 
+# Magnitudes above this are refused: the models square and exponentiate data (a 1e300
+# predictor overflows a linear predictor or a data-scaled prior to inf, and the rank test
+# then calls the column "collinear").
+MAX_ABS = 1e100
+
+
 def _rows_with(mask: np.ndarray, limit: int = 5) -> str:
     idx = np.flatnonzero(mask)
     shown = ", ".join(str(i) for i in idx[:limit])
     return f"{idx.size} row(s), e.g. row {shown}" if idx.size > limit else f"row(s) {shown}"
+
+
+def check_aligned(*named) -> None:
+    """Pandas objects passed together (e.g. ``("X", X), ("y", y)``) must carry the same row
+    labels in the same order: numpy arrays are matched by position, so ``y.sample(frac=1)``
+    beside an unshuffled ``X`` would silently fit the wrong pairs (statsmodels refuses too)."""
+    indexed = [(name, obj.index) for name, obj in named if isinstance(obj, pd.Series | pd.DataFrame)]
+    for (name_a, a), (name_b, b) in zip(indexed, indexed[1:]):
+        if len(a) != len(b) or a.equals(b):
+            continue  # different lengths are reported by the length check, with the counts
+        pos = int(np.flatnonzero(a.to_numpy() != b.to_numpy())[0])
+        how = ("the same row labels in a different order" if set(a) == set(b)
+               else "different row labels")
+        raise DataError(f"{name_a} and {name_b} have {how} (pandas index; first difference at "
+                        f"position {pos}: {a[pos]} vs {b[pos]}); align them, e.g. "
+                        f"{name_b} = {name_b}.loc[{name_a}.index], or pass numpy arrays")
 
 
 def as_design_matrix(X, name: str = "X", check_columns: bool = True) -> tuple[np.ndarray, list[str]]:
@@ -66,6 +88,10 @@ def as_design_matrix(X, name: str = "X", check_columns: bool = True) -> tuple[np
             kind = "NaN" if np.isnan(values[bad, j]).any() else "inf"
             raise DataError(f"{name}: column {col!r} has {kind} in {_rows_with(bad)}; "
                             "remove or impute them before fitting")
+        huge = np.abs(values[:, j]) > MAX_ABS
+        if huge.any():
+            raise DataError(f"{name}: column {col!r} has magnitudes above {MAX_ABS:g} in "
+                            f"{_rows_with(huge)}; rescale it")
     if check_columns and values.shape[0] > 1:
         for j, col in enumerate(names):
             if np.ptp(values[:, j]) == 0:
@@ -112,6 +138,9 @@ def as_outcome(y, n: int | None = None, name: str = "y", kind: str = "real",
         what = "NaN (missing)" if np.isnan(arr[bad]).any() else "inf"
         raise DataError(f"{name} has {what} values in {_rows_with(bad)}; PyMC would silently "
                         "impute missing outcomes, so remove them before fitting")
+    if (np.abs(arr) > MAX_ABS).any():
+        raise DataError(f"{name} has magnitudes above {MAX_ABS:g} in "
+                        f"{_rows_with(np.abs(arr) > MAX_ABS)}; rescale it")
     if kind == "binary":
         levels = np.unique(arr)
         if not np.isin(levels, [0.0, 1.0]).all():

@@ -175,3 +175,52 @@ def test_compiled_model_is_reused_with_new_data():
     np.testing.assert_allclose(_params(second), ref.params.values, rtol=EST_RTOL)
     assert second.n_obs == 1520 and first.n_obs == 1500
     assert model._mlebayes_compiled_mle is not None
+
+
+# ---------------------------------------------------------------- ill-conditioned, identified
+def test_longley_ols_calendar_year_beside_gnp_gets_its_standard_errors():
+    """Longley (statsmodels' certified OLS data): YEAR ~ 1950 beside GNP ~ 4e5 and the
+    intercept ~ -3.5e6; the unscaled information has a condition number near 1e20, yet every
+    coefficient is identified. Before the scale-free criterion: status 'singular', SEs NaN."""
+    d = sm.datasets.longley.load_pandas()
+    X, y = d.exog, d.endog
+    mle = fit_mle(linear.build(X, y))
+    ref = sm.OLS(y, sm.add_constant(X)).fit()
+    assert mle.status == "ok", mle.message
+    np.testing.assert_allclose(_params(mle), ref.params.values, rtol=EST_RTOL)
+    se_ref = np.sqrt(np.diag(ref.cov_params(scale=ref.ssr / ref.nobs)))
+    np.testing.assert_allclose(_ses(mle), se_ref, rtol=SE_RTOL)
+
+
+def test_cpunish_poisson_income_in_dollars_beside_a_0_1_column_gets_its_standard_errors():
+    """cpunish (statsmodels' Poisson GLM example): INCOME in dollars (mean 35,000) beside
+    SOUTH (0/1) and DEGREE (a share ~0.2). Before: 'singular', every SE NaN."""
+    d = sm.datasets.cpunish.load_pandas()
+    X, y = d.exog, d.endog
+    mle = fit_mle(poisson.build(X, y))
+    ref = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit()
+    assert mle.status == "ok", mle.message
+    np.testing.assert_allclose(_params(mle), ref.params.values, rtol=EST_RTOL)
+    np.testing.assert_allclose(_ses(mle), ref.bse.values, rtol=SE_RTOL)
+
+
+def test_partly_unidentified_model_reports_the_identified_standard_errors():
+    """y ~ N(a + b, 1) identifies a + b only; z ~ N(c, 1) identifies c: the MLE is 'singular'
+    (naming a or b), SE(c) = 1/sqrt(n) in closed form, SE(a) = SE(b) = NaN."""
+    rng = np.random.default_rng(3)
+    y, z = rng.normal(1.0, 1.0, 50), rng.normal(-2.0, 1.0, 40)
+    with pm.Model() as model:
+        a = pm.Flat("a")
+        b = pm.Flat("b")
+        c = pm.Flat("c")
+        pm.Normal("y", a + b, 1.0, observed=y)
+        pm.Normal("z", c, 1.0, observed=z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MLEWarning)
+        mle = fit_mle(model)
+    assert mle.status == "singular"
+    assert "a" in mle.message and "b" in mle.message
+    assert float(mle.params["c"]) == pytest.approx(z.mean(), rel=1e-8)
+    assert float(mle.se["c"]) == pytest.approx(1 / np.sqrt(z.size), rel=1e-6)
+    assert np.isnan(mle.se["a"]) and np.isnan(mle.se["b"])
+    assert float(mle.params["a"] + mle.params["b"]) == pytest.approx(y.mean(), rel=1e-8)

@@ -8,7 +8,7 @@ import pandas as pd
 import pymc as pm
 
 from models import gaussian, logistic
-from models.sbc import rank_uniformity, run_sbc
+from models.sbc import LOGLIK, LogLikelihood, rank_uniformity, run_sbc
 
 Y0 = np.random.default_rng(0).normal(size=12)
 PRIORS = {"mu": partial(pm.Normal, mu=0, sigma=1), "sigma": partial(pm.HalfNormal, sigma=1)}
@@ -17,7 +17,20 @@ PRIORS = {"mu": partial(pm.Normal, mu=0, sigma=1), "sigma": partial(pm.HalfNorma
 def test_sbc_passes_for_the_gaussian_model():
     r = run_sbc(gaussian.build(Y0, priors=PRIORS), n_sims=100, seed=1)
     assert r.passed, r.table
-    assert r.ranks.shape == (100, 2) and r.ranks.to_numpy().max() <= r.n_draws
+    # mu, sigma and the log-likelihood of the simulated data (Modrak et al. 2023)
+    assert list(r.ranks.columns) == ["mu", "sigma", LOGLIK]
+    assert r.ranks.to_numpy().max() <= r.n_draws
+
+
+def test_sbc_log_likelihood_quantity_against_scipy():
+    """The test quantity log p(y | mu, sigma) on the constrained scale, vs scipy."""
+    from scipy import stats
+
+    ll = LogLikelihood(gaussian.build(Y0, priors=PRIORS), "y")
+    y = np.linspace(-2, 3, 12)
+    got = ll(y, [{"mu": 0.5, "sigma": 2.0}, {"mu": -1.0, "sigma": 0.3}])
+    want = [stats.norm(0.5, 2.0).logpdf(y).sum(), stats.norm(-1.0, 0.3).logpdf(y).sum()]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
 def test_sbc_catches_a_wrong_likelihood():

@@ -19,7 +19,67 @@ def _run(module, tmp_path, *args):
     assert module.main(["--quick", "--out", str(out), *args]) == 0
     files = {p.name for p in out.iterdir()}
     assert {"index.html", "metrics.json"} <= files
-    return out, json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "metrics.json").read_text())
+    _oracle(out, m)
+    return out, m
+
+
+# ------------------------------------------------------------------ the oracle
+def _by_label(da):
+    """label -> 1-D draws of every scalar in a posterior DataArray, labelled independently of
+    the code under test: numpy's ndindex over the variable's own dims, coordinate values
+    looked up one by one."""
+    out = {}
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    for idx in np.ndindex(*[da.sizes[d] for d in dims]):
+        sel = da.isel(dict(zip(dims, idx)))
+        names = [str(da[d].values[i]) if d in da.coords else str(i) for d, i in zip(dims, idx)]
+        label = f"{da.name}[{', '.join(names)}]" if dims else str(da.name)
+        out[label] = np.asarray(sel.values, dtype=float).ravel()
+    return out
+
+
+def _oracle(out, m):
+    """Every posterior number in summary.csv and every comparison table in metrics.json,
+    recomputed with numpy from the saved DataTree; shift_in_se and width_ratio from the table's
+    own columns. A single mislabelled row fails."""
+    import arviz as az
+
+    files = m.get("summary_files", {})
+    draws_of = {}
+    for section, name in files.items():
+        if name is None:
+            continue
+        post = az.from_netcdf(out / name)["posterior"].to_dataset()
+        draws_of[section] = {k: v for n in post.data_vars for k, v in _by_label(post[n]).items()}
+    checked = 0
+    if (out / "summary.csv").exists():
+        summary = pd.read_csv(out / "summary.csv")
+        for _, row in summary.iterrows():
+            if row["section"] not in draws_of:
+                continue
+            d = draws_of[row["section"]][row["parameter"]]
+            assert row["mean"] == pytest.approx(d.mean(), rel=1e-9, abs=1e-12), row["parameter"]
+            assert row["sd"] == pytest.approx(d.std(ddof=1), rel=1e-9, abs=1e-12), row["parameter"]
+            lo, hi = np.quantile(d, [0.025, 0.975])
+            assert row["eti95_lb"] == pytest.approx(lo, rel=1e-9, abs=1e-12), row["parameter"]
+            assert row["eti95_ub"] == pytest.approx(hi, rel=1e-9, abs=1e-12), row["parameter"]
+            checked += 1
+    for title, section in m.get("sections", {}).items():
+        if title not in draws_of or "comparison" not in section:
+            continue
+        for label, r in section["comparison"].items():
+            d = draws_of[title][label]
+            assert r["post_mean"] == pytest.approx(d.mean(), rel=1e-9, abs=1e-12), label
+            assert r["post_sd"] == pytest.approx(d.std(ddof=1), rel=1e-9, abs=1e-12), label
+            lo, hi = np.quantile(d, [0.025, 0.975])
+            assert (r["eti_lb"], r["eti_ub"]) == pytest.approx((lo, hi), rel=1e-9, abs=1e-12)
+            if r["se"] is not None and r["se"] > 0:
+                assert r["shift_in_se"] == pytest.approx((d.mean() - r["mle"]) / r["se"], rel=1e-9)
+                assert r["wald_ub"] - r["wald_lb"] == pytest.approx(2 * 1.959963985 * r["se"], rel=1e-8)
+            checked += 1
+    if files:
+        assert checked > 0
 
 
 def test_likelihood_basics_e2e(tmp_path):
@@ -46,19 +106,45 @@ def test_gaussian_e2e(tmp_path):
 
 
 def test_regression_e2e(tmp_path):
+    """Every MLE and SE row of all four comparison tables (what the report shows), by label,
+    against statsmodels on the same training rows; posterior columns by the oracle in _run.
+    The softmax table is the one ArviZ 1.3's summary mislabelled: its rows must agree."""
     import arviz as az
 
     out, m = _run(regression, tmp_path)
-    for offset, (family, name) in enumerate([("linear", "Linear regression"),
-                                             ("logistic", "Logistic regression")]):
+    fits = {"linear": lambda y, X: sm.OLS(y, X).fit(),
+            "logistic": lambda y, X: sm.Logit(y, X).fit(disp=0),
+            "softmax": lambda y, X: sm.MNLogit(y, X).fit(disp=0, method="newton", maxiter=100),
+            "poisson": lambda y, X: sm.GLM(y, X, family=sm.families.Poisson()).fit()}
+    for offset, family in enumerate(["linear", "logistic", "softmax", "poisson"]):
         X, y = regression.FAMILIES[family]["data"]()
         train, _ = regression.split(len(y), 20261124 + offset)
-        exog = sm.add_constant(X.iloc[train])
-        ref = (sm.OLS if family == "linear" else sm.Logit)(y.iloc[train], exog).fit(
-            **({} if family == "linear" else {"disp": 0}))
-        got = m["sections"][name]["mle"]["params"]
-        np.testing.assert_allclose([got["intercept"], *got["beta"]], ref.params.values, rtol=1e-5)
-        score = m["sections"][name]["predictive"]
+        Xtr, ytr = X.iloc[train], y.iloc[train]
+        ref = fits[family](ytr, sm.add_constant(Xtr))
+        params, bse = ref.params, ref.bse
+        if family == "linear":  # the observed information uses RSS/N, statsmodels RSS/(N-p)
+            bse = np.sqrt(np.diag(ref.cov_params(scale=ref.ssr / ref.nobs)))
+            bse = pd.Series(bse, index=params.index)
+        expected = {}
+        if family == "softmax":
+            classes = sorted(ytr.unique())[1:]
+            for j, k in enumerate(classes):
+                expected[f"intercept[{k}]"] = (params.iloc[0, j], bse.iloc[0, j])
+                for i, col in enumerate(Xtr.columns):
+                    expected[f"beta[{col}, {k}]"] = (params.iloc[i + 1, j], bse.iloc[i + 1, j])
+        else:
+            expected["intercept"] = (params.iloc[0], bse.iloc[0])
+            for i, col in enumerate(Xtr.columns):
+                expected[f"beta[{col}]"] = (params.iloc[i + 1], bse.iloc[i + 1])
+        table = m["sections"][f"{family.capitalize()} regression"]["comparison"]
+        assert set(expected) <= set(table), family
+        for label, (est, se) in expected.items():
+            assert table[label]["mle"] == pytest.approx(est, rel=1e-5, abs=1e-8), label
+            assert table[label]["se"] == pytest.approx(se, rel=1e-3), label
+        if family == "softmax":
+            # 708 training rows and weakly informative priors: posterior and MLE agree
+            assert max(abs(r["shift_in_se"]) for r in table.values()) < 1
+        score = m["sections"][f"{family.capitalize()} regression"]["predictive"]
         assert score["posterior_predictive"]["per_obs_bits"] == pytest.approx(
             score["posterior_predictive"]["per_obs_nats"] / np.log(2), rel=1e-12)
     assert "calibration" in m["sections"]["Logistic regression"]
@@ -75,7 +161,10 @@ def test_small_data_e2e(tmp_path):
     np.testing.assert_allclose([r["SE"] for r in full], ref.bse.values[1:], rtol=1e-3)
     sep = m["sections"]["Perfect separation: iris setosa vs versicolor by sepal size"]
     assert sep["mle"]["status"] == "does_not_exist"
-    assert all(0 <= r["coverage"] <= 1 for r in m["coverage"])
+    for r in m["coverage"]:  # every simulation accounted for; coverage = hits / counted
+        assert r["simulations"] + r["dropped (not converged)"] + r["failed fits"] == 20
+        hits = r["coverage"] * r["simulations"]
+        assert hits == pytest.approx(round(hits), abs=1e-9)
 
 
 def test_hierarchical_e2e(tmp_path):
@@ -85,7 +174,16 @@ def test_hierarchical_e2e(tmp_path):
     t2 = m["eight_schools"]["type2_mle"]
     assert t2["tau"] == 0.0 and t2["at_boundary"]
     assert t2["mu"] == pytest.approx(np.sum(w * es["y"]) / np.sum(w), rel=1e-9)
-    assert "centered" in (out / "index.html").read_text()  # the funnel is shown, not hidden
+    # the funnel is shown, not hidden: the centered model's divergences in metrics.json are
+    # those of its saved draws, and the page states that number
+    import arviz as az
+
+    comp = m["eight_schools"]["parametrisations"]
+    saved = az.from_netcdf(out / "posterior_eight_schools_centered.nc")
+    divergences = int(saved["sample_stats"]["diverging"].values.sum())
+    assert comp["centered"]["divergences"] == divergences
+    if divergences:
+        assert f"({divergences} divergent transitions)" in (out / "index.html").read_text()
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium not installed")

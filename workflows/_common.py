@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import time
 import tomllib
@@ -20,8 +21,9 @@ import pandas as pd
 import pymc as pm
 
 from models import plots
-from models.inference import compare, diagnose, fit_mle, sample_posterior
-from models.report import Report, check_writable
+from models.inference import compare, diagnose, fit_mle, posterior_summary, sample_posterior
+from models.interrupts import interrupted, note_interrupt
+from models.report import OutputError, Report, check_writable
 from models.validation import check_positive_int
 
 REPORTS = Path("reports")
@@ -100,6 +102,27 @@ def fanout_client(args: argparse.Namespace):
     return dask_client(workers=args.workers, scheduler=args.scheduler)
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+CONFIG_TYPES = {
+    "draws": _is_int, "tune": _is_int, "chains": _is_int, "seed": _is_int,
+    "sampler": lambda v: isinstance(v, str), "out": lambda v: isinstance(v, str),
+    "quick": lambda v: isinstance(v, bool), "data": lambda v: isinstance(v, str),
+    "target": lambda v: isinstance(v, str),
+    "predictors": lambda v: isinstance(v, str) or (isinstance(v, list)
+                                                   and all(isinstance(x, str) for x in v)),
+}
+CONFIG_EXPECTED = {
+    "draws": "an integer", "tune": "an integer", "chains": "an integer",
+    "seed": "an integer (0 to 4294967295)", "sampler": f"one of {SAMPLERS}",
+    "out": "a path (a string)", "quick": "true or false (TOML booleans, no quotes)",
+    "data": "a path (a string)", "target": "a column name (a string)",
+    "predictors": 'a list of column names or one comma-separated string, e.g. ["a", "b"]',
+}
+
+
 def settings(name: str, args: argparse.Namespace) -> Settings:
     """Merge defaults < TOML config < command line, and validate before anything runs."""
     values = {"draws": 1000, "tune": 1000, "chains": 4, "seed": 20261124, "sampler": "nutpie",
@@ -114,6 +137,11 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
         if unknown:
             raise SystemExit(f"error: --config {args.config}: unknown option(s) {unknown}; "
                              f"known: {sorted(values)}")
+        for key, value in config.items():
+            ok = CONFIG_TYPES[key](value)
+            if not ok:
+                raise SystemExit(f"error: --config {args.config}: {key} = {value!r} must be "
+                                 f"{CONFIG_EXPECTED[key]}")
         values.update(config)
     for key in values:
         v = getattr(args, key, None)
@@ -127,6 +155,7 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
         check_positive_int(values["draws"], "--draws", maximum=100_000)
         check_positive_int(values["tune"], "--tune", maximum=100_000, minimum=0)
         check_positive_int(values["chains"], "--chains", maximum=64)
+        check_positive_int(values["seed"], "--seed", maximum=2**32 - 1, minimum=0)
         if values["sampler"] not in SAMPLERS:
             raise ValueError(f"--sampler must be one of {SAMPLERS}, got {values['sampler']!r}")
         out = check_writable(values["out"])
@@ -139,6 +168,39 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
                     int(values["seed"]), values["sampler"], Path(out), bool(values["quick"]),
                     Path(values["data"]) if values["data"] else None, values["target"],
                     predictors)
+
+
+def entry(main, argv=None) -> int:
+    """Run a workflow's ``main`` as a command: Ctrl-C / SIGTERM stop it with exit 130 and
+    one line (no traceback), whatever phase they land in: the signal is recorded
+    (:mod:`models.interrupts`) before the KeyboardInterrupt is raised, so a library that
+    swallows the exception cannot make the run carry on to a report."""
+    def handler(signum, frame):
+        note_interrupt()
+        raise KeyboardInterrupt
+
+    def note_only(signum, frame):  # while stopping: a second Ctrl-C must not cut the exit
+        note_interrupt()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            signal.signal(sig, handler)
+            installed.append(sig)
+    try:
+        rc = main(argv)
+        if interrupted():
+            raise KeyboardInterrupt
+        return rc
+    except KeyboardInterrupt:
+        for sig in installed:
+            signal.signal(sig, note_only)
+        print("interrupted: stopped, no report written (a previous report there is unchanged)",
+              file=sys.stderr, flush=True)
+        return 130
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 class Progress:
@@ -207,11 +269,11 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                             " (a --quick run is too short for ESS >= 400)." if s.quick else ".")))
     if mle.status != "ok":
         report.alert(f"{title}: MLE status '{mle.status}': {mle.message}")
-    summary = az.summary(idata, ci_prob=0.95, ci_kind="eti", round_to="none")
-    report.add_summary(title, summary)
+    summary = posterior_summary(idata, prob=0.95)
+    report.add_summary(title, summary, idata)
     shown = summary.head(40)
-    report.table(shown, caption="Posterior summary (ArviZ): mean, sd, 95% ETI, bulk/tail ESS, "
-                 "R-hat, MCSE" + (f"; first 40 of {len(summary)} rows, all in summary.csv"
+    report.table(shown, caption="Posterior summary: mean, sd, 95% ETI (xarray), bulk/tail ESS, "
+                 "R-hat, MCSE (ArviZ), each row labelled from its variable's dims and coords" + (f"; first 40 of {len(summary)} rows, all in summary.csv"
                                   if len(summary) > 40 else ""))
     sections = report.metrics.setdefault("sections", {})
     sections[title] = {
@@ -237,7 +299,8 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                       "Forest plot: MLE's asymptotic normal (Wald) vs posterior; thick 50%, "
                       "thin 95% intervals.")
     report.figure(plots.rank(idata, post_names),
-                  "Rank ECDF per chain (ArviZ): curves inside the band = chains agree.")
+                  "Rank ECDF minus the uniform CDF per chain (ArviZ) with its simultaneous "
+                  "band: curves inside the band = the chains agree.")
     report.figure(plots.energy(idata), "Energy plot (ArviZ): marginal energy vs energy "
                   "transition; similar widths = good exploration (E-BFMI).")
     if ppc:
@@ -255,25 +318,98 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
             report.figure(az.plot_ppc_dist(idata, num_samples=50),
                           "Posterior predictive check: observed data vs 50 replicated data sets.")
         try:
-            report.figure(az.plot_loo_pit(idata), "LOO-PIT ECDF (ArviZ): inside the band = "
-                          "the predictive distributions are calibrated.")
+            # ArviZ's default test ("pot_c"), not an envelope: LOO-PIT values are dependent,
+            # for which ArviZ warns that a simultaneous envelope is not valid
+            report.figure(az.plot_loo_pit(idata),
+                          "LOO-PIT ECDF minus the uniform CDF (ArviZ). No band is drawn: ArviZ's "
+                          "pointwise-order test (pot_c) prints its p-value on the plot and marks "
+                          "the points that drive a small one; the same p-value is in the "
+                          "model-fit table.")
         except Exception as exc:  # noqa: BLE001 - report, do not hide, a failed LOO
             report.text(f"LOO-PIT could not be computed: {exc}", kind="warn")
+    fit = _fit_verdict(report, title, idata, ppc)
+    conv_text = (f"max R-hat {diag.r_hat_max:.3f}, min bulk/tail ESS "
+                 f"{diag.ess_bulk_min:.0f}/{diag.ess_tail_min:.0f}, "
+                 f"{diag.divergences} divergences, min E-BFMI {diag.e_bfmi_min:.2f}")
+    if not diag.passed:
+        conv_text = "failed: " + ", ".join(
+            f"{k} = {v:.4g} (needs {t})" for k, (v, t) in
+            diag.to_frame()[["value", "threshold"]].iterrows() if not diag.checks[k]) + (
+            "; a --quick run is too short for ESS >= 400" if s.quick else "")
+    conv = (diag.passed, conv_text)
+    mle_reason = ({"ok": "exists; SEs from the observed information",
+                   "does_not_exist": "does not exist (the likelihood rises without bound)",
+                   "singular": "not unique: some parameters are not identified",
+                   "not_converged": "the optimiser did not converge"}[mle.status]
+                  + ("; hyperparameters outside the likelihood have none"
+                     if mle.not_in_likelihood else ""))
+    fit_text = None
+    if fit is not None:
+        fit_text = (fit.passed, fit.summary() + ("; " + "; ".join(fit.advice) if fit.advice else ""))
+    report.verdict(title, conv, fit_text, (mle.status == "ok", mle_reason), expected=expect_failure)
+    sections[title]["fit"] = fit.as_dict() if fit is not None else None
     return mle, idata, diag, table
 
 
+def _fit_verdict(report: Report, title: str, idata, ppc: str | None):
+    """Model-fit checks (:mod:`models.fitcheck`) of one section; a misfit is stated first."""
+    from models.fitcheck import check_fit
+
+    kind = {"continuous": "continuous", "count": "count", "binary": "binary"}.get(ppc)
+    try:
+        fit = check_fit(idata, kind)
+    except Exception as exc:  # noqa: BLE001 - say so rather than hide it
+        report.text(f"Model-fit checks could not be computed: {exc}", kind="warn")
+        return None
+    report.table(pd.DataFrame({"value": [fit.loo_pit_p, fit.pareto_k_share,
+                                         *fit.ppc.values()]},
+                              index=pd.Index(["LOO-PIT uniformity p-value",
+                                              f"share of points with Pareto k > {fit.good_k:.2f}",
+                                              *[f"posterior predictive p-value: {k}"
+                                                for k in fit.ppc]], name="model-fit check")),
+                 caption="Model fit: " + ("PASS" if fit.passed else "WARN") + " (a p-value "
+                 "below 0.01 or more than 10% of points with high Pareto k fails)", digits=3)
+    if fit.problems:
+        report.alert(f"{title}: the model does not fit the data well: " + "; ".join(fit.problems)
+                     + ".")
+    return fit
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A pass/fail check that is not a sampler diagnostic (an SBC family, a reference
+    posterior), for :func:`finish`: ``passed`` and, when it failed, ``reason`` in words."""
+
+    passed: bool
+    reason: str = ""
+
+
 def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict,
-           seed, data_sha: str) -> int:
+           seed, data_sha: str, required: bool = False) -> int:
+    """Write the report and print one line. ``diags``: (label, object with ``.passed``).
+
+    ``required``: the checks are the workflow's purpose (validation): any failure prints FAIL
+    and returns 1. Otherwise a failed check is a WARN (the report says why) and returns 0."""
+    failed = [(label, d) for label, d in diags if not d.passed]
+    reasons = [f"{label}: {getattr(d, 'reason', '') or 'convergence diagnostics failed'}"
+               for label, d in failed]
+    misfit = [v["model"] for v in report.verdicts
+              if v["fit"] is not None and not v["fit"][0] and not v["expected"]]
+    reasons += [f"{model}: the model does not fit the data (see its model-fit checks)"
+                for model in misfit]
     report.provenance(seed, data_sha, s.as_dict())
     report.metrics["workflow"] = name
     report.metrics["settings"] = {**s.as_dict(), "seed": seed}
     report.metrics["data_sha256_16"] = data_sha
-    report.metrics["diagnostics_passed"] = not [d for _, d in diags if not d.passed]
+    report.metrics["diagnostics_passed"] = not failed
+    report.metrics["fit_passed"] = not misfit
+    report.metrics["checks"] = {label: bool(d.passed) for label, d in diags}
+    report.metrics["failed_checks"] = reasons
     path = report.write(s.out, posteriors)
-    failed = [label for label, d in diags if not d.passed]
-    verdict = "PASS" if not failed else f"WARN (diagnostics failed: {', '.join(failed)})"
+    word = "FAIL" if required else "WARN"
+    verdict = "PASS" if not reasons else f"{word} ({'; '.join(reasons)})"
     print(f"{name}: {verdict}  report: {path}", flush=True)
-    return 0
+    return 1 if (failed and required) else 0
 
 
 def summary_table(items: dict) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import xarray as xr
 from models import bnn, datasets
 from models.inference import ADAPTATIONS
 from models.report import Report, data_hash
-from workflows._common import Progress, finish, parser, settings
+from workflows._common import entry, Progress, finish, parser, settings
 
 NAME = "bnn"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -122,9 +122,12 @@ def main(argv=None) -> int:
                 f"W_l ~ {prior}: per-layer weight variances {[round(v, 4) for v in var]}")
     _sampler_note(report, args, s)
     mle = r["mle"]
+    symmetry = ("unit permutations and ReLU's rescaling symmetry" if args.activation == "relu"
+                else "unit permutations and sign flips" if args.activation == "tanh"
+                else "unit permutations")
     report.text(f"MLE net status: {mle.status}. {mle.message} A network with "
                 f"{mle.n_params} parameters and {len(d['X_train'])} observations typically has no "
-                "unique MLE (unit permutations, and ReLU's rescaling symmetry); its fitted noise "
+                f"unique MLE ({symmetry}); its fitted noise "
                 f"σ̂ = {float(mle.params['sigma']):.3g} (standardised units).",
                 kind="warn" if mle.status != "ok" else "note")
     report.heading("Held-out performance")
@@ -179,8 +182,8 @@ def main(argv=None) -> int:
                      "of the chains' mixture on the TRAINING split (PSIS-LOO per chain; LOO is "
                      "unreliable where Pareto k is high: if more than 1% of points in any "
                      "chain are, the weights used stay equal); the 'NUTS, chains stacked' row "
-                     "above uses the 'weight used' column. When the chains mix, stacking has little to choose and this "
-                     "row matches the pooled one; when they sit in different modes it "
+                     "above uses the 'weight used' column. When the chains mix, stacking has "
+                     "little to choose and this row matches the pooled one; when they sit in different modes it "
                      "down-weights the modes that predict held-out training points badly. The "
                      "test column is for reading only: the weights never see the test split.")
     report.text("Weight-space R-hat is not a convergence check for a network: permuting hidden "
@@ -337,4 +340,4 @@ def held_out_class(args, s, hidden, prior) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main))

@@ -35,13 +35,16 @@ def _status(root: Path, name: str, rc: int) -> str:
         metrics = json.loads((root / name / "metrics.json").read_text())
     except (OSError, ValueError):
         return "FAILED"
-    return "PASS" if metrics.get("diagnostics_passed", True) else "WARN: a diagnostic failed"
+    reasons = metrics.get("failed_checks") or []
+    if not reasons and metrics.get("diagnostics_passed", True):
+        return "PASS"
+    return "WARN: " + ("; ".join(reasons) if reasons else "a check failed (see the report)")
 
 
 def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("reports")) -> Path:
     rows = "".join(
         f"<tr><td><a href=\"{n}/index.html\">{n}</a></td><td>{html.escape(d)}</td>"
-        f"<td>{t:.0f} s</td><td>{_status(root, n, rc)}</td></tr>"
+        f"<td>{t:.0f} s</td><td>{html.escape(_status(root, n, rc))}</td></tr>"
         for n, d, t, rc in results)
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mlebayes "
             "reports</title><style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto}"
@@ -71,15 +74,19 @@ def main(argv=None) -> int:
             note = "  [not in 'run all']" if name in EXTRA else ""
             print(f"{name:18s} {_module(name).DESCRIPTION}{note}")
         return 0
+    from workflows._common import entry
+
     if args.workflow != "all":
-        return _module(args.workflow).main(rest)
+        return entry(_module(args.workflow).main, rest)
     if any(a in ("--data", "--out", "--target", "--predictors") for a in rest):
         p.error("run all takes no --data/--target/--predictors/--out; run one workflow for that")
     results = []
     for name in WORKFLOWS:
         start = time.time()
-        rc = _module(name).main(rest)
+        rc = entry(_module(name).main, rest)
         results.append((name, _module(name).DESCRIPTION, time.time() - start, rc))
+        if rc == 130:  # interrupted: stop here, leave the index as it was
+            return 130
     index = write_index(results)
     print(f"all workflows done in {sum(r[2] for r in results):.0f} s; open {index.resolve()}")
     return max(r[3] for r in results)

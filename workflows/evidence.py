@@ -12,7 +12,7 @@ import pandas as pd
 from models import datasets, evidence as ev, linear, sequential as sq
 from models.inference import fit_mle, set_data
 from models.report import Report, data_hash
-from workflows._common import Progress, finish, parser, settings
+from workflows._common import entry, Progress, finish, parser, settings
 
 NAME = "evidence"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -308,4 +308,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main))

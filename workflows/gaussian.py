@@ -9,8 +9,8 @@ import pandas as pd
 from models import datasets, gaussian
 from models.report import Report, data_hash
 from models.validation import DataError
-from workflows._common import Progress, finish, model_section, parser, settings
-from workflows.data_input import load_csv
+from workflows._common import entry, Progress, finish, model_section, parser, settings
+from workflows.data_input import load_csv, numeric_column
 
 NAME = "gaussian"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -23,10 +23,12 @@ def main(argv=None) -> int:
         if not s.target:
             raise SystemExit("error: --data needs --target (the numeric column to model)")
         frame = load_csv(s.data, [s.target])
-        y = frame[s.target]
+        y = pd.Series(numeric_column(s.data, frame, s.target), name=s.target)
         Y = None
         label = f"{s.data.name}: column {s.target}"
     else:
+        if s.target:
+            raise SystemExit("error: --target names a column of --data; give --data too")
         y = datasets.newcomb()
         Y = datasets.iris(("sepal_length", "sepal_width", "petal_length", "petal_width"))[0]
         label = "Newcomb (1882): 66 passage times of light, (time - 24,800) ns"
@@ -73,4 +75,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main))

@@ -11,7 +11,7 @@ from scipy import stats
 
 from models import datasets, likelihood as lk
 from models.report import Report, data_hash
-from workflows._common import Progress, finish, parser, settings, summary_table
+from workflows._common import entry, Progress, finish, parser, settings, summary_table
 
 NAME = "likelihood_basics"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -114,4 +114,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main))

@@ -11,8 +11,8 @@ from models import calibration, datasets, linear, logistic, poisson, softmax
 from models.inference import predictive_class_probs, predictive_log_score
 from models.report import Report, data_hash
 from models.validation import DataError, as_labels
-from workflows._common import Progress, finish, model_section, parser, settings
-from workflows.data_input import load_csv, split_target
+from workflows._common import entry, Progress, finish, model_section, parser, settings
+from workflows.data_input import check_table, load_csv
 
 NAME = "regression"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -116,14 +116,23 @@ def main(argv=None) -> int:
             raise SystemExit("error: --data needs --target (the outcome column)")
         family = args.family or "linear"
         frame = load_csv(s.data)
-        columns = [s.target] + (s.predictors or [c for c in frame.columns if c != s.target])
-        missing = [c for c in columns if c not in frame.columns]
+        if s.target not in frame.columns:
+            raise SystemExit(f"error: --data {s.data}: --target column {s.target!r} not found; "
+                             f"the file has {list(frame.columns)}")
+        predictors = s.predictors or [c for c in frame.columns if c != s.target]
+        missing = [c for c in predictors if c not in frame.columns]
         if missing:
             raise SystemExit(f"error: --data {s.data}: column(s) {missing} not found; the file "
                              f"has {list(frame.columns)}")
-        X, y = split_target(frame[columns], s.target, s.predictors)
+        if not predictors:
+            raise SystemExit(f"error: --data {s.data}: no predictor columns besides the target")
+        # every row, training and test alike, before the split and before anything compiles
+        X, y = check_table(s.data, frame, s.target, predictors, family)
         jobs = [(family, X, y, f"{s.data.name}: {s.target} on {list(X.columns)}.")]
     else:
+        if s.target or s.predictors:
+            raise SystemExit("error: --target/--predictors name columns of --data; give --data "
+                             "too (without it the bundled data sets are used)")
         fams = [args.family] if args.family else list(FAMILIES)
         jobs = [(f, *FAMILIES[f]["data"](), FAMILIES[f]["note"]) for f in fams]
     progress = Progress(NAME, 3 * len(jobs))
@@ -141,4 +150,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main))

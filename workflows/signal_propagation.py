@@ -10,7 +10,7 @@ import pandas as pd
 
 from models import bnn, signal
 from models.report import Report, data_hash
-from workflows._common import Progress, finish, parser, settings
+from workflows._common import entry, Progress, finish, parser, settings
 
 NAME = "signal_propagation"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -72,8 +72,8 @@ def main(argv=None) -> int:
                       "max relative |q sim - q mf| over layers with q > 1e-3":
                           float(rel[mf.q > 1e-3].max()) if (mf.q > 1e-3).any() else np.nan})
     report.table(pd.DataFrame(check).set_index(["prior", "activation"]), digits=3,
-                 caption="How well the mean-field recursion matches the simulation "
-                         f"(finite width {width}: a few % is expected).")
+                 caption="How well the mean-field recursion (exact only as the width grows "
+                         f"without bound) matches the simulation at finite width {width}.")
     he = curves[("he_normal", "relu")][0].q
     xr = curves[("xavier_normal", "relu")][0].q
     ht = curves[("he_normal", "tanh")][0].q
@@ -90,4 +90,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main))

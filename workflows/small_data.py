@@ -18,7 +18,7 @@ from models.distributed import format_failures
 from models.fits import fit_many, interval_coverage
 from models.inference import fit_mle
 from models.report import Report, data_hash
-from workflows._common import (Progress, add_fanout, fanout_client, finish, model_section, parser,
+from workflows._common import (entry, Progress, add_fanout, fanout_client, finish, model_section, parser,
                                settings)
 
 NAME = "small_data"
@@ -111,7 +111,12 @@ def coverage(report, s, progress, X, y, model, truth, client, key):
     report.table(table, digits=3, caption="Frequentist coverage of nominal 95% intervals, "
                  "measured by simulation from the full-data MLE (households resampled from the "
                  "survey). A data set whose MLE does not exist or has singular information counts "
-                 "as a miss for the Wald interval.")
+                 "as a miss for the Wald interval; a fit whose posterior did not converge (R-hat > "
+                 "1.01 or a divergence) is dropped and counted, not scored.")
+    dropped = table.groupby(level="N")["dropped (not converged)"].max()
+    report.text("Fits dropped because their posterior did not converge: " + ", ".join(
+        f"{int(d)} of {int(d) + int(table.loc[n]['simulations'].max())} at N = {n}"
+        for n, d in dropped.items()) + ".", kind="note" if not dropped.any() else "warn")
     lo = 0.95 - 2 * np.sqrt(0.95 * 0.05 / sims)
     bad = table[table["coverage"] < lo]
     report.text("Intervals below 95% by more than 2 Monte-Carlo standard errors: "
@@ -182,4 +187,4 @@ def _run(s, client) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main))

@@ -15,7 +15,7 @@ from models.distributed import format_failures
 from models.inference import ADAPTATIONS
 from models.report import Report, data_hash
 from models.uci_reference import PUBLISHED
-from workflows._common import Progress, add_fanout, fanout_client, finish, parser, settings
+from workflows._common import entry, Progress, add_fanout, fanout_client, finish, parser, settings
 
 NAME = "uci_benchmark"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -177,11 +177,12 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
                     "equal-weight mixture of those modes, not a sample with the posterior's own "
                     "weights across them. The 'NUTS, chains stacked' rows weight the chains by "
                     "stacking (Yao, Vehtari & Gelman 2022: each chain's PSIS-LOO on the training "
-                    "split) instead: a better predictive mixture, still not the posterior.",
+                    "split) where PSIS-LOO is reliable: a predictive mixture, still not the "
+                    "posterior.",
                     kind="warn")
     report.table(pd.DataFrame({"seconds (sum over splits)": timing, "splits": n_splits})
                  .rename_axis("data"), digits=4,
-                 caption=f"Time per data set summed over its splits (all three fits per split); "
+                 caption=f"Time per data set summed over its splits (all fits per split); "
                          f"wall time of the whole benchmark: {wall:.0f} s on {where}.")
     # two narrow tables instead of one that overflows the page (checked in a screenshot)
     report.table(per_split.set_index(["data", "split", "method"])[
@@ -192,7 +193,8 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
     report.table(nuts.set_index(["data", "split"])[nuts_cols], digits=3,
                  caption="Every split, NUTS in function space: R-hat and bulk ESS of f at the test "
                          "points, the largest within-chain R-hat, the worst and best chain's own "
-                         "test LL, the largest stacking weight, divergent transitions.")
+                         "test LL, whether PSIS-LOO allowed stacking, the largest chain weight "
+                         "used, divergent transitions.")
     report.metrics.update({"summary": summary.reset_index().to_dict(orient="records"),
                            "per_split": per_split.to_dict(orient="records"), "seconds": timing,
                            "wall_seconds": wall, "dask_workers": n_workers})
@@ -205,4 +207,4 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry(main))

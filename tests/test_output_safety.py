@@ -1,0 +1,109 @@
+"""--out never destroys what this tool did not write: every refusal happens before any work,
+names the path and leaves every existing byte in place."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from models.report import MARKER, OutputError, Report, check_out_dir
+from workflows import likelihood_basics
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def _refused(args, monkeypatch) -> str:
+    def tripwire(*a, **k):
+        raise AssertionError("work started although --out should have been refused")
+
+    monkeypatch.setattr(likelihood_basics, "Report", tripwire)
+    with pytest.raises(SystemExit) as exc:
+        likelihood_basics.main(args)
+    return str(exc.value.code)
+
+
+def test_a_directory_with_a_users_file_is_refused_and_kept(tmp_path, monkeypatch):
+    user = tmp_path / "thesis"
+    user.mkdir()
+    (user / "thesis.txt").write_text("three years of work")
+    before = _snapshot(tmp_path)
+    msg = _refused(["--out", str(user)], monkeypatch)
+    assert "thesis.txt" in msg and str(user) in msg and msg.startswith("error: --out")
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_existing_file_is_refused_and_kept(tmp_path, monkeypatch):
+    f = tmp_path / "results.csv"
+    f.write_text("a,b\n1,2\n")
+    msg = _refused(["--out", str(f)], monkeypatch)
+    assert "not a directory" in msg
+    assert f.read_text() == "a,b\n1,2\n" and sorted(os.listdir(tmp_path)) == ["results.csv"]
+
+
+def test_working_directory_its_parents_and_home_are_refused(tmp_path, monkeypatch):
+    work = tmp_path / "project"
+    work.mkdir()
+    (work / "keep.txt").write_text("x")
+    monkeypatch.chdir(work)
+    for out in (".", str(work), str(tmp_path), "..", str(Path.home()), "/"):
+        msg = _refused(["--out", out], monkeypatch)
+        assert "working directory" in msg or "home directory" in msg, (out, msg)
+    assert (work / "keep.txt").read_text() == "x"
+
+
+def test_a_symlink_is_refused(tmp_path, monkeypatch):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    assert "not a directory" in _refused(["--out", str(tmp_path / "link")], monkeypatch)
+
+
+def test_an_unwritable_parent_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr(Path, "mkdir", lambda *a, **k: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied")))
+    msg = _refused(["--out", str(tmp_path / "new" / "deeper")], monkeypatch)
+    assert msg.startswith("error: --out") and "Permission denied" in msg and "\n" not in msg
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr not available")
+def test_an_immutable_directory_is_refused_before_work(tmp_path, monkeypatch):
+    d = tmp_path / "frozen"
+    d.mkdir()
+    (d / MARKER).write_text("{}")
+    if subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i not permitted here")
+    try:
+        msg = _refused(["--out", str(d)], monkeypatch)
+        assert "cannot write" in msg
+    finally:
+        subprocess.run(["chattr", "-i", str(d)], capture_output=True)
+
+
+def test_new_empty_and_own_directories_are_accepted(tmp_path):
+    (tmp_path / "empty").mkdir()
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / MARKER).write_text("{}")
+    (own / "index.html").write_text("old report")
+    for out in (tmp_path / "new", tmp_path / "empty", own):
+        assert check_out_dir(out) == out
+        Report("t", "t").write(out)
+        assert (out / MARKER).is_file() and (out / "index.html").is_file()
+    assert "old report" not in (own / "index.html").read_text()
+
+
+def test_files_that_appear_during_the_run_are_not_replaced(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    report = Report("t", "t")
+    check_out_dir(out)  # empty at the start of the run ...
+    (out / "later.txt").write_text("written meanwhile")  # ... a user's file appears
+    with pytest.raises(OutputError):
+        report.write(out)
+    assert (out / "later.txt").read_text() == "written meanwhile"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
