@@ -276,8 +276,23 @@ def _mark(directory: Path, workflow: str) -> None:
 
 
 def is_ours(directory: Path) -> bool:
-    """A directory this tool wrote: it holds the marker (and is not a symlink)."""
-    return directory.is_dir() and not directory.is_symlink() and (directory / MARKER).is_file()
+    """A directory this tool wrote: it holds the marker (and is not a symlink), or it is a
+    report written before the marker existed (only index.html, metrics.json naming its
+    workflow, summary.csv and .nc files)."""
+    if not directory.is_dir() or directory.is_symlink():
+        return False
+    if (directory / MARKER).is_file():
+        return True
+    names = [p.name for p in directory.iterdir()]
+    if "index.html" not in names or "metrics.json" not in names:
+        return False
+    if any(n not in ("index.html", "metrics.json", "summary.csv") and not n.endswith(".nc")
+           for n in names):
+        return False
+    try:
+        return "workflow" in json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
@@ -305,7 +320,7 @@ def check_out_dir(out_dir: str | os.PathLike) -> Path:
             entries = sorted(p.name for p in out.iterdir())
         except OSError as exc:
             raise OutputError(f"--out {out}: cannot be read ({exc.strerror})") from None
-        if entries and MARKER not in entries:
+        if entries and not is_ours(out):
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise OutputError(f"--out {out}: holds files this tool did not write ({shown}); "
                               "give a new or empty directory (nothing was changed)")

@@ -52,7 +52,7 @@ def test_sbc_on_two_workers_gives_the_in_process_ranks(client, tmp_path, monkeyp
     there = sbc.run_sbc(model, n_sims=12, draws=100, tune=100, thin=5, seed=4, client=client)
     assert there.failures == []
     assert here.ranks.equals(there.ranks)
-    assert here.ranks.shape == (12, 2)
+    assert here.ranks.shape == (12, 3)  # mu, sigma, the log-likelihood of the data
 
 
 def test_client_arguments_are_checked():

@@ -107,3 +107,17 @@ def test_files_that_appear_during_the_run_are_not_replaced(tmp_path):
         report.write(out)
     assert (out / "later.txt").read_text() == "written meanwhile"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_a_report_written_before_the_marker_existed_is_still_ours(tmp_path):
+    """Reports from earlier versions have no marker: index.html + metrics.json naming its
+    workflow (+ summary.csv, .nc) is recognised; one extra foreign file is not."""
+    old = tmp_path / "regression"
+    old.mkdir()
+    (old / "index.html").write_text("old")
+    (old / "metrics.json").write_text('{"workflow": "regression"}')
+    (old / "posterior_linear.nc").write_text("draws")
+    assert check_out_dir(old) == old
+    (old / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        check_out_dir(old)

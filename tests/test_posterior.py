@@ -10,8 +10,9 @@ import pytest
 from scipy import special, stats
 
 from models import datasets, gaussian, hierarchical, logistic
-from models.inference import (compare, diagnose, fit_mle, predictive_log_score,
-                              sample_posterior)
+from models.inference import (compare, diagnose, fit_mle, posterior_summary,
+                              predictive_log_score, sample_posterior)
+from models.validation import DataError
 
 
 def _mcse_mean(idata, name):
@@ -196,3 +197,57 @@ def test_chain_stacking_falls_back_to_equal_weights_when_psis_loo_is_unreliable(
     assert (s.pareto_k_bad > 0.5).all() and not s.reliable
     assert s.weights == pytest.approx([0.5, 0.5])
     assert s.stacking_weights.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_posterior_summary_labels_rows_from_each_variables_own_coords():
+    """The ArviZ 1.3 trap: `intercept_centered` (class) summarised before `beta` (predictor,
+    class) in ONE az.summary call puts beta's values in the wrong rows. Every row here is
+    checked against xarray's .sel on the variable itself, so summarising with az.summary over
+    several variables (removing the guard) fails this test."""
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    post = xr.Dataset({
+        "intercept_centered": (("chain", "draw", "class"), rng.normal(size=(2, 50, 3)) + np.arange(3)),
+        "beta": (("chain", "draw", "predictor", "class"),
+                 rng.normal(size=(2, 50, 2, 3)) + 10 * np.arange(6).reshape(2, 3)),
+    }, coords={"chain": [0, 1], "draw": np.arange(50), "class": ["b", "c", "d"],
+               "predictor": ["p", "q"]})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    table = posterior_summary(tree, prob=0.9)
+    assert len(table) == 9
+    for p_ in ("p", "q"):
+        for k in ("b", "c", "d"):
+            d = post["beta"].sel(predictor=p_, **{"class": k}).values.ravel()
+            row = table.loc[f"beta[{p_}, {k}]"]
+            assert row["mean"] == pytest.approx(d.mean(), rel=1e-12)
+            assert row["sd"] == pytest.approx(d.std(ddof=1), rel=1e-12)
+            assert row["eti90_lb"] == pytest.approx(np.quantile(d, 0.05), rel=1e-12)
+            assert row["eti90_ub"] == pytest.approx(np.quantile(d, 0.95), rel=1e-12)
+
+
+def test_one_chain_is_diagnosed_with_split_halves_not_nan():
+    """ArviZ's R-hat is NaN for one chain; diagnose compares the chain's two halves instead
+    (reference: R-hat of the same draws reshaped by hand into 2 chains)."""
+    import arviz as az
+    import xarray as xr
+
+    y = datasets.newcomb().to_numpy()[:30]
+    idata = sample_posterior(gaussian.build(y), draws=400, tune=300, chains=1, random_seed=2)
+    d = diagnose(idata)
+    mu = idata["posterior"]["mu"].values.reshape(2, 200)
+    ref = az.rhat(xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"mu": (("chain", "draw"), mu)})})).dataset["mu"].item()
+    assert np.isfinite(d.r_hat_max) and d.r_hat_max >= ref
+    assert "one chain" in d.to_frame().loc["r_hat_max", "threshold"]
+
+
+def test_held_out_data_outside_the_support_or_not_finite_is_refused(wells_fit):
+    model, mle, idata, X_test, y_test = wells_fit
+    with pytest.raises(DataError, match=r"row\(s\) \[3\] lie outside the likelihood's support"):
+        predictive_log_score(model, mle, idata, X=X_test[:5], y=np.array([0, 1, 0, 2, 1]))
+    X_bad = X_test[:5].copy()
+    X_bad[2, 1] = np.inf
+    with pytest.raises(DataError, match=r"'X' has NaN or inf in row\(s\) \[2\]"):
+        predictive_log_score(model, mle, idata, X=X_bad, y=y_test[:5])
+    assert model["X"].get_value().shape == (2000, 2)  # training data restored

@@ -25,6 +25,12 @@ Y = pd.Series([0, 1, 0, 1, 1, 0])
     (logistic.build, X, pd.Series([0, 1, 2, 1, 0, 1]), r"y must be binary"),
     (poisson.build, X, pd.Series([0, 1, -2, 1, 0, 1]), r"counts >= 0"),
     (poisson.build, X, pd.Series([0, 1, 2.5, 1, 0, 1]), r"integer counts"),
+    # y shuffled, X not: numpy would pair them by position and fit the wrong rows
+    (logistic.build, X, Y.sample(frac=1, random_state=1), r"same row labels in a different order"),
+    (linear.build, X, Y.set_axis([10, 11, 12, 13, 14, 15]), r"different row labels"),
+    (softmax.build, X, Y.iloc[::-1], r"different order"),
+    (linear.build, X.assign(a=[0.1, 1e300, 1, 2, 3, 4]), Y, r"column 'a' has magnitudes above"),
+    (linear.build, X, Y.astype(float).where(Y > 0, 1e300), r"y has magnitudes above"),
 ])
 def test_bad_input_raises_named_error(build, Xbad, ybad, match):
     with pytest.raises(DataError, match=match):

@@ -166,10 +166,18 @@ def test_non_finite_start_is_reported_in_words():
         sample_posterior(model, draws=10, tune=10, chains=1)
 
 
-def test_reports_index_shows_each_reports_status(tmp_path):
-    for name, passed in (("a", True), ("b", False)):
+def test_reports_index_shows_each_reports_status_and_every_warns_reason(tmp_path):
+    import json
+
+    metrics = {"a": {"diagnostics_passed": True, "failed_checks": []},
+               "b": {"diagnostics_passed": False, "failed_checks": [
+                   "normal: convergence diagnostics failed",
+                   "Univariate normal: the model does not fit the data (see its model-fit checks)"]}}
+    for name, m in metrics.items():
         (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.json").write_text(f'{{"diagnostics_passed": {str(passed).lower()}}}')
+        (tmp_path / name / "metrics.json").write_text(json.dumps(m))
     page = cli.write_index([("a", "first", 1.0, 0), ("b", "second", 2.0, 0), ("c", "third", 3.0, 1)],
                            root=tmp_path).read_text()
-    assert page.count("PASS") == 1 and "WARN" in page and "FAILED" in page
+    assert page.count("PASS") == 1 and "FAILED" in page
+    assert ("WARN: normal: convergence diagnostics failed; Univariate normal: the model does "
+            "not fit the data") in page

@@ -6,10 +6,12 @@ comparison, plots) -> ``finish`` (atomic write, one summary line).
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import signal
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import dataclass
@@ -182,6 +184,19 @@ def entry(main, argv=None) -> int:
     def note_only(signum, frame):  # while stopping: a second Ctrl-C must not cut the exit
         note_interrupt()
 
+    def unraisable(hook_args):
+        # A KeyboardInterrupt raised where Python cannot propagate it (a weakref or __del__
+        # callback, e.g. during numba compilation) is printed as "Exception ignored ..." and
+        # dropped. It is already recorded: print nothing, and deliver the signal once more so
+        # that it lands in ordinary code and stops the run now.
+        if issubclass(hook_args.exc_type, KeyboardInterrupt):
+            # from another thread, a moment later: raised here it would be swallowed again
+            threading.Timer(0.05, _thread.interrupt_main).start()
+            return
+        default_unraisable(hook_args)
+
+    default_unraisable = sys.unraisablehook
+    sys.unraisablehook = unraisable
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError):  # not the main thread: leave signals alone

@@ -193,6 +193,7 @@ def main(argv=None) -> int:
     report.metrics["function_space"] = fs
     report.metrics["sections"] = {"function space": {"diagnostics": r["diagnostics"].to_frame()["value"].to_dict(),
                                                      "passed": r["diagnostics"].passed}}
+    _verdict(report, r, s)
     if not r["diagnostics"].passed:
         report.alert("Function-space diagnostics failed (see the table): "
                      + ", ".join(k for k, ok in r["diagnostics"].checks.items() if not ok)
@@ -246,10 +247,26 @@ def _function_space(report, r, what: str) -> None:
             k for k, ok in r["diagnostics"].checks.items() if not ok) + ".")
 
 
+def _verdict(report, r, s) -> None:
+    """The network's verdict for the first screen: convergence judged in function space
+    (the predictions), the MLE net's status; no likelihood-based fit test here."""
+    d = r["diagnostics"]
+    text = (f"function space: max R-hat {d.r_hat_max:.3f}, min bulk/tail ESS "
+            f"{d.ess_bulk_min:.0f}/{d.ess_tail_min:.0f}, {d.divergences} divergences")
+    if not d.passed:
+        text = "failed: " + ", ".join(
+            f"{k} = {v:.4g} (needs {t})" for k, (v, t) in
+            d.to_frame()[["value", "threshold"]].iterrows() if not d.checks[k])
+    mle = r["mle"]
+    report.verdict("Bayesian neural network", (d.passed, text), None,
+                   (mle.status == "ok", f"MLE net: {mle.status}"))
+
+
 def _finish_classifier(report, s, r, X, y) -> int:
     report.metrics["metrics"] = r["metrics"]
     report.metrics["function_space"] = r["function_space"]
     report.metrics["sections"] = {"function space": {"passed": r["diagnostics"].passed}}
+    _verdict(report, r, s)
     return finish(NAME, report, s, [("function space", r["diagnostics"])],
                   {"posterior": r["idata"]}, s.seed, data_hash(X, y))
 
