@@ -91,9 +91,10 @@ def posterior_vs_mle(mle, idata, var_names=None, max_panels: int = 16):
 
 
 def rank(idata, var_names):
-    """Rank ECDF per chain with the simultaneous envelope drawn (ArviZ's default "mtc_c"
-    method draws no band; the report's caption promises one)."""
-    return az.plot_rank(idata, var_names=var_names, method="envelope")
+    """Rank ECDF per chain, ArviZ's default multi-chain test ("mtc_c": a p-value, suspicious
+    points marked). Not method="envelope": in ArviZ 1.3 its band is drawn for the ECDF while
+    the lines are ECDF differences (seen in a rendered figure), so it misleads."""
+    return az.plot_rank(idata, var_names=var_names)
 
 
 def energy(idata):

@@ -76,10 +76,26 @@ def _refused(args, monkeypatch, capsys):
     return message
 
 
+def _odd_file(rng, path):
+    """A file whose layout, not its cells, is wrong: a semicolon delimiter (pandas reads one
+    column, so the target is not found) or Latin-1 text (not UTF-8)."""
+    if rng.random() < 0.5:
+        path.write_text("x0;x1;y\n1;2;3\n4;5;6\n", encoding="utf-8")
+        return "--target column 'y' not found"
+    path.write_bytes("caf\xe9,x1,y\n1,2,3\n4,5,6\n".encode("latin-1"))
+    return "not UTF-8 text"
+
+
 def _fuzz(tmp_path, monkeypatch, capsys, count, seed):
     rng = np.random.default_rng(seed)
     for k in range(count):
         path = tmp_path / f"bad{k}.csv"
+        if k % 10 == 9:  # one file in ten: an odd delimiter or encoding
+            words = _odd_file(rng, path)
+            msg = _refused(["--data", str(path), "--target", "y", "--out",
+                            str(tmp_path / "out")], monkeypatch, capsys)
+            assert words in msg, msg
+            continue
         family, expect = _make(rng, path, k)
         msg = _refused(["--data", str(path), "--target", "y", "--family", family,
                         "--out", str(tmp_path / "out")], monkeypatch, capsys)
@@ -90,7 +106,7 @@ def _fuzz(tmp_path, monkeypatch, capsys, count, seed):
 
 
 def test_fuzzed_csvs_are_refused_with_column_and_row(tmp_path, monkeypatch, capsys):
-    _fuzz(tmp_path, monkeypatch, capsys, count=220, seed=1)
+    _fuzz(tmp_path, monkeypatch, capsys, count=240, seed=1)
 
 
 @pytest.mark.slow

@@ -314,8 +314,11 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                       "Forest plot: MLE's asymptotic normal (Wald) vs posterior; thick 50%, "
                       "thin 95% intervals.")
     report.figure(plots.rank(idata, post_names),
-                  "Rank ECDF minus the uniform CDF per chain (ArviZ) with its simultaneous "
-                  "band: curves inside the band = the chains agree.")
+                  "Rank ECDF minus the uniform CDF, one line per chain (ArviZ). Chains that "
+                  "sample the same distribution stay close together near zero; lines that "
+                  "part (one above, one below) are chains in different places. No band is "
+                  "drawn: ArviZ prints its multi-chain test's p-value, which is less "
+                  "sensitive than the R-hat in the diagnostics table, the check that decides.")
     report.figure(plots.energy(idata), "Energy plot (ArviZ): marginal energy vs energy "
                   "transition; similar widths = good exploration (E-BFMI).")
     if ppc:

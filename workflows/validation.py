@@ -85,7 +85,7 @@ def _run(s, args, client) -> int:
                 "ONE compiled model (only the outcome is swapped), each true value ranked among "
                 "every 10th posterior draw, and so is the log-likelihood of the simulated data (a test quantity that sees every parameter at once; for the BNN also its predictions at three fixed inputs). A chi-square test on 10 rank bins, Bonferroni-"
                 "corrected over parameters at 0.001, decides pass/fail; the ArviZ plots show the "
-                "rank ECDF minus the uniform CDF with its simultaneous 99% band.")
+                "rank ECDF minus the uniform CDF with ArviZ's own uniformity p-value.")
     rows, results = [], {}
     n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
     start = time.perf_counter()
@@ -131,9 +131,13 @@ def _run(s, args, client) -> int:
         tree = xr.DataTree.from_dict({"prior_sbc": xr.Dataset(
             data, coords={"chain": [0], "draw": np.arange(pit.shape[0])})})
         try:
-            pc = az.plot_ecdf_pit(tree, method="envelope", envelope_prob=0.99)
-            report.figure(pc, f"{family}: rank ECDF minus the uniform CDF, per parameter, with "
-                              "its simultaneous 99% band (outside the band: not calibrated).")
+            # ArviZ's default test (pot_c), not method="envelope": that one fails in ArviZ 1.3
+            # (TypeError) and is deprecated
+            pc = az.plot_ecdf_pit(tree)
+            report.figure(pc, f"{family}: rank ECDF minus the uniform CDF, per quantity. No band "
+                              "is drawn: ArviZ's uniformity test (pot_c) prints its p-value "
+                              "(alpha 0.01) and marks the ranks that drive a small one; the "
+                              "verdict table above uses the chi-square test.")
         except Exception as exc:  # noqa: BLE001 - the verdict table stands without the plot
             report.text(f"{family}: rank plot unavailable ({exc}).", kind="warn")
     report.heading("Reference posteriors (posteriordb)")
