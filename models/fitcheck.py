@@ -5,14 +5,16 @@
   uniform values for counts and binary outcomes too), tested for uniformity with ArviZ's
   ``uniformity_test`` (the "pot_c" test that ``plot_loo_pit`` draws).
 * **Pareto k** of PSIS-LOO: the share of observations above ArviZ's ``good_k`` (LOO, and the
-  LOO-PIT above, are unreliable there: highly influential points).
+  LOO-PIT above, are unreliable there: highly influential points). A caveat, not a misfit:
+  a model with one parameter per group (eight schools: 8 points, 8 effects) has high k by
+  construction however well it fits.
 * **Posterior predictive p-values** of test statistics that target the family's usual failure:
   min and max of a continuous outcome (outliers, heavy tails: Newcomb's light-speed data),
   dispersion (variance / mean) and the share of zeros of counts (over-dispersion, excess zeros).
   Two-sided: p = 2 min(P(T_rep >= T_obs), P(T_rep <= T_obs)).
 
 Each failed check comes with what a user would try. The thresholds are conventional, not
-tuned: p < 0.01 for a p-value, more than 10% of points with high Pareto k.
+tuned: p < 0.01 for a p-value fails; more than 10% of points with high Pareto k is a caveat.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class FitCheck:
     good_k: float | None
     ppc: dict[str, float] = field(default_factory=dict)  # statistic -> two-sided p-value
     problems: list[str] = field(default_factory=list)  # one sentence each, with advice
+    caveats: list[str] = field(default_factory=list)  # what limits the checks themselves
 
     @property
     def passed(self) -> bool:
@@ -80,7 +83,8 @@ class FitCheck:
     def as_dict(self) -> dict:
         return {"passed": self.passed, "loo_pit_p": self.loo_pit_p,
                 "pareto_k_share": self.pareto_k_share, "good_k": self.good_k,
-                "ppc_p": dict(self.ppc), "problems": list(self.problems)}
+                "ppc_p": dict(self.ppc), "problems": list(self.problems),
+                "caveats": list(self.caveats)}
 
 
 def ppc_p_value(t_obs: float, t_rep: np.ndarray) -> float:
@@ -97,7 +101,7 @@ def check_fit(idata: xr.DataTree, kind: str, var_name: str = "y_obs") -> FitChec
     predictive needed: unordered classes, where a PIT means nothing, or a multivariate outcome)."""
     import arviz as az
 
-    problems, ppc = [], {}
+    problems, caveats, ppc = [], [], {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loo = az.loo(idata, var_name=var_name, pointwise=True)
@@ -105,7 +109,7 @@ def check_fit(idata: xr.DataTree, kind: str, var_name: str = "y_obs") -> FitChec
     good_k = float(getattr(loo, "good_k", 0.7))
     k_share = float(np.mean(k > good_k))
     if k_share > K_SHARE_MAX:
-        problems.append(f"{k_share:.0%} of observations have Pareto k > {good_k:.2f}: they "
+        caveats.append(f"{k_share:.0%} of observations have Pareto k > {good_k:.2f}: they "
                         "dominate their own fit (influential points or a misspecified model); "
                         "LOO and LOO-PIT are unreliable there; K-fold CV would be honest")
     pit_p = None
@@ -128,4 +132,4 @@ def check_fit(idata: xr.DataTree, kind: str, var_name: str = "y_obs") -> FitChec
         ppc[name] = p
         if p < P_MIN:
             problems.append(f"posterior predictive p-value of the {name} is {p:.2g}: {advice}")
-    return FitCheck(pit_p, k_share, good_k, ppc, problems)
+    return FitCheck(pit_p, k_share, good_k, ppc, problems, caveats)

@@ -745,6 +745,32 @@ def diagnose(idata: xr.DataTree, var_names=None) -> Diagnostics:
     return Diagnostics(rhat, ess_bulk, ess_tail, divergences, bfmi, checks, note)
 
 
+def rank_test(idata: xr.DataTree, var_names=None) -> pd.Series:
+    """p-value of ArviZ's multi-chain rank uniformity test ("mtc_c", the test ``plot_rank``
+    prints on each panel) per scalar, labelled from dims/coords. Ranks are pooled over all
+    chains and draws and scaled to (0, 1), as ``plot_rank`` does. A small p-value says the
+    chains' rank distributions differ even where R-hat passes (it is reported beside R-hat,
+    not folded into :func:`diagnose`'s thresholds)."""
+    from scipy.stats import rankdata
+
+    post = idata["posterior"].to_dataset()
+    out = {}
+    if post.sizes.get("chain", 1) < 2:
+        return pd.Series(out, dtype=float)
+    for name in var_names if var_names is not None else list(post.data_vars):
+        da = post[name].transpose("chain", "draw", ...)
+        flat = da.values.reshape(da.shape[0], da.shape[1], -1)
+        labels = _flat_by_label(da.isel(chain=0, draw=0, drop=True), name).index
+        for j, label in enumerate(labels):
+            x = flat[..., j]
+            if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+                continue
+            r = rankdata(x.ravel()).reshape(x.shape) / (x.size + 1)
+            ds = xr.Dataset({"r": (("chain", "draw"), r)})
+            out[label] = float(ds.azstats.mchain_uniformity_test(dim=("chain", "draw"))[0]["r"])
+    return pd.Series(out, dtype=float)
+
+
 # ------------------------------------------------------------------------------ comparison
 def compare(mle: MLEResult, idata: xr.DataTree, prob: float = 0.95) -> pd.DataFrame:
     """MLE and posterior side by side, one row per scalar parameter.

@@ -23,7 +23,8 @@ import pandas as pd
 import pymc as pm
 
 from models import plots
-from models.inference import compare, diagnose, fit_mle, posterior_summary, sample_posterior
+from models.inference import (compare, diagnose, fit_mle, posterior_summary, rank_test,
+                               sample_posterior)
 from models.interrupts import interrupted, note_interrupt
 from models.report import OutputError, Report, check_writable
 from models.validation import check_positive_int
@@ -345,6 +346,15 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                           "model-fit table.")
         except Exception as exc:  # noqa: BLE001 - report, do not hide, a failed LOO
             report.text(f"LOO-PIT could not be computed: {exc}", kind="warn")
+    ranks = rank_test(idata, post_names)
+    flagged = ranks[ranks < 0.01]
+    sections[title]["rank_test_p"] = ranks.to_dict()
+    if len(flagged):
+        report.alert(f"{title}: ArviZ's multi-chain rank test (the p-value on the rank plot) "
+                     "flags " + ", ".join(f"{k} (p = {v:.2g})" for k, v in flagged.items())
+                     + f" although max R-hat is {diag.r_hat_max:.3f}: the chains' rank "
+                     "distributions differ more than chance would make them; look at that rank "
+                     "plot, and run longer chains (more --draws) before trusting these tails.")
     fit = _fit_verdict(report, title, idata, ppc)
     conv_text = (f"max R-hat {diag.r_hat_max:.3f}, min bulk/tail ESS "
                  f"{diag.ess_bulk_min:.0f}/{diag.ess_tail_min:.0f}, "
@@ -354,6 +364,9 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
             f"{k} = {v:.4g} (needs {t})" for k, (v, t) in
             diag.to_frame()[["value", "threshold"]].iterrows() if not diag.checks[k]) + (
             "; a --quick run is too short for ESS >= 400" if s.quick else "")
+    if len(flagged):
+        conv_text += "; rank test flags " + ", ".join(
+            f"{k} (p = {v:.2g})" for k, v in flagged.items())
     conv = (diag.passed, conv_text)
     mle_reason = ({"ok": "exists; SEs from the observed information",
                    "does_not_exist": "does not exist (the likelihood rises without bound)",
@@ -386,7 +399,10 @@ def _fit_verdict(report: Report, title: str, idata, ppc: str | None):
                                               *[f"posterior predictive p-value: {k}"
                                                 for k in fit.ppc]], name="model-fit check")),
                  caption="Model fit: " + ("PASS" if fit.passed else "WARN") + " (a p-value "
-                 "below 0.01 or more than 10% of points with high Pareto k fails)", digits=3)
+                 "below 0.01 fails; more than 10% of points with high Pareto k makes LOO and "
+                 "LOO-PIT unreliable, stated as a caveat)", digits=3)
+    for caveat in fit.caveats:
+        report.text(f"Caveat: {caveat}.", kind="note")
     if fit.problems:
         report.alert(f"{title}: the model does not fit the data well: " + "; ".join(fit.problems)
                      + ".")
@@ -402,6 +418,15 @@ class Verdict:
     reason: str = ""
 
 
+def _failed_checks(d) -> str:
+    """'convergence: r_hat_max = 1.51 (needs <= 1.01), ...' for a Diagnostics object."""
+    if not hasattr(d, "to_frame"):
+        return "failed"
+    frame = d.to_frame()
+    return "convergence: " + ", ".join(f"{k} = {r['value']:.4g} (needs {r['threshold']})"
+                                       for k, r in frame.iterrows() if not r["passed"])
+
+
 def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict,
            seed, data_sha: str, required: bool = False) -> int:
     """Write the report and print one line. ``diags``: (label, object with ``.passed``).
@@ -409,8 +434,7 @@ def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict
     ``required``: the checks are the workflow's purpose (validation): any failure prints FAIL
     and returns 1. Otherwise a failed check is a WARN (the report says why) and returns 0."""
     failed = [(label, d) for label, d in diags if not d.passed]
-    reasons = [f"{label}: {getattr(d, 'reason', '') or 'convergence diagnostics failed'}"
-               for label, d in failed]
+    reasons = [f"{label}: {getattr(d, 'reason', '') or _failed_checks(d)}" for label, d in failed]
     misfit = [v["model"] for v in report.verdicts
               if v["fit"] is not None and not v["fit"][0] and not v["expected"]]
     reasons += [f"{model}: the model does not fit the data (see its model-fit checks)"
