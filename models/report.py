@@ -245,6 +245,10 @@ class Report:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-",
                                     dir=out_dir.parent))
         try:
+            # mkdtemp makes the directory 0700; a report is an ordinary directory (umask)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)
             _mark(tmp, self.workflow)
             (tmp / "index.html").write_text(self.render(), encoding="utf-8")
             (tmp / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2,

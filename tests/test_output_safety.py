@@ -95,6 +95,9 @@ def test_new_empty_and_own_directories_are_accepted(tmp_path):
         Report("t", "t").write(out)
         assert (out / MARKER).is_file() and (out / "index.html").is_file()
     assert "old report" not in (own / "index.html").read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (own.stat().st_mode & 0o777) == 0o777 & ~umask  # not mkdtemp's 0700
 
 
 def test_files_that_appear_during_the_run_are_not_replaced(tmp_path):
