@@ -70,6 +70,45 @@ def test_interrupted_run_keeps_the_previous_report(tmp_path, phase, wait, sig):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gaussian"]  # no temp dirs left
 
 
+SLOW_WRITE = """
+import sys, time
+import xarray as xr
+from workflows import gaussian
+from workflows._common import entry
+
+original = xr.DataTree.to_netcdf
+
+
+def slow(self, *args, **kwargs):  # the write phase, made long enough to be hit
+    print("WRITING", file=sys.stderr, flush=True)
+    time.sleep(60)
+    return original(self, *args, **kwargs)
+
+
+xr.DataTree.to_netcdf = slow
+sys.exit(entry(gaussian.main, sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_while_writing_the_report(tmp_path, sig):
+    """The write phase in a subprocess: the temp directory already holds index.html and
+    metrics.json when the signal lands; it is removed and the previous report is untouched."""
+    out = tmp_path / "gaussian"
+    before = _previous_report(out)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITE, "--quick", "--out", str(out)],
+                            cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _wait_for(proc, "WRITING")
+    assert any(p.name.startswith(".gaussian.tmp-") for p in tmp_path.iterdir())  # mid-write
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gaussian"]
+
+
 def test_next_run_replaces_its_own_report_and_cleans_a_killed_runs_leftovers(tmp_path):
     out = tmp_path / "gaussian"
     _previous_report(out)
