@@ -67,8 +67,8 @@ def _model_labels(model: pm.Model, name: str, shape) -> list[str]:
     return _labels(name, model.named_vars_to_dims.get(name), shape, model.coords)
 
 
-def labels(name: str, dims, shape, coords) -> list[str]:
-    """Public name of the scalar labels ``beta[height]`` / ``beta[a, b]`` in C order."""
+def scalar_labels(name: str, dims, shape, coords) -> list[str]:
+    """The scalar labels ``beta[height]`` / ``beta[a, b]`` of a variable, in C order."""
     return _labels(name, dims, shape, coords)
 
 

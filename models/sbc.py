@@ -20,7 +20,7 @@ import pymc as pm
 from scipy import stats
 
 from models.distributed import format_failures, run_tasks, worker_cached
-from models.inference import CompiledSampler, _labels
+from models.inference import CompiledSampler, scalar_labels
 
 
 @dataclass
@@ -136,7 +136,7 @@ def run_sbc(model: pm.Model, n_sims: int = 100, draws: int = 500, tune: int = 50
     truth = prior["prior"].to_dataset()
     sims = prior["prior_predictive"][observed].values
     sims = sims.reshape(n_sims, *sims.shape[2:])  # (chain=1, draw=n_sims, *observed shape)
-    labels = {name: _labels(name, model.named_vars_to_dims.get(name),
+    labels = {name: scalar_labels(name, model.named_vars_to_dims.get(name),
                             np.shape(truth[name].values[0, 0]), model.coords) for name in names}
     truths = [{**{name: np.ravel(truth[name].values.reshape(n_sims, -1)[k]) for name in names},
                "__all__": {name: truth[name].values.reshape(n_sims, *truth[name].shape[2:])[k]

@@ -246,7 +246,7 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
         progress(f"MLE: {title}")
     mle = mle or fit_mle(model, random_seed=s.seed, warn=False)
     if mle.status != "ok" or mle.not_in_likelihood:
-        report.text(f"MLE status: {mle.status}. {mle.message}", kind="warn")
+        report.text(f"MLE status: {mle.status}. {sentence(mle.message)}", kind="warn")
     report.table(mle.table(), caption=f"MLE (log-likelihood {mle.loglik:.2f} nats, "
                  f"AIC {mle.aic:.2f}, BIC {mle.bic:.2f}, N = {mle.n_obs}, k = {mle.n_params})")
     if progress:
@@ -452,6 +452,12 @@ def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict
     verdict = "PASS" if not reasons else f"{word} ({'; '.join(reasons)})"
     print(f"{name}: {verdict}  report: {path}", flush=True)
     return 1 if (failed and required) else 0
+
+
+def sentence(text: str) -> str:
+    """A message as a sentence: capitalised, one full stop."""
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
 def summary_table(items: dict) -> pd.DataFrame:

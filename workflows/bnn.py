@@ -13,7 +13,7 @@ import xarray as xr
 from models import bnn, datasets
 from models.inference import ADAPTATIONS
 from models.report import Report, data_hash
-from workflows._common import entry, Progress, finish, parser, settings
+from workflows._common import Progress, entry, finish, parser, sentence, settings
 
 NAME = "bnn"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     symmetry = ("unit permutations and ReLU's rescaling symmetry" if args.activation == "relu"
                 else "unit permutations and sign flips" if args.activation == "tanh"
                 else "unit permutations")
-    report.text(f"MLE net status: {mle.status}. {mle.message} A network with "
+    report.text(f"MLE net status: {mle.status}. {sentence(mle.message)} A network with "
                 f"{mle.n_params} parameters and {len(d['X_train'])} observations typically has no "
                 f"unique MLE ({symmetry}); its fitted noise "
                 f"σ̂ = {float(mle.params['sigma']):.3g} (standardised units).",
@@ -292,7 +292,7 @@ def classification(args, s, hidden, prior) -> int:
                 f"weights ~ {prior},  biases ~ Normal(0, 0.1²)")
     _sampler_note(report, args, s)
     mle = r["mle"]
-    report.text(f"MLE net status: {mle.status}. {mle.message}",
+    report.text(f"MLE net status: {mle.status}. {sentence(mle.message)}",
                 kind="warn" if mle.status != "ok" else "note")
     table = pd.DataFrame(r["metrics"]).T
     table.index.name = "predictor"
@@ -326,7 +326,7 @@ def held_out_class(args, s, hidden, prior) -> int:
                 f"{list(hidden)},  weights ~ {prior},  biases ~ Normal(0, 0.1²)")
     _sampler_note(report, args, s)
     mle = r["mle"]
-    report.text(f"MLE net status: {mle.status}. {mle.message}",
+    report.text(f"MLE net status: {mle.status}. {sentence(mle.message)}",
                 kind="warn" if mle.status != "ok" else "note")
     table = pd.DataFrame(r["metrics"])  # metrics as rows: three columns stay readable
     table.index.name = "metric"

@@ -90,13 +90,15 @@ def eight_schools(report, s, progress, diags, posteriors):
         small_c = float(np.mean(idata_c["posterior"]["tau"].values < 1))
         small_nc = float(np.mean(post["tau"].values < 1))
         report.text(f"The centered model fails its diagnostics ({diag_c.divergences} divergent "
-                    "transitions): the sampler cannot enter the funnel between τ and θ at small "
-                    f"τ. Here its posterior puts {small_c:.1%} of its draws at τ < 1 against "
-                    f"{small_nc:.1%} for the non-centered model, and its τ mean is {tau_c:.2f} "
-                    f"against {tau_nc:.2f} ({'higher' if tau_c > tau_nc else 'lower'}; a short "
-                    "or unlucky run can land either side, which is why its numbers cannot be "
-                    "trusted). This is expected and shown, not hidden; use the non-centered form.",
-                    kind="warn")
+                    "transitions): at small τ the funnel between τ and θ curves more sharply "
+                    "than one step size can follow, so chains get stuck in its neck or are kept "
+                    f"out of it. Here the centered posterior puts {small_c:.1%} of its draws at "
+                    f"τ < 1 against {small_nc:.1%} for the non-centered one "
+                    f"({'more' if small_c > small_nc else 'fewer'}), and its τ mean is "
+                    f"{tau_c:.2f} against {tau_nc:.2f} "
+                    f"({'higher' if tau_c > tau_nc else 'lower'}); another seed can land on "
+                    "either side, which is why its numbers cannot be trusted. This is expected "
+                    "and shown, not hidden; use the non-centered form.", kind="warn")
     posteriors["posterior_eight_schools_centered"] = idata_c
     return es
 
