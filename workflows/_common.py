@@ -342,8 +342,9 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
             report.figure(az.plot_loo_pit(idata),
                           "LOO-PIT ECDF minus the uniform CDF (ArviZ). No band is drawn: ArviZ's "
                           "pointwise-order test (pot_c) prints its p-value on the plot and marks "
-                          "the points that drive a small one; the same p-value is in the "
-                          "model-fit table.")
+                          "the points that drive a small one. The model-fit table reports the "
+                          "same test computed by this project, which can differ slightly from "
+                          "the plot's (ties of discrete outcomes are randomised separately).")
         except Exception as exc:  # noqa: BLE001 - report, do not hide, a failed LOO
             report.text(f"LOO-PIT could not be computed: {exc}", kind="warn")
     ranks = rank_test(idata, post_names)
