@@ -689,6 +689,12 @@ class Diagnostics:
     def passed(self) -> bool:
         return all(self.checks.values())
 
+    def failures(self) -> str:
+        """The failed checks in words: 'r_hat_max = 1.012 (needs <= 1.01), ...'."""
+        frame = self.to_frame()
+        return ", ".join(f"{k} = {r['value']:.4g} (needs {r['threshold']})"
+                         for k, r in frame.iterrows() if not r["passed"])
+
     def to_frame(self) -> pd.DataFrame:
         rows = [
             ("r_hat_max", self.r_hat_max, f"<= {RHAT_MAX}" + (f" ({self.note})" if self.note

@@ -393,11 +393,6 @@ def replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def check_writable(out_dir: str | os.PathLike) -> Path:
-    """Fail early (before any sampling) if the report may not or cannot be written there."""
-    return check_out_dir(out_dir)
-
-
 def _jsonable(value):
     """numpy/pandas values -> plain JSON (NaN/inf -> null, which strict JSON requires)."""
     if isinstance(value, dict):

@@ -103,10 +103,10 @@ def _sbc_chunk(model, key, names, labels, ks, sims, truths, draws, tune, chains,
         for label, fn in (functions or {}).items():  # function-space test quantities
             f_draws = fn({n: thinned[n].values.reshape(-1, *thinned[n].shape[2:])
                           for n in thinned.data_vars})
-            f_true = fn({n: np.asarray(v)[None] for n, v in truth["__all__"].items()})[0]
-            for j in range(np.shape(f_true)[0] if np.ndim(f_true) else 1):
-                row[f"{label}[{j}]"] = int(np.sum(np.atleast_2d(f_draws.T).T[:, j]
-                                                  < np.atleast_1d(f_true)[j]))
+            f_draws = np.reshape(f_draws, (f_draws.shape[0], -1))  # (draws, k)
+            f_true = np.ravel(fn({n: np.asarray(v)[None] for n, v in truth["__all__"].items()}))
+            for j, value in enumerate(f_true):
+                row[f"{label}[{j}]"] = int(np.sum(f_draws[:, j] < value))
         rows.append(row)
     return rows
 

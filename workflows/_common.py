@@ -26,7 +26,7 @@ from models import plots
 from models.inference import (compare, diagnose, fit_mle, posterior_summary, rank_test,
                                sample_posterior)
 from models.interrupts import interrupted, note_interrupt
-from models.report import OutputError, Report, check_writable
+from models.report import OutputError, Report, check_out_dir
 from models.validation import check_positive_int
 
 REPORTS = Path("reports")
@@ -161,7 +161,7 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
         check_positive_int(values["seed"], "--seed", maximum=2**32 - 1, minimum=0)
         if values["sampler"] not in SAMPLERS:
             raise ValueError(f"--sampler must be one of {SAMPLERS}, got {values['sampler']!r}")
-        out = check_writable(values["out"])
+        out = check_out_dir(values["out"])
     except (ValueError, PermissionError) as exc:
         raise SystemExit(f"error: {exc}") from None
     predictors = values["predictors"]
@@ -276,10 +276,7 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                     kind="note")
     report.diagnostics(diag, f"({title})")
     if not diag.passed:
-        failed = ", ".join(f"{k} = {v:.4g} (needs {t})" for k, (v, t) in
-                           diag.to_frame()[["value", "threshold"]].iterrows()
-                           if not diag.checks[k])
-        report.alert(f"{title}: convergence checks failed: {failed}."
+        report.alert(f"{title}: convergence checks failed: {diag.failures()}."
                      + (" Expected for this model and shown on purpose." if expect_failure else
                         " Treat its posterior numbers with caution" + (
                             " (a --quick run is too short for ESS >= 400)." if s.quick else ".")))
@@ -361,9 +358,7 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                  f"{diag.ess_bulk_min:.0f}/{diag.ess_tail_min:.0f}, "
                  f"{diag.divergences} divergences, min E-BFMI {diag.e_bfmi_min:.2f}")
     if not diag.passed:
-        conv_text = "failed: " + ", ".join(
-            f"{k} = {v:.4g} (needs {t})" for k, (v, t) in
-            diag.to_frame()[["value", "threshold"]].iterrows() if not diag.checks[k]) + (
+        conv_text = "failed: " + diag.failures() + (
             "; a --quick run is too short for ESS >= 400" if s.quick else "")
     if len(flagged):
         conv_text += "; rank test flags " + ", ".join(
@@ -387,7 +382,7 @@ def _fit_verdict(report: Report, title: str, idata, ppc: str | None):
     """Model-fit checks (:mod:`models.fitcheck`) of one section; a misfit is stated first."""
     from models.fitcheck import check_fit
 
-    kind = {"continuous": "continuous", "count": "count", "binary": "binary"}.get(ppc)
+    kind = ppc if ppc in ("continuous", "count", "binary") else None
     try:
         fit = check_fit(idata, kind)
     except Exception as exc:  # noqa: BLE001 - say so rather than hide it
@@ -421,11 +416,7 @@ class Verdict:
 
 def _failed_checks(d) -> str:
     """'convergence: r_hat_max = 1.51 (needs <= 1.01), ...' for a Diagnostics object."""
-    if not hasattr(d, "to_frame"):
-        return "failed"
-    frame = d.to_frame()
-    return "convergence: " + ", ".join(f"{k} = {r['value']:.4g} (needs {r['threshold']})"
-                                       for k, r in frame.iterrows() if not r["passed"])
+    return "convergence: " + d.failures() if hasattr(d, "failures") else "failed"
 
 
 def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict,

@@ -254,9 +254,7 @@ def _verdict(report, r, s) -> None:
     text = (f"function space: max R-hat {d.r_hat_max:.3f}, min bulk/tail ESS "
             f"{d.ess_bulk_min:.0f}/{d.ess_tail_min:.0f}, {d.divergences} divergences")
     if not d.passed:
-        text = "failed: " + ", ".join(
-            f"{k} = {v:.4g} (needs {t})" for k, (v, t) in
-            d.to_frame()[["value", "threshold"]].iterrows() if not d.checks[k])
+        text = "failed: " + d.failures()
     mle = r["mle"]
     report.verdict("Bayesian neural network", (d.passed, text), None,
                    (mle.status == "ok", f"MLE net: {mle.status}"))
