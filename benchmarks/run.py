@@ -281,7 +281,7 @@ def compile_once_section(n_fits: int, draws: int, tune: int) -> dict:
     import pymc as pm
 
     from models import datasets, logistic
-    from models.inference import CompiledSampler
+    from models.inference import CompiledSampler, SamplerConfig
 
     warnings.filterwarnings("ignore")
     X, y = datasets.wells()
@@ -294,9 +294,9 @@ def compile_once_section(n_fits: int, draws: int, tune: int) -> dict:
                   random_seed=k, progressbar=False, compute_convergence_checks=False)
     naive = time.perf_counter() - start
     start = time.perf_counter()
-    sampler = CompiledSampler(logistic.build(X, y))
+    sampler = CompiledSampler(logistic.build(X, y), SamplerConfig(draws=draws, tune=tune, chains=2))
     for k, idx in enumerate(boots):
-        sampler.sample(draws, tune, 2, random_seed=k, X=X.to_numpy()[idx], y=y.to_numpy()[idx])
+        sampler.sample(k, X=X.to_numpy()[idx], y=y.to_numpy()[idx])
     once = time.perf_counter() - start
     out = {"fits": n_fits, "naive_s": naive, "compile_once_s": once, "speedup": naive / once}
     print(json.dumps(out), flush=True)

@@ -87,12 +87,19 @@ def _toy(rng, n):
     return X, y
 
 
+def _protocol(hidden, activation, prior, **sampler):
+    """A BNN protocol with 2 chains and the given draws/tune/seed."""
+    from models.inference import SamplerConfig
+
+    return bnn.BNNProtocol(bnn.NetworkSpec(hidden, activation, prior),
+                           SamplerConfig(chains=2, init="prior", **sampler))
+
+
 def test_tiny_bnn_samples_mle_net_beats_constant_and_diagnostics_computed(rng):
     X, y = _toy(rng, 80)
     Xt, yt = _toy(rng, 40)
     d = {"X_train": X, "y_train": y, "X_test": Xt, "y_test_original": yt, "y_mean": 0.0, "y_sd": 1.0}
-    r = bnn.evaluate(d, hidden=(4,), activation="tanh", prior="xavier_normal", draws=150,
-                     tune=150, chains=2, seed=1)
+    r = bnn.evaluate(d, _protocol((4,), "tanh", "xavier_normal", draws=150, tune=150, seed=1))
     m = r["metrics"]
     const_rmse = np.sqrt(np.mean(yt**2))  # independent: the constant-0 predictor
     assert m["constant (training mean)"]["rmse"] == pytest.approx(const_rmse, rel=1e-12)
@@ -143,8 +150,9 @@ def test_bnn_classification_against_independent_metrics(rng):
 
     X = rng.normal(size=(120, 2))
     y = (rng.random(120) < special.expit(2 * X[:, 0] - X[:, 1] ** 2)).astype(int)
-    r = bnn.evaluate_classification(X[:80], y[:80], X[80:], y[80:], hidden=(3,), draws=150,
-                                    tune=150, chains=2, seed=2)
+    r = bnn.evaluate_classification(X[:80], y[:80], X[80:], y[80:],
+                                    _protocol((3,), "tanh", "xavier_normal", draws=150, tune=150,
+                                              seed=2))
     m = r["metrics"]
     # Independent recomputation of the posterior's NLL from its draws.
     post = r["idata"]["posterior"]
@@ -183,8 +191,8 @@ def test_held_out_class_is_flagged_by_the_posterior():
     from models import datasets
 
     X, y = datasets.iris(("sepal_length", "sepal_width", "petal_length", "petal_width"))
-    r = bnn.evaluate_held_out_class(X, y, "versicolor", hidden=(4,), activation="tanh",
-                                    prior="xavier_normal", draws=200, tune=300, chains=2, seed=3)
+    r = bnn.evaluate_held_out_class(X, y, "versicolor", _protocol((4,), "tanh", "xavier_normal",
+                                                                  draws=200, tune=300, seed=3))
     assert (r["n_train"], r["n_test"], r["n_ood"]) == (75, 25, 50)
     assert r["classes"] == ["setosa", "virginica"]
     m = r["metrics"]
@@ -238,8 +246,8 @@ def test_bnn_evaluate_adds_advi(rng):
     X, y = _toy(rng, 60)
     Xt, yt = _toy(rng, 30)
     d = {"X_train": X, "y_train": y, "X_test": Xt, "y_test_original": yt, "y_mean": 0.0, "y_sd": 1.0}
-    r = bnn.evaluate(d, hidden=(3,), activation="tanh", prior="xavier_normal", draws=100,
-                     tune=100, chains=2, seed=1, advi_iterations=10000)
+    r = bnn.evaluate(d, _protocol((3,), "tanh", "xavier_normal", draws=100, tune=100, seed=1)
+                     .replace(advi_iterations=10000))
     a = r["metrics"]["ADVI (mean-field)"]
     assert a["rmse"] < 0.7 * np.sqrt(np.mean(yt**2))  # beats the constant-0 predictor
     assert np.isfinite(a["test_ll_nats"]) and 0 <= a["shift_auroc"] <= 1

@@ -94,13 +94,15 @@ def test_fit_many_matches_statsmodels_and_is_the_same_on_two_workers(client):
     import statsmodels.api as sm
 
     from models import logistic
-    from models.fits import fit_many
+    from models.fits import FitPlan, fit_many
+    from models.inference import SamplerConfig
 
     X, y, data = _wells_subsets()
     model = logistic.build(X, y)
     seeds = [11, 12, 13, 14]
-    here, fail_here = fit_many(model, data, seeds, ["beta"], draws=150, tune=150)
-    there, fail_there = fit_many(model, data, seeds, ["beta"], draws=150, tune=150, client=client)
+    plan = FitPlan(("beta",), SamplerConfig(draws=150, tune=150, chains=2))
+    here, fail_here = fit_many(model, data, seeds, plan)
+    there, fail_there = fit_many(model, data, seeds, plan, client=client)
     assert fail_here == [] and fail_there == []
     for d, h, t in zip(data, here, there):
         ref = sm.Logit(d["y"], sm.add_constant(d["X"])).fit(disp=0)
@@ -116,14 +118,15 @@ def test_fit_many_matches_statsmodels_and_is_the_same_on_two_workers(client):
 
 def test_fit_many_checks_its_arguments():
     from models import logistic
-    from models.fits import fit_many
+    from models.fits import FitPlan, fit_many
+    from models.inference import SamplerConfig
 
     X, y, data = _wells_subsets(2)
     model = logistic.build(X, y)
     with pytest.raises(ValueError, match="seeds: expected one per data set"):
-        fit_many(model, data, [1], ["beta"])
+        fit_many(model, data, [1], FitPlan(("beta",)))
     with pytest.raises(ValueError, match=r"datasets\[0\]: \['Z'\] are not pm.Data"):
-        fit_many(model, [{"Z": np.zeros(3)}], [1], ["beta"])
+        fit_many(model, [{"Z": np.zeros(3)}], [1], FitPlan(("beta",)))
 
 
 def test_interval_coverage_counts_hits_by_hand():
@@ -166,9 +169,11 @@ def test_uci_splits_on_two_workers_give_the_in_process_numbers(client):
     above, on a model without this effect, does compare ranks exactly.)"""
     from models import bnn, datasets
 
-    kw = dict(hidden=(3,), draws=60, tune=60, chains=2, seed=5)
-    here, f1 = bnn.uci_splits(["yacht"], 2, **kw)
-    there, f2 = bnn.uci_splits(["yacht"], 2, client=client, **kw)
+    from models.inference import SamplerConfig
+
+    proto = bnn.BNNProtocol(bnn.NetworkSpec((3,)), SamplerConfig(draws=60, tune=60, chains=2, seed=5))
+    here, f1 = bnn.uci_splits(["yacht"], 2, proto)
+    there, f2 = bnn.uci_splits(["yacht"], 2, proto, client=client)
     assert f1 == [] and f2 == []
     folder = datasets.DATA_DIR / "uci" / "yacht"
     raw = np.loadtxt(folder / "data.txt")[:, -1]

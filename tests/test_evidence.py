@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import integrate, special, stats
 
-from models import datasets, evidence as ev, sequential as sq
+from models.base import datasets
+from models.inference import evidence as ev, sequential as sq
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from models import likelihood as lk
+from models.base import likelihood as lk
 
 
 def test_product_of_million_densities_underflows_but_sum_of_logs_is_exact():

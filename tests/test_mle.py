@@ -165,16 +165,18 @@ def test_priors_are_overridable_and_ignored_by_the_mle():
 
 def test_compiled_model_is_reused_with_new_data():
     from models.inference import set_data
+    from models.inference.mle import compiled_mle
 
     X, y = datasets.wells()
     model = logistic.build(X.iloc[:1500], y.iloc[:1500])
     first = fit_mle(model)
+    compiled = compiled_mle(model)
     set_data(model, X=X.iloc[1500:].to_numpy(), y=y.iloc[1500:].to_numpy())
     second = fit_mle(model)
     ref = sm.Logit(y.iloc[1500:], sm.add_constant(X.iloc[1500:])).fit(disp=0)
     np.testing.assert_allclose(_params(second), ref.params.values, rtol=EST_RTOL)
     assert second.n_obs == 1520 and first.n_obs == 1500
-    assert model._mlebayes_compiled_mle is not None
+    assert compiled_mle(model) is compiled  # the same compiled functions, new data
 
 
 # ---------------------------------------------------------------- ill-conditioned, identified

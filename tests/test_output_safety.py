@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models.report import MARKER, OutputError, Report, check_out_dir
+from workflows.report import MARKER, OutputError, Report, check_out_dir
 from workflows import likelihood_basics
 
 

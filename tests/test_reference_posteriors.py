@@ -1,10 +1,10 @@
 """The project's models, priors overridden to match the Stan programs, against posteriordb's
 reference posteriors (data/posteriordb/; tolerances from Monte-Carlo error, see
-models.reference)."""
+models.evaluation.reference)."""
 
 import pytest
 
-from models import reference
+from models.evaluation import reference
 from models.inference import sample_posterior
 
 CASES = reference.cases()

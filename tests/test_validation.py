@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import gaussian, hierarchical, linear, logistic, poisson, softmax
+from models.families import gaussian, hierarchical, linear, logistic, poisson, softmax
 from models.inference import sample_posterior
-from models.validation import DataError
+from models.base.checks import DataError
 
 X = pd.DataFrame({"a": [0.1, 0.5, 0.9, 1.3, 2.0, 2.2], "b": [1.0, 0.0, 2.0, 1.0, 3.0, 0.5]})
 Y = pd.Series([0, 1, 0, 1, 1, 0])

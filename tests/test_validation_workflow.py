@@ -6,7 +6,7 @@ from functools import partial
 import numpy as np
 import pymc as pm
 
-from models import gaussian
+from models.families import gaussian
 from workflows import validation
 
 Y0 = np.random.default_rng(0).normal(size=12)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.report import Report
+from workflows.report import Report
 from workflows import WORKFLOWS, cli
 from workflows import gaussian as gaussian_wf
 from workflows import likelihood_basics, regression
@@ -112,7 +112,7 @@ def test_calibration_metrics_match_scikit_learn(rng):
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import brier_score_loss
 
-    from models import calibration
+    from models.evaluation import scores as calibration
 
     p = rng.uniform(size=500)
     y = rng.binomial(1, p**1.3)

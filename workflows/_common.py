@@ -22,40 +22,65 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-from models import plots
-from models.inference import (compare, diagnose, fit_mle, posterior_summary, rank_test,
-                               sample_posterior)
-from models.interrupts import interrupted, note_interrupt
-from models.report import OutputError, Report, check_out_dir
-from models.validation import check_positive_int
+from workflows import plots
+from models.inference import (SAMPLERS, SamplerConfig, compare, diagnose, fit_mle,
+                              posterior_summary, rank_test, sample_posterior)
+from models.base.interrupts import interrupted, note_interrupt
+from workflows.report import OutputError, Report, check_out_dir
 
 REPORTS = Path("reports")
 QUICK = {"draws": 300, "tune": 300, "chains": 2}
-SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    draws: int
-    tune: int
-    chains: int
-    seed: int
-    sampler: str
+    """A workflow's options: how to sample (one :class:`SamplerConfig`, validated when it is
+    made), where to write, and the user's data if any."""
+
+    config: SamplerConfig
     out: Path
     quick: bool
     data: Path | None = None
     target: str | None = None
     predictors: list[str] | None = None
 
-    def sample(self, model, seed_offset: int = 0, **kwargs):
-        return sample_posterior(model, draws=self.draws, tune=self.tune, chains=self.chains,
-                                random_seed=self.seed + seed_offset, sampler=self.sampler,
-                                progressbar=sys.stderr.isatty(), **kwargs)
+    @property
+    def draws(self) -> int:
+        return self.config.draws
+
+    @property
+    def tune(self) -> int:
+        return self.config.tune
+
+    @property
+    def chains(self) -> int:
+        return self.config.chains
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def sampler(self) -> str:
+        return self.config.sampler
+
+    def sample(self, model, seed_offset: int = 0, **options):
+        """``sample_posterior`` with these settings, the seed offset by ``seed_offset`` and
+        any :class:`SamplerConfig` field in ``options`` (e.g. ``target_accept``)."""
+        config = self.config.offset_seed(seed_offset)
+        return sample_posterior(model, config.replace(**options) if options else config,
+                                progressbar=sys.stderr.isatty())
 
     def as_dict(self) -> dict:
         return {"draws": self.draws, "tune": self.tune, "chains": self.chains,
                 "sampler": self.sampler, "quick": self.quick,
                 "data": str(self.data) if self.data else "bundled"}
+
+
+def cli_error(exc: Exception) -> SystemExit:
+    """A :class:`SamplerConfig` error as the command line says it: "--target-accept must ..."."""
+    field, _, rest = str(exc).partition(" ")
+    return SystemExit(f"error: --{field.replace('_', '-')} {rest}")
 
 
 def parser(name: str, description: str, takes_data: bool = False) -> argparse.ArgumentParser:
@@ -93,7 +118,7 @@ def add_fanout(p: argparse.ArgumentParser) -> None:
 
 def fanout_client(args: argparse.Namespace):
     """Context manager yielding the Dask client for ``--workers`` / ``--scheduler``."""
-    from models.distributed import dask_client
+    from models.inference.distributed import dask_client
 
     if args.workers is not None and args.workers < 0:
         raise SystemExit(f"error: --workers must be 0 (no Dask) or a positive integer, got {args.workers}")
@@ -155,20 +180,18 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
             if getattr(args, key, None) is None:
                 values[key] = v
     try:
-        check_positive_int(values["draws"], "--draws", maximum=100_000)
-        check_positive_int(values["tune"], "--tune", maximum=100_000, minimum=0)
-        check_positive_int(values["chains"], "--chains", maximum=64)
-        check_positive_int(values["seed"], "--seed", maximum=2**32 - 1, minimum=0)
-        if values["sampler"] not in SAMPLERS:
-            raise ValueError(f"--sampler must be one of {SAMPLERS}, got {values['sampler']!r}")
+        config = SamplerConfig(values["sampler"], values["draws"], values["tune"],
+                               values["chains"], values["seed"])
+    except ValueError as exc:
+        raise cli_error(exc) from None
+    try:
         out = check_out_dir(values["out"])
     except (ValueError, PermissionError) as exc:
         raise SystemExit(f"error: {exc}") from None
     predictors = values["predictors"]
     if isinstance(predictors, str):
         predictors = [c.strip() for c in predictors.split(",") if c.strip()]
-    return Settings(int(values["draws"]), int(values["tune"]), int(values["chains"]),
-                    int(values["seed"]), values["sampler"], Path(out), bool(values["quick"]),
+    return Settings(config, Path(out), bool(values["quick"]),
                     Path(values["data"]) if values["data"] else None, values["target"],
                     predictors)
 
@@ -176,7 +199,7 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
 def entry(main, argv=None) -> int:
     """Run a workflow's ``main`` as a command: Ctrl-C / SIGTERM stop it with exit 130 and
     one line (no traceback), whatever phase they land in: the signal is recorded
-    (:mod:`models.interrupts`) before the KeyboardInterrupt is raised, so a library that
+    (:mod:`models.base.interrupts`) before the KeyboardInterrupt is raised, so a library that
     swallows the exception cannot make the run carry on to a report."""
     def handler(signum, frame):
         note_interrupt()
@@ -231,29 +254,90 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
-                  math: str, data_note: str, ppc: str | None = "continuous",
-                  seed_offset: int = 0, var_names=None, mle=None, progress=None,
-                  sample_kwargs=None, expect_failure: bool = False):
-    """Fit the MLE and the posterior of ``model`` and add the full comparison to ``report``.
+@dataclass(frozen=True)
+class SectionSpec:
+    """One MLE-vs-posterior section of a report: what it is called and says, and how to fit.
 
-    Returns (mle, idata, diagnostics, comparison table).
-    """
-    report.heading(title)
-    report.text(data_note)
-    report.math(math)
-    if progress:
-        progress(f"MLE: {title}")
+    ``ppc``: the posterior predictive check to draw ("continuous", "count", "binary" or None);
+    ``seed_offset``: added to the workflow's seed for this model; ``var_names``: the variables
+    to plot (default all); ``target_accept``: NUTS's, if not the sampler's default;
+    ``expect_failure``: the section shows a failure on purpose (the centered funnel)."""
+
+    title: str
+    math: str
+    data_note: str
+    ppc: str | None = "continuous"
+    seed_offset: int = 0
+    var_names: tuple[str, ...] | None = None
+    target_accept: float | None = None
+    expect_failure: bool = False
+
+
+@dataclass
+class SectionFit:
+    """Everything :func:`fit_section` computed for one model, ready to render."""
+
+    spec: SectionSpec
+    mle: object  # MLEResult
+    idata: object  # xarray.DataTree, with posterior_predictive when spec.ppc
+    diagnostics: object  # Diagnostics
+    comparison: pd.DataFrame
+    summary: pd.DataFrame
+    plotted: list[str]  # variables in the rank plot and the rank test (at most 12 panels)
+    ranks: pd.Series  # rank-test p-value per scalar of ``plotted``
+    fit: object  # FitCheck, or None when it could not be computed
+    fit_error: str = ""
+
+
+def fit_section(model: pm.Model, spec: SectionSpec, s: Settings, mle=None,
+                progress=None) -> SectionFit:
+    """Fit ``model`` for one section (MLE unless given, NUTS, diagnostics, comparison,
+    posterior predictive, model-fit checks). No report, no figures: testable alone."""
+    from models.inference.fitcheck import check_fit
+
+    step = progress or (lambda what: None)
+    step(f"MLE: {spec.title}")
     mle = mle or fit_mle(model, random_seed=s.seed, warn=False)
+    step(f"NUTS ({s.sampler}, {s.chains}x{s.draws}): {spec.title}")
+    options = {} if spec.target_accept is None else {"target_accept": spec.target_accept}
+    idata = s.sample(model, seed_offset=spec.seed_offset, **options)
+    plotted, panels = [], 0
+    for n in spec.var_names or list(idata["posterior"].data_vars):
+        size = idata["posterior"][n].size // (s.chains * s.draws)
+        if panels + size <= 12:
+            plotted.append(n)
+            panels += size
+    if spec.ppc:
+        step(f"posterior predictive: {spec.title}")
+        pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True,
+                                       random_seed=s.seed + spec.seed_offset, progressbar=False)
+    fit, fit_error = None, ""
+    try:
+        fit = check_fit(idata, spec.ppc if spec.ppc in ("continuous", "count", "binary") else None)
+    except Exception as exc:  # noqa: BLE001 - the report says so rather than hide it
+        fit_error = str(exc)
+    return SectionFit(spec, mle, idata, diagnose(idata), compare(mle, idata),
+                      posterior_summary(idata, prob=0.95), plotted, rank_test(idata, plotted),
+                      fit, fit_error)
+
+
+def model_section(report: Report, spec: SectionSpec, model: pm.Model, s: Settings, *,
+                  mle=None, progress=None) -> SectionFit:
+    """Fit (:func:`fit_section`) and render (:func:`render_section`) one section."""
+    report.heading(spec.title)
+    fit = fit_section(model, spec, s, mle=mle, progress=progress)
+    render_section(report, fit, s.quick)
+    return fit
+
+
+def _mle_and_comparison(report: Report, f: SectionFit) -> None:
+    mle, table, spec = f.mle, f.comparison, f.spec
+    report.text(spec.data_note)
+    report.math(spec.math)
     if mle.status != "ok" or mle.not_in_likelihood:
         report.text(f"MLE status: {mle.status}. {sentence(mle.message)}", kind="warn")
     report.table(mle.table(), caption=f"MLE (log-likelihood {mle.loglik:.2f} nats, "
                  f"AIC {mle.aic:.2f}, BIC {mle.bic:.2f}, N = {mle.n_obs}, k = {mle.n_params})")
-    if progress:
-        progress(f"NUTS ({s.sampler}, {s.chains}x{s.draws}): {title}")
-    idata = s.sample(model, seed_offset=seed_offset, **(sample_kwargs or {}))
-    diag = diagnose(idata)
-    table = compare(mle, idata)
     report.table(table, caption="MLE vs posterior: Wald 95% interval vs 95% equal-tailed "
                  "credible interval; shift_in_se = (posterior mean - MLE) / SE; width_ratio = "
                  "credible width / Wald width")
@@ -274,36 +358,12 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
         report.text("MLE and posterior agree: every comparable posterior mean is within 0.5 SE "
                     "of the MLE and every credible interval within 20% of the Wald width.",
                     kind="note")
-    report.diagnostics(diag, f"({title})")
-    if not diag.passed:
-        report.alert(f"{title}: convergence checks failed: {diag.failures()}."
-                     + (" Expected for this model and shown on purpose." if expect_failure else
-                        " Treat its posterior numbers with caution" + (
-                            " (a --quick run is too short for ESS >= 400)." if s.quick else ".")))
-    if mle.status != "ok":
-        report.alert(f"{title}: MLE status '{mle.status}': {mle.message}")
-    summary = posterior_summary(idata, prob=0.95)
-    report.add_summary(title, summary, idata)
-    shown = summary.head(40)
-    report.table(shown, caption="Posterior summary: mean, sd, 95% ETI (xarray), bulk/tail ESS, "
-                 "R-hat, MCSE (ArviZ), each row labelled from its variable's dims and coords" + (f"; first 40 of {len(summary)} rows, all in summary.csv"
-                                  if len(summary) > 40 else ""))
-    sections = report.metrics.setdefault("sections", {})
-    sections[title] = {
-        "mle": {"status": mle.status, "message": mle.message, "loglik": mle.loglik,
-                "aic": mle.aic, "bic": mle.bic, "n_obs": mle.n_obs, "n_params": mle.n_params,
-                "params": mle.params, "se": mle.se},
-        "diagnostics": {**diag.to_frame()["value"].to_dict(), "passed": diag.passed,
-                        "expected_to_fail": expect_failure},
-        "comparison": table,
-    }
-    names = [n for n in plots.identified(mle, idata) if var_names is None or n in var_names]
-    post_names, panels = [], 0
-    for n in var_names or list(idata["posterior"].data_vars):
-        size = idata["posterior"][n].size // (s.chains * s.draws)
-        if panels + size <= 12:
-            post_names.append(n)
-            panels += size
+
+
+def _figures(report: Report, f: SectionFit) -> None:
+    mle, idata, spec = f.mle, f.idata, f.spec
+    names = [n for n in plots.identified(mle, idata)
+             if spec.var_names is None or n in spec.var_names]
     if names:
         report.figure(plots.posterior_vs_mle(mle, idata, names),
                       "Posterior (histogram, dotted 95% ETI) with the MLE, its normal "
@@ -311,7 +371,7 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
         report.figure(plots.forest(mle, idata, names),
                       "Forest plot: MLE's asymptotic normal (Wald) vs posterior; thick 50%, "
                       "thin 95% intervals.")
-    report.figure(plots.rank(idata, post_names),
+    report.figure(plots.rank(idata, f.plotted),
                   "Rank ECDF minus the uniform CDF, one line per chain (ArviZ). Chains that "
                   "sample the same distribution stay close together near zero; lines that "
                   "part (one above, one below) are chains in different places. No band is "
@@ -319,51 +379,77 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
                   "sensitive than the R-hat in the diagnostics table, the check that decides.")
     report.figure(plots.energy(idata), "Energy plot (ArviZ): marginal energy vs energy "
                   "transition; similar widths = good exploration (E-BFMI).")
-    if ppc:
-        if progress:
-            progress(f"posterior predictive: {title}")
-        pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True,
-                                       random_seed=s.seed + seed_offset, progressbar=False)
-        if ppc == "count":
-            report.figure(az.plot_ppc_rootogram(idata), "Posterior predictive rootogram "
-                          "(ArviZ): observed vs predicted frequency of each count.")
-        elif ppc == "binary":
-            report.figure(az.plot_ppc_pava(idata), "Calibration (PAV-adjusted reliability "
-                          "diagram, ArviZ): the curve should follow the diagonal.")
-        else:
-            report.figure(az.plot_ppc_dist(idata, num_samples=50),
-                          "Posterior predictive check: observed data vs 50 replicated data sets.")
-        try:
-            # ArviZ's default test ("pot_c"), not an envelope: LOO-PIT values are dependent,
-            # for which ArviZ warns that a simultaneous envelope is not valid
-            report.figure(az.plot_loo_pit(idata),
-                          "LOO-PIT ECDF minus the uniform CDF (ArviZ). No band is drawn: ArviZ's "
-                          "pointwise-order test (pot_c) prints its p-value on the plot and marks "
-                          "the points that drive a small one. The model-fit table reports the "
-                          "same test computed by this project, which can differ slightly from "
-                          "the plot's (ties of discrete outcomes are randomised separately).")
-        except Exception as exc:  # noqa: BLE001 - report, do not hide, a failed LOO
-            report.text(f"LOO-PIT could not be computed: {exc}", kind="warn")
-    ranks = rank_test(idata, post_names)
-    flagged = ranks[ranks < 0.01]
-    sections[title]["rank_test_p"] = ranks.to_dict()
+    if not spec.ppc:
+        return
+    if spec.ppc == "count":
+        report.figure(az.plot_ppc_rootogram(idata), "Posterior predictive rootogram "
+                      "(ArviZ): observed vs predicted frequency of each count.")
+    elif spec.ppc == "binary":
+        report.figure(az.plot_ppc_pava(idata), "Calibration (PAV-adjusted reliability "
+                      "diagram, ArviZ): the curve should follow the diagonal.")
+    else:
+        report.figure(az.plot_ppc_dist(idata, num_samples=50),
+                      "Posterior predictive check: observed data vs 50 replicated data sets.")
+    try:
+        # ArviZ's default test ("pot_c"), not an envelope: LOO-PIT values are dependent,
+        # for which ArviZ warns that a simultaneous envelope is not valid
+        report.figure(az.plot_loo_pit(idata),
+                      "LOO-PIT ECDF minus the uniform CDF (ArviZ). No band is drawn: ArviZ's "
+                      "pointwise-order test (pot_c) prints its p-value on the plot and marks "
+                      "the points that drive a small one. The model-fit table reports the "
+                      "same test computed by this project, which can differ slightly from "
+                      "the plot's (ties of discrete outcomes are randomised separately).")
+    except Exception as exc:  # noqa: BLE001 - report, do not hide, a failed LOO
+        report.text(f"LOO-PIT could not be computed: {exc}", kind="warn")
+
+
+def render_section(report: Report, f: SectionFit, quick: bool = False) -> None:
+    """Tables, figures, sentences and the verdict of one fitted section (no fitting here);
+    ``quick``: the run was a --quick smoke run (said beside a failed ESS check)."""
+    mle, idata, diag, spec, title = f.mle, f.idata, f.diagnostics, f.spec, f.spec.title
+    _mle_and_comparison(report, f)
+    report.diagnostics(diag, f"({title})")
+    if not diag.passed:
+        report.alert(f"{title}: convergence checks failed: {diag.failures()}."
+                     + (" Expected for this model and shown on purpose." if spec.expect_failure
+                        else " Treat its posterior numbers with caution" + (
+                            " (a --quick run is too short for ESS >= 400)." if quick else ".")))
+    if mle.status != "ok":
+        report.alert(f"{title}: MLE status '{mle.status}': {mle.message}")
+    summary = f.summary
+    report.add_summary(title, summary, idata)
+    report.table(summary.head(40), caption="Posterior summary: mean, sd, 95% ETI (xarray), "
+                 "bulk/tail ESS, R-hat, MCSE (ArviZ), each row labelled from its variable's dims "
+                 "and coords" + (f"; first 40 of {len(summary)} rows, all in summary.csv"
+                                 if len(summary) > 40 else ""))
+    record = report.section_record(title)
+    record.update({
+        "mle": {"status": mle.status, "message": mle.message, "loglik": mle.loglik,
+                "aic": mle.aic, "bic": mle.bic, "n_obs": mle.n_obs, "n_params": mle.n_params,
+                "params": mle.params, "se": mle.se},
+        "diagnostics": {**diag.to_frame()["value"].to_dict(), "passed": diag.passed,
+                        "expected_to_fail": spec.expect_failure},
+        "comparison": f.comparison,
+    })
+    _figures(report, f)
+    flagged = f.ranks[f.ranks < 0.01]
+    record["rank_test_p"] = f.ranks.to_dict()
     if len(flagged):
         report.alert(f"{title}: ArviZ's multi-chain rank test (the p-value on the rank plot) "
                      "flags " + ", ".join(f"{k} (p = {v:.2g})" for k, v in flagged.items())
                      + f" although max R-hat is {diag.r_hat_max:.3f}: the chains' rank "
                      "distributions differ more than chance would make them; look at that rank "
                      "plot, and run longer chains (more --draws) before trusting these tails.")
-    fit = _fit_verdict(report, title, idata, ppc)
+    fit = _fit_verdict(report, f)
     conv_text = (f"max R-hat {diag.r_hat_max:.3f}, min bulk/tail ESS "
                  f"{diag.ess_bulk_min:.0f}/{diag.ess_tail_min:.0f}, "
                  f"{diag.divergences} divergences, min E-BFMI {diag.e_bfmi_min:.2f}")
     if not diag.passed:
         conv_text = "failed: " + diag.failures() + (
-            "; a --quick run is too short for ESS >= 400" if s.quick else "")
+            "; a --quick run is too short for ESS >= 400" if quick else "")
     if len(flagged):
         conv_text += "; rank test flags " + ", ".join(
             f"{k} (p = {v:.2g})" for k, v in flagged.items())
-    conv = (diag.passed, conv_text)
     mle_reason = ({"ok": "exists; SEs from the observed information",
                    "does_not_exist": "does not exist (the likelihood rises without bound)",
                    "singular": "not unique: some parameters are not identified",
@@ -373,20 +459,17 @@ def model_section(report: Report, title: str, model: pm.Model, s: Settings, *,
     fit_text = None
     if fit is not None:
         fit_text = (fit.passed, fit.summary() + ("; " + "; ".join(fit.advice) if fit.advice else ""))
-    report.verdict(title, conv, fit_text, (mle.status == "ok", mle_reason), expected=expect_failure)
-    sections[title]["fit"] = fit.as_dict() if fit is not None else None
-    return mle, idata, diag, table
+    report.verdict(title, (diag.passed, conv_text), fit_text, (mle.status == "ok", mle_reason),
+                   expected=spec.expect_failure)
+    record["fit"] = fit.as_dict() if fit is not None else None
 
 
-def _fit_verdict(report: Report, title: str, idata, ppc: str | None):
-    """Model-fit checks (:mod:`models.fitcheck`) of one section; a misfit is stated first."""
-    from models.fitcheck import check_fit
-
-    kind = ppc if ppc in ("continuous", "count", "binary") else None
-    try:
-        fit = check_fit(idata, kind)
-    except Exception as exc:  # noqa: BLE001 - say so rather than hide it
-        report.text(f"Model-fit checks could not be computed: {exc}", kind="warn")
+def _fit_verdict(report: Report, f: SectionFit):
+    """Model-fit checks (:mod:`models.inference.fitcheck`) of one section; a misfit is stated first."""
+    fit = f.fit
+    if fit is None:
+        if f.fit_error:
+            report.text(f"Model-fit checks could not be computed: {f.fit_error}", kind="warn")
         return None
     report.table(pd.DataFrame({"value": [fit.loo_pit_p, fit.pareto_k_share,
                                          *fit.ppc.values()]},
@@ -400,7 +483,7 @@ def _fit_verdict(report: Report, title: str, idata, ppc: str | None):
     for caveat in fit.caveats:
         report.text(f"Caveat: {caveat}.", kind="note")
     if fit.problems:
-        report.alert(f"{title}: the model does not fit the data well: " + "; ".join(fit.problems)
+        report.alert(f"{f.spec.title}: the model does not fit the data well: " + "; ".join(fit.problems)
                      + ".")
     return fit
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from models import bnn, datasets
+from models.evaluation import bnn
+from models.base import datasets
 from models.inference import ADAPTATIONS
-from models.report import Report, data_hash
-from workflows._common import Progress, entry, finish, parser, sentence, settings
+from workflows.report import Report, data_hash
+from workflows._common import Progress, cli_error, entry, finish, parser, sentence, settings
 
 NAME = "bnn"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -69,25 +70,28 @@ def network_options(args, quick: bool):
     if min(hidden) < 1:
         raise SystemExit(f"error: --hidden: every width must be a positive integer, got {args.hidden!r}")
     prior = args.prior or ("he_normal" if args.activation == "relu" else "xavier_normal")
-    if args.target_accept is None:
-        args.target_accept = 0.9
-    if not 0 < args.target_accept < 1:
-        raise SystemExit(f"error: --target-accept must be in (0, 1), got {args.target_accept}")
     return hidden, prior
 
 
-def _sampler_note(report, args, s) -> None:
-    o = nuts_options(args, s)
-    report.text(f"NUTS ({s.sampler}): {s.chains} chains x {s.draws} draws after {s.tune} tuning "
-                f"steps, mass-matrix adaptation {o['adaptation']}, target acceptance "
-                f"{o['target_accept']}, chains started from prior draws (the initialisation is "
-                "the prior).", kind="note")
-
-
-def nuts_options(args, s) -> dict:
-    """The sampler options of this workflow: low-rank adaptation only exists in nutpie."""
+def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
+    """The network and NUTS settings of this workflow (low-rank adaptation only exists in
+    nutpie; target acceptance 0.9 unless --target-accept), validated by SamplerConfig."""
     adaptation = args.adaptation if s.sampler == "nutpie" else "diag"
-    return {"adaptation": adaptation, "target_accept": args.target_accept}
+    target_accept = 0.9 if args.target_accept is None else args.target_accept
+    try:
+        config = s.config.replace(adaptation=adaptation, target_accept=target_accept, init="prior")
+        net = bnn.NetworkSpec(hidden, args.activation, prior)
+    except ValueError as exc:
+        raise cli_error(exc) from None
+    return bnn.BNNProtocol(net, config, advi_iterations=advi)
+
+
+def _sampler_note(report, proto, s) -> None:
+    o = proto.sampler
+    report.text(f"NUTS ({s.sampler}): {s.chains} chains x {s.draws} draws after {s.tune} tuning "
+                f"steps, mass-matrix adaptation {o.adaptation}, target acceptance "
+                f"{o.target_accept}, chains started from prior draws (the initialisation is "
+                "the prior).", kind="note")
 
 
 def main(argv=None) -> int:
@@ -109,8 +113,8 @@ def main(argv=None) -> int:
     advi = args.advi if args.advi is not None else (5000 if s.quick else 30000)
     if not 0 <= advi <= 10_000_000:
         raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {advi}")
-    r = bnn.evaluate(d, hidden, args.activation, prior, s.draws, s.tune, s.chains, s.seed, s.sampler,
-                     advi_iterations=advi, **nuts_options(args, s))
+    proto = protocol(args, s, hidden, prior, advi)
+    r = bnn.evaluate(d, proto)
     report.heading("Data and model")
     report.text(f"UCI {args.dataset}, standard split {args.split}: {len(d['X_train'])} training and "
                 f"{len(d['X_test'])} test rows, {d['X_train'].shape[1]} inputs; inputs and target "
@@ -120,8 +124,8 @@ def main(argv=None) -> int:
     report.math(f"f(x) = W_out φ(... φ(W_1 x + b_1) ...) + b_out,  φ = {args.activation},  widths {list(hidden)}\n"
                 f"y ~ Normal(f(x), σ²),  σ ~ HalfNormal(1),  b ~ Normal(0, 0.1²)\n"
                 f"W_l ~ {prior}: per-layer weight variances {[round(v, 4) for v in var]}")
-    _sampler_note(report, args, s)
-    mle = r["mle"]
+    _sampler_note(report, proto, s)
+    mle = r.mle
     symmetry = ("unit permutations and ReLU's rescaling symmetry" if args.activation == "relu"
                 else "unit permutations and sign flips" if args.activation == "tanh"
                 else "unit permutations")
@@ -131,14 +135,14 @@ def main(argv=None) -> int:
                 f"σ̂ = {float(mle.params['sigma']):.3g} (standardised units).",
                 kind="warn" if mle.status != "ok" else "note")
     report.heading("Held-out performance")
-    table = pd.DataFrame(r["metrics"]).T
+    table = pd.DataFrame(r.metrics).T
     table.index.name = "predictor"
     report.table(table, caption="Test RMSE and mean log-likelihood per point (original units); "
                  f"shift_auroc: how well the predictive sd of f separates test inputs from the same "
                  "inputs shifted by +3 training sds (0.5 = chance; a point estimate has no sd).")
-    if r["advi"] is not None:
-        nuts_sd = float(r["f_post"].std(axis=(0, 1)).mean())
-        advi_f = bnn.forward(r["advi"], d["X_test"], args.activation, len(hidden))[..., 0]
+    if r.extra["advi"] is not None:
+        nuts_sd = float(r.extra["f_post"].std(axis=(0, 1)).mean())
+        advi_f = bnn.forward(r.extra["advi"], d["X_test"], args.activation, len(hidden))[..., 0]
         advi_sd = float(advi_f.std(axis=0).mean())
         report.text(f"ADVI: mean-field normal approximation, {r['advi']['_meta']['iterations']} "
                     "Adam steps (learning rate 0.01) from the same prior draw as the MLE net's "
@@ -147,11 +151,11 @@ def main(argv=None) -> int:
                     f"{advi_sd / nuts_sd:.2f}. Mean-field ADVI ignores the strong correlations "
                     "between weights that NUTS explores.", kind="note")
         report.metrics["advi"] = {"f_sd_mean": advi_sd, "nuts_f_sd_mean": nuts_sd,
-                                  **r["advi"]["_meta"]}
-    report.metrics["metrics"] = r["metrics"]
+                                  **r.extra["advi"]["_meta"]}
+    report.metrics["metrics"] = r.metrics
     report.heading("Diagnostics in function space")
-    fs = r["function_space"]
-    report.diagnostics(r["diagnostics"], "(predictions f(x) at the test points: these must pass)")
+    fs = r.function_space
+    report.diagnostics(r.diagnostics, "(predictions f(x) at the test points: these must pass)")
     chain_ll = fs["chain_test_ll_nats"]
     report.table(pd.DataFrame({"value": [fs["f_rhat_within_chain_max"],
                                          min(chain_ll), max(chain_ll),
@@ -191,15 +195,15 @@ def main(argv=None) -> int:
                 "explore different but equivalent modes. Ordering units canonically removes part "
                 "of that; the predictions are what must agree across chains.", kind="note")
     report.metrics["function_space"] = fs
-    report.metrics["sections"] = {"function space": {"diagnostics": r["diagnostics"].to_frame()["value"].to_dict(),
-                                                     "passed": r["diagnostics"].passed}}
+    report.section_record("function space").update(
+        {"diagnostics": r.diagnostics.to_frame()["value"].to_dict(), "passed": r.diagnostics.passed})
     _verdict(report, r, s)
-    if not r["diagnostics"].passed:
+    if not r.diagnostics.passed:
         report.alert("Function-space diagnostics failed (see the table): "
-                     + ", ".join(k for k, ok in r["diagnostics"].checks.items() if not ok)
+                     + ", ".join(k for k, ok in r.diagnostics.checks.items() if not ok)
                      + (". A --quick run is too short for ESS >= 400." if s.quick else "."))
     progress("plots")
-    f = r["f_post"].reshape(-1, r["f_post"].shape[-1]) * d["y_sd"] + d["y_mean"]
+    f = r.extra["f_post"].reshape(-1, r.extra["f_post"].shape[-1]) * d["y_sd"] + d["y_mean"]
     order = np.argsort(d["y_test_original"])
     fig, ax = plt.subplots(figsize=(10, 3.8))
     idx = np.arange(len(order))
@@ -208,8 +212,8 @@ def main(argv=None) -> int:
     ax.plot(idx, f[:, order].mean(0), color="#1b9e77", label="posterior mean")
     mle_f = bnn.forward(mle.params, d["X_test"], args.activation, len(hidden))[:, 0]
     ax.plot(idx, mle_f[order] * d["y_sd"] + d["y_mean"], "x", color="#d95f02", label="MLE net")
-    if r["advi"] is not None:
-        fa = bnn.forward(r["advi"], d["X_test"], args.activation, len(hidden))[..., 0]
+    if r.extra["advi"] is not None:
+        fa = bnn.forward(r.extra["advi"], d["X_test"], args.activation, len(hidden))[..., 0]
         fa = fa * d["y_sd"] + d["y_mean"]
         alo, ahi = np.quantile(fa[:, order], [0.025, 0.975], axis=0)
         ax.plot(idx, alo, color="#7570b3", lw=0.8, ls="--", label="ADVI 95% band of f")
@@ -220,53 +224,53 @@ def main(argv=None) -> int:
     fig.tight_layout()
     report.figure(fig, "Test-set predictions.")
     fig, ax = plt.subplots(figsize=(6, 3))
-    bins = np.linspace(0, max(r["sd_out"].max(), r["sd_in"].max()), 30)
-    ax.hist(r["sd_in"], bins=bins, alpha=0.6, label="test inputs", color="#1b9e77")
-    ax.hist(r["sd_out"], bins=bins, alpha=0.6, label="shifted +3 sd", color="#7570b3")
+    bins = np.linspace(0, max(r.extra["sd_out"].max(), r.extra["sd_in"].max()), 30)
+    ax.hist(r.extra["sd_in"], bins=bins, alpha=0.6, label="test inputs", color="#1b9e77")
+    ax.hist(r.extra["sd_out"], bins=bins, alpha=0.6, label="shifted +3 sd", color="#7570b3")
     ax.set(xlabel="posterior sd of f (standardised units)", ylabel="points")
     ax.legend(frameon=False)
     fig.tight_layout()
     report.figure(fig, "Epistemic uncertainty in and out of distribution.")
-    sub = r["f_post"][..., :4]
+    sub = r.extra["f_post"][..., :4]
     tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
         {"f_test": (("chain", "draw", "test_point"), sub)},
         coords={"chain": np.arange(sub.shape[0]), "draw": np.arange(sub.shape[1]),
                 "test_point": np.arange(sub.shape[2])})})
     report.figure(az.plot_rank(tree), "Rank ECDF of f at 4 test points (ArviZ).")
-    report.figure(az.plot_energy(r["idata"]), "Energy plot (ArviZ).")
-    return finish(NAME, report, s, [("function space", r["diagnostics"])],
-                  {"posterior": r["idata"]}, s.seed,
+    report.figure(az.plot_energy(r.idata), "Energy plot (ArviZ).")
+    return finish(NAME, report, s, [("function space", r.diagnostics)],
+                  {"posterior": r.idata}, s.seed,
                   data_hash(d["X_train"], d["y_train"], d["X_test"], d["y_test_original"]))
 
 
 def _function_space(report, r, what: str) -> None:
     """The function-space diagnostics table, and an alert if any check failed."""
-    report.diagnostics(r["diagnostics"], f"({what} at the test points: these must pass)")
-    if not r["diagnostics"].passed:
+    report.diagnostics(r.diagnostics, f"({what} at the test points: these must pass)")
+    if not r.diagnostics.passed:
         report.alert("Function-space diagnostics failed: " + ", ".join(
-            k for k, ok in r["diagnostics"].checks.items() if not ok) + ".")
+            k for k, ok in r.diagnostics.checks.items() if not ok) + ".")
 
 
 def _verdict(report, r, s) -> None:
     """The network's verdict for the first screen: convergence judged in function space
     (the predictions), the MLE net's status; no likelihood-based fit test here."""
-    d = r["diagnostics"]
+    d = r.diagnostics
     text = (f"function space: max R-hat {d.r_hat_max:.3f}, min bulk/tail ESS "
             f"{d.ess_bulk_min:.0f}/{d.ess_tail_min:.0f}, {d.divergences} divergences")
     if not d.passed:
         text = "failed: " + d.failures()
-    mle = r["mle"]
+    mle = r.mle
     report.verdict("Bayesian neural network", (d.passed, text), None,
                    (mle.status == "ok", f"MLE net: {mle.status}"))
 
 
 def _finish_classifier(report, s, r, X, y) -> int:
-    report.metrics["metrics"] = r["metrics"]
-    report.metrics["function_space"] = r["function_space"]
-    report.metrics["sections"] = {"function space": {"passed": r["diagnostics"].passed}}
+    report.metrics["metrics"] = r.metrics
+    report.metrics["function_space"] = r.function_space
+    report.section_record("function space")["passed"] = r.diagnostics.passed
     _verdict(report, r, s)
-    return finish(NAME, report, s, [("function space", r["diagnostics"])],
-                  {"posterior": r["idata"]}, s.seed, data_hash(X, y))
+    return finish(NAME, report, s, [("function space", r.diagnostics)],
+                  {"posterior": r.idata}, s.seed, data_hash(X, y))
 
 
 def classification(args, s, hidden, prior) -> int:
@@ -279,20 +283,20 @@ def classification(args, s, hidden, prior) -> int:
     Xs = (Xv - mean) / sd
     progress = Progress(NAME, 1)
     progress(f"MLE net and NUTS ({s.chains}x{s.draws}) for a {hidden} {args.activation} classifier")
+    proto = protocol(args, s, hidden, prior)
     r = bnn.evaluate_classification(Xs[train], y.to_numpy()[train], Xs[test], y.to_numpy()[test],
-                                    hidden, args.activation, prior, s.draws, s.tune, s.chains,
-                                    s.seed, s.sampler, **nuts_options(args, s))
+                                    proto)
     report = Report(NAME, "Bayesian neural network vs MLE net: classification (arsenic wells)")
     _jax_note(report, s)
     report.text(f"Arsenic wells: switch ~ dist100 + arsenic, standardised by the training split; "
                 f"{len(train)} training and {len(test)} test households.")
     report.math(f"P(y = 1 | x) = logit⁻¹(f(x)),  f = {args.activation} network, widths {list(hidden)},  "
                 f"weights ~ {prior},  biases ~ Normal(0, 0.1²)")
-    _sampler_note(report, args, s)
-    mle = r["mle"]
+    _sampler_note(report, proto, s)
+    mle = r.mle
     report.text(f"MLE net status: {mle.status}. {sentence(mle.message)}",
                 kind="warn" if mle.status != "ok" else "note")
-    table = pd.DataFrame(r["metrics"]).T
+    table = pd.DataFrame(r.metrics).T
     table.index.name = "predictor"
     report.table(table, caption="Held-out accuracy, NLL per point, Brier, ECE (10 bins) and the "
                  "AUROC with which predictive entropy flags inputs shifted by +3 sds.")
@@ -309,8 +313,8 @@ def held_out_class(args, s, hidden, prior) -> int:
     progress = Progress(NAME, 2)
     progress(f"MLE net, MAP net and NUTS ({s.chains}x{s.draws}) for a {hidden} {args.activation} "
              f"softmax net without {args.held_out}")
-    r = bnn.evaluate_held_out_class(X, y, args.held_out, hidden, args.activation, prior, s.draws,
-                                    s.tune, s.chains, s.seed, s.sampler, **nuts_options(args, s))
+    proto = protocol(args, s, hidden, prior)
+    r = bnn.evaluate_held_out_class(X, y, args.held_out, proto)
     report = Report(NAME, f"Bayesian neural network vs MLE net: is an unseen class flagged? "
                           f"(iris without {args.held_out})")
     _jax_note(report, s)
@@ -322,11 +326,11 @@ def held_out_class(args, s, hidden, prior) -> int:
                 "its predictive entropy (at most 1 bit for two classes) rises on the unseen species.")
     report.math(f"P(y = k | x) = softmax(f(x))_k,  f = {args.activation} network, widths "
                 f"{list(hidden)},  weights ~ {prior},  biases ~ Normal(0, 0.1²)")
-    _sampler_note(report, args, s)
-    mle = r["mle"]
+    _sampler_note(report, proto, s)
+    mle = r.mle
     report.text(f"MLE net status: {mle.status}. {sentence(mle.message)}",
                 kind="warn" if mle.status != "ok" else "note")
-    table = pd.DataFrame(r["metrics"])  # metrics as rows: three columns stay readable
+    table = pd.DataFrame(r.metrics)  # metrics as rows: three columns stay readable
     table.index.name = "metric"
     report.table(table, caption=f"In-distribution test: accuracy, NLL per flower, multi-class "
                  f"Brier, top-label ECE ({r['ece_bins']} bins). Out of distribution: mean "
@@ -339,7 +343,7 @@ def held_out_class(args, s, hidden, prior) -> int:
     progress("plots")
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharey=True)
     bins = np.linspace(0, 1, 21)
-    for ax, (label, (h_in, h_out, _, _)) in zip(axes, r["entropies"].items()):
+    for ax, (label, (h_in, h_out, _, _)) in zip(axes, r.extra["entropies"].items()):
         ax.hist(h_in / np.log(2), bins=bins, alpha=0.6, color="#1b9e77",
                 label=f"test ({' / '.join(r['classes'])})")
         ax.hist(h_out / np.log(2), bins=bins, alpha=0.6, color="#7570b3",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.validation import MAX_ABS, DataError  # one magnitude limit, CLI and library
+from models.base.checks import MAX_ABS, DataError  # one magnitude limit, CLI and library
 
 FAMILY_TARGET = {"linear": "real", "logistic": "binary", "poisson": "count", "softmax": "labels"}
 

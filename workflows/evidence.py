@@ -9,9 +9,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from models import datasets, evidence as ev, linear, sequential as sq
+from models.base import datasets
+from models.inference import evidence as ev, sequential as sq
+from models.families import linear
 from models.inference import fit_mle, set_data
-from models.report import Report, data_hash
+from workflows.report import Report, data_hash
 from workflows._common import entry, Progress, finish, parser, settings
 
 NAME = "evidence"

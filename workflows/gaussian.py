@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models import datasets, gaussian
-from models.report import Report, data_hash
-from models.validation import DataError
-from workflows._common import entry, Progress, finish, model_section, parser, settings
+from models.base import datasets
+from models.families import gaussian
+from workflows.report import Report, data_hash
+from models.base.checks import DataError
+from workflows._common import entry, Progress, finish, SectionSpec, model_section, parser, settings
 from workflows.data_input import load_csv, numeric_column
 
 NAME = "gaussian"
@@ -42,12 +43,15 @@ def main(argv=None) -> int:
     report = Report(NAME, "Gaussian: MLE vs posterior")
     closed = gaussian.mle_closed_form(y)
     n = y.size
-    mle, idata, diag, table = model_section(
-        report, "Univariate normal", model, s, progress=progress,
-        data_note=f"{label}. N = {n}, mean {y.mean():.3f}, sd {y.std(ddof=1):.3f}, min "
+    section = model_section(
+        report, SectionSpec(
+            "Univariate normal",
+            math="y_i ~ Normal(μ, σ²),  i = 1..N\nμ ~ Normal(ȳ, (10 s_y)²),  σ ~ Exponential(1 / s_y)\n"
+             "MLE: μ̂ = ȳ,  σ̂² = Σ(y_i - ȳ)² / N   (biased: E σ̂² = (N-1)/N σ²)",
+            data_note=f"{label}. N = {n}, mean {y.mean():.3f}, sd {y.std(ddof=1):.3f}, min "
                   f"{y.min():.3g}, max {y.max():.3g}.",
-        math="y_i ~ Normal(μ, σ²),  i = 1..N\nμ ~ Normal(ȳ, (10 s_y)²),  σ ~ Exponential(1 / s_y)\n"
-             "MLE: μ̂ = ȳ,  σ̂² = Σ(y_i - ȳ)² / N   (biased: E σ̂² = (N-1)/N σ²)")
+        ), model, s, progress=progress)
+    mle, idata, diag, table = section.mle, section.idata, section.diagnostics, section.comparison
     report.table(pd.DataFrame({
         "closed form": [closed["mu"], closed["sigma"], closed["var"], closed["var"] * n / (n - 1)],
         "generic optimiser": [float(mle.params["mu"]), float(mle.params["sigma"]),
@@ -58,14 +62,19 @@ def main(argv=None) -> int:
     diags = [("normal", diag)]
     posteriors = {"posterior_normal": idata}
     if mvn is not None:
-        mle2, idata2, diag2, _ = model_section(
-            report, "Multivariate normal", mvn, s, progress=progress, seed_offset=1,
-            var_names=["mu", "cov"], ppc=None,
-            data_note="Iris (Fisher 1936): four measurements (cm) of 150 flowers; one "
-                      "4-dimensional Gaussian for all species together.",
-            math="y_i ~ Normal_4(μ, Σ),  Σ = L Lᵀ\nμ_d ~ Normal(ȳ_d, (10 s_d)²),  "
+        section = model_section(
+            report, SectionSpec(
+                "Multivariate normal",
+                math="y_i ~ Normal_4(μ, Σ),  Σ = L Lᵀ\nμ_d ~ Normal(ȳ_d, (10 s_d)²),  "
                  "L ~ LKJCholeskyCov(η = 2, sd_d ~ Exponential(1 / s_d))\n"
-                 "MLE: μ̂ = ȳ,  Σ̂ = Σ (y_i - ȳ)(y_i - ȳ)ᵀ / N")
+                 "MLE: μ̂ = ȳ,  Σ̂ = Σ (y_i - ȳ)(y_i - ȳ)ᵀ / N",
+                data_note="Iris (Fisher 1936): four measurements (cm) of 150 flowers; one "
+                      "4-dimensional Gaussian for all species together.",
+                ppc=None,
+                seed_offset=1,
+                var_names=("mu", "cov",),
+            ), mvn, s, progress=progress)
+        mle2, idata2, diag2 = section.mle, section.idata, section.diagnostics
         closed2 = gaussian.mvn_mle_closed_form(Y)
         report.text(f"Max |Σ̂ (optimiser) - Σ̂ (closed form)| = "
                     f"{np.max(np.abs(mle2.params['cov'] - closed2['cov'])):.2e}.", kind="note")

@@ -7,10 +7,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from models import datasets, hierarchical
+from models.base import datasets
+from models.families import hierarchical
 from models.inference import diagnose, fit_mle
-from models.report import Report, data_hash
-from workflows._common import entry, Progress, finish, model_section, parser, settings
+from workflows.report import Report, data_hash
+from workflows._common import entry, Progress, finish, SectionSpec, model_section, parser, settings
 
 NAME = "hierarchical"
 # As in posteriordb's reference run of this model (adapt_delta = 0.95): with the default 0.8
@@ -28,15 +29,19 @@ def eight_schools(report, s, progress, diags, posteriors):
     progress("eight schools: joint MLE (centered) and posterior (non-centered)")
     joint = fit_mle(hierarchical.build(es.y, es.sigma, groups=es.school, centered=True), warn=False)
     model = hierarchical.build(es.y, es.sigma, groups=es.school, centered=False)
-    mle, idata, diag, table = model_section(
-        report, "Eight schools (non-centered posterior)", model, s, mle=joint, ppc="continuous",
-        progress=progress, sample_kwargs={"target_accept": TARGET_ACCEPT},
-        data_note="Rubin (1981): estimated effects of SAT coaching in 8 schools with their "
+    section = model_section(
+        report, SectionSpec(
+            "Eight schools (non-centered posterior)",
+            math="y_j ~ Normal(θ_j, σ_j²)  (σ_j known),  θ_j = μ + τ η_j,  η_j ~ Normal(0, 1)\n"
+             "μ ~ Normal(ȳ, 5 s_y),  τ ~ HalfCauchy(s_y)\n"
+             "Type-II MLE: maximise Π_j Normal(y_j | μ, σ_j² + τ²) over (μ, τ ≥ 0)",
+            data_note="Rubin (1981): estimated effects of SAT coaching in 8 schools with their "
                   "standard errors. The joint MLE over (θ, μ, τ) is degenerate (μ, τ do not enter "
                   "the likelihood given θ): its θ̂_j = y_j is the no-pooling estimate.",
-        math="y_j ~ Normal(θ_j, σ_j²)  (σ_j known),  θ_j = μ + τ η_j,  η_j ~ Normal(0, 1)\n"
-             "μ ~ Normal(ȳ, 5 s_y),  τ ~ HalfCauchy(s_y)\n"
-             "Type-II MLE: maximise Π_j Normal(y_j | μ, σ_j² + τ²) over (μ, τ ≥ 0)")
+            ppc="continuous",
+            target_accept=TARGET_ACCEPT,
+        ), model, s, mle=joint, progress=progress)
+    mle, idata, diag, table = section.mle, section.idata, section.diagnostics, section.comparison
     diags.append(("eight schools (non-centered)", diag))
     posteriors["posterior_eight_schools"] = idata
     post = idata["posterior"]
@@ -113,16 +118,21 @@ def radon(report, s, progress, diags, posteriors):
     no_pool = fit_mle(hierarchical.build_varying_intercept(X, df["log_radon"], df["county"],
                                                            centered=True), warn=False)
     model = hierarchical.build_varying_intercept(X, df["log_radon"], df["county"], centered=False)
-    mle, idata, diag, table = model_section(
-        report, "Minnesota radon: varying intercepts (non-centered posterior)", model, s,
-        mle=no_pool, ppc=None, seed_offset=2, var_names=["beta", "sigma"], progress=progress,
-        data_note=f"Gelman & Hill (2007): log radon in {len(df)} homes of "
+    section = model_section(
+        report, SectionSpec(
+            "Minnesota radon: varying intercepts (non-centered posterior)",
+            math="y_i ~ Normal(α_county[i] + β floor_i, σ²),  α_g = μ_α + σ_α z_g,  z_g ~ Normal(0, 1)\n"
+             "μ_α ~ Normal(ȳ, 10 s_y),  σ_α ~ Exponential(1/s_y),  β ~ Normal(0, 2.5 s_y/s_x),  "
+             "σ ~ Exponential(1/s_y)",
+            data_note=f"Gelman & Hill (2007): log radon in {len(df)} homes of "
                   f"{df['county'].nunique()} counties, on whether measured on the first floor. "
                   "The MLE column is the no-pooling fit (one free intercept per county); the "
                   "county-level μ_α, σ_α do not enter the likelihood and have no MLE.",
-        math="y_i ~ Normal(α_county[i] + β floor_i, σ²),  α_g = μ_α + σ_α z_g,  z_g ~ Normal(0, 1)\n"
-             "μ_α ~ Normal(ȳ, 10 s_y),  σ_α ~ Exponential(1/s_y),  β ~ Normal(0, 2.5 s_y/s_x),  "
-             "σ ~ Exponential(1/s_y)")
+            ppc=None,
+            seed_offset=2,
+            var_names=("beta", "sigma",),
+        ), model, s, mle=no_pool, progress=progress)
+    mle, idata, diag, table = section.mle, section.idata, section.diagnostics, section.comparison
     diags.append(("radon (non-centered)", diag))
     posteriors["posterior_radon"] = idata
     counts = df["county"].value_counts()

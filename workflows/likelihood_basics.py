@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from models import datasets, likelihood as lk
-from models.report import Report, data_hash
+from models.base import datasets, likelihood as lk
+from workflows.report import Report, data_hash
 from workflows._common import entry, Progress, finish, parser, settings, summary_table
 
 NAME = "likelihood_basics"

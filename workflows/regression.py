@@ -7,11 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models import calibration, datasets, linear, logistic, poisson, softmax
+from models.evaluation import scores as calibration
+from models.base import datasets
+from models.families import linear, logistic, poisson, softmax
 from models.inference import predictive_class_probs, predictive_log_score
-from models.report import Report, data_hash
-from models.validation import DataError, as_labels
-from workflows._common import entry, Progress, finish, model_section, parser, settings
+from workflows.report import Report, data_hash
+from models.base.checks import DataError, as_labels
+from workflows._common import entry, Progress, finish, SectionSpec, model_section, parser, settings
 from workflows.data_input import check_table, load_csv
 
 NAME = "regression"
@@ -63,11 +65,16 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
         if unseen:
             raise DataError(f"{s.target or 'y'}: class(es) {unseen} occur only in the test split")
     model = spec["build"](Xtr, ytr)
-    mle, idata, diag, table = model_section(
-        report, f"{family.capitalize()} regression", model, s, progress=progress,
-        seed_offset=offset, ppc=spec["ppc"], math=spec["math"],
-        data_note=f"{source_note} Training split: {len(train)} rows; held-out test split: "
-                  f"{len(test)} rows (random, seed {s.seed + offset}).")
+    section = model_section(
+        report, SectionSpec(
+            f"{family.capitalize()} regression",
+            math=spec["math"],
+            data_note=f"{source_note} Training split: {len(train)} rows; held-out test split: "
+                  f"{len(test)} rows (random, seed {s.seed + offset}).",
+            ppc=spec["ppc"],
+            seed_offset=offset,
+        ), model, s, progress=progress)
+    mle, idata, diag, table = section.mle, section.idata, section.diagnostics, section.comparison
     if classes is not None:
         lookup = {c: i for i, c in enumerate(classes)}
         y_test = np.array([lookup[v] for v in yte])
@@ -76,7 +83,7 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
     score = predictive_log_score(model, mle, idata, X=Xte.to_numpy(dtype=float), y=y_test)
     report.table(score, caption="Held-out log score (higher is better): plug-in MLE predictive "
                  "p(y | θ̂) vs posterior predictive ∫ p(y | θ) p(θ | data) dθ.", digits=5)
-    section = report.metrics["sections"][f"{family.capitalize()} regression"]
+    section = report.section_record(f"{family.capitalize()} regression")
     section["predictive"] = score
     section["split"] = {"train": len(train), "test": len(test), "seed": s.seed + offset}
     gain = score.loc["posterior_predictive", "per_obs_bits"] - score.loc["mle_plugin", "per_obs_bits"]

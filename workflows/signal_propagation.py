@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from models import bnn, signal
-from models.report import Report, data_hash
+from models.families import bnn
+from models.evaluation import signal
+from workflows.report import Report, data_hash
 from workflows._common import entry, Progress, finish, parser, settings
 
 NAME = "signal_propagation"

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from models import datasets, logistic
-from models.distributed import format_failures
-from models.fits import fit_many, interval_coverage
+from models.base import datasets
+from models.families import logistic
+from models.inference.distributed import format_failures
+from models.inference.fits import FitPlan, fit_many, interval_coverage
 from models.inference import fit_mle
-from models.report import Report, data_hash
-from workflows._common import (entry, Progress, add_fanout, fanout_client, finish, model_section, parser,
+from workflows.report import Report, data_hash
+from workflows._common import (entry, Progress, add_fanout, fanout_client, finish, SectionSpec, model_section, parser,
                                settings)
 
 NAME = "small_data"
@@ -26,15 +27,20 @@ DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 PARAMS = ["beta[dist100]", "beta[arsenic]"]
 
 
-def sweep(report, s, progress, X, y, model, client, key):
+def _plan(s) -> FitPlan:
+    """Every sweep and coverage fit: nutpie compiled once (whatever --sampler says: the
+    many-fit runner reuses one compiled model), the workflow's draws/tune/chains."""
+    return FitPlan(("beta",), s.config.replace(sampler="nutpie"), mle_seed=s.seed)
+
+
+def sweep(report, s, progress, X, y, model, pool):
     sizes = [10, 20, 50, 100, 200, 500, 1000, len(y)]
     if s.quick:
         sizes = [10, 50, 200, len(y)]
     order = np.random.default_rng(s.seed).permutation(len(y))
     progress(f"sweep: N = {', '.join(map(str, sizes))}")
     data = [{"X": X.to_numpy()[order[:n]], "y": y.to_numpy()[order[:n]]} for n in sizes]
-    fits, failures = fit_many(model, data, [s.seed + n for n in sizes], ["beta"], s.draws, s.tune,
-                              s.chains, mle_seed=s.seed, client=client, key=key)
+    fits, failures = fit_many(model, data, [s.seed + n for n in sizes], _plan(s), **pool)
     _failed(report, "sweep", failures)
     rows = []
     for n, f in zip(sizes, fits):
@@ -81,7 +87,7 @@ def _failed(report, what, failures):
                      + format_failures(failures))
 
 
-def coverage(report, s, progress, X, y, model, truth, client, key):
+def coverage(report, s, progress, X, y, model, truth, pool):
     sizes = [20, 50, 200] if not s.quick else [20, 100]
     sims = 100 if not s.quick else 20
     rng = np.random.default_rng(s.seed + 1)
@@ -97,8 +103,7 @@ def coverage(report, s, progress, X, y, model, truth, client, key):
             size_of.append(n)
     progress(f"coverage: N = {', '.join(map(str, sizes))}, {sims} simulated data sets each "
              f"({len(data)} fits)")
-    fits, failures = fit_many(model, data, seeds, ["beta"], s.draws, s.tune, s.chains,
-                              mle_seed=s.seed, client=client, key=key)
+    fits, failures = fit_many(model, data, seeds, _plan(s), **pool)
     _failed(report, "coverage", failures)
     size_of = np.array(size_of)
     tables = []
@@ -130,14 +135,19 @@ def separation(report, s, progress, diags, posteriors):
     keep = y.isin(["setosa", "versicolor"])
     X, yb = X[keep].reset_index(drop=True), (y[keep] == "versicolor").astype(int).reset_index(drop=True)
     model = logistic.build(X, yb)
-    mle, idata, diag, _ = model_section(
-        report, "Perfect separation: iris setosa vs versicolor by sepal size", model, s,
-        ppc=None, seed_offset=7, var_names=["intercept", "beta"],
-        data_note="Iris, the 100 setosa and versicolor flowers; sepal length and width separate "
+    section = model_section(
+        report, SectionSpec(
+            "Perfect separation: iris setosa vs versicolor by sepal size",
+            math="y_i ~ Bernoulli(logit⁻¹(α + x_iᵀβ)),  α = α_c - x̄ᵀβ\n"
+             "α_c ~ Normal(0, 2.5),  β_j ~ Normal(0, 2.5 / s_xj)",
+            data_note="Iris, the 100 setosa and versicolor flowers; sepal length and width separate "
                   "the two species perfectly, so the likelihood keeps rising as the coefficients "
                   "grow: there is no MLE. The weakly-informative prior keeps the posterior proper.",
-        math="y_i ~ Bernoulli(logit⁻¹(α + x_iᵀβ)),  α = α_c - x̄ᵀβ\n"
-             "α_c ~ Normal(0, 2.5),  β_j ~ Normal(0, 2.5 / s_xj)")
+            ppc=None,
+            seed_offset=7,
+            var_names=("intercept", "beta",),
+        ), model, s)
+    mle, idata, diag = section.mle, section.idata, section.diagnostics
     sd = idata["posterior"]["beta"].std(("chain", "draw")).values
     report.text(f"The optimiser stopped at coefficients {np.round(mle.params['beta'], 1).tolist()} "
                 f"(status: {mle.status}); the posterior sds are {np.round(sd, 2).tolist()}: "
@@ -174,9 +184,10 @@ def _run(s, client) -> int:
                 f"The fits run on {where}. Priors: the package defaults, scaled once on the full "
                 "survey.")
     start = time.perf_counter()
-    sweep(report, s, progress, X, y, model, client, key)
+    pool = {"client": client, "key": key}  # one compile shared by the sweep and the coverage fits
+    sweep(report, s, progress, X, y, model, pool)
     report.heading("Coverage by simulation")
-    coverage(report, s, progress, X, y, model, truth, client, key)
+    coverage(report, s, progress, X, y, model, truth, pool)
     seconds = time.perf_counter() - start
     report.text(f"Sweep and coverage fits: {seconds:.0f} s wall on {where}.", kind="note")
     report.metrics["fanout_seconds"] = seconds

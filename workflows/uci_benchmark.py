@@ -10,12 +10,14 @@ import time
 import numpy as np
 import pandas as pd
 
-from models import bnn, datasets
-from models.distributed import format_failures
+from models.evaluation import bnn
+from models.base import datasets
+from models.inference.distributed import format_failures
 from models.inference import ADAPTATIONS
-from models.report import Report, data_hash
-from models.uci_reference import PUBLISHED
-from workflows._common import entry, Progress, add_fanout, fanout_client, finish, parser, settings
+from workflows.report import Report, data_hash
+from models.evaluation.uci_reference import PUBLISHED
+from workflows._common import (entry, Progress, add_fanout, cli_error, fanout_client, finish,
+                               parser, settings)
 
 NAME = "uci_benchmark"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
@@ -52,20 +54,26 @@ def main(argv=None) -> int:
     hidden = args.hidden or (10 if s.quick else 50)
     if hidden < 1:
         raise SystemExit(f"error: --hidden must be a positive integer, got {hidden}")
-    if args.target_accept is not None and not 0 < args.target_accept < 1:
-        raise SystemExit(f"error: --target-accept must be in (0, 1), got {args.target_accept}")
     if not 0 <= args.advi <= 10_000_000:
         raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {args.advi}")
-    if args.adaptation != "diag" and s.sampler != "nutpie":
-        raise SystemExit(f"error: --adaptation {args.adaptation} needs --sampler nutpie")
-    net = {"activation": args.activation,
-           "prior": "he_normal" if args.activation == "relu" else "xavier_normal",
-           "adaptation": args.adaptation, "target_accept": args.target_accept, "advi": args.advi}
+    try:  # every sampler option is checked in one place, SamplerConfig
+        config = s.config.replace(adaptation=args.adaptation, target_accept=args.target_accept,
+                                  init="prior")
+    except ValueError as exc:
+        raise cli_error(exc) from None
+    proto = bnn.BNNProtocol(
+        bnn.NetworkSpec((hidden,), args.activation,
+                        "he_normal" if args.activation == "relu" else "xavier_normal"),
+        config, advi_iterations=args.advi)
     with fanout_client(args) as client:
-        return _run(s, names, n_splits, hidden, net, client)
+        return _run(s, names, n_splits, proto, client)
 
 
-def _run(s, names, n_splits, hidden, net, client) -> int:
+def _run(s, names, n_splits, proto, client) -> int:
+    hidden = proto.net.hidden[0]
+    net = {"activation": proto.net.activation, "prior": proto.net.prior,
+           "adaptation": proto.sampler.adaptation, "target_accept": proto.sampler.target_accept,
+           "advi": proto.advi_iterations}
     n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
     where = (f"{n_workers} Dask worker(s) ({client.dashboard_link})" if client is not None
              else "this process")
@@ -90,11 +98,7 @@ def _run(s, names, n_splits, hidden, net, client) -> int:
                    if net["advi"] else ""))
     progress(f"{n_tasks} splits ({', '.join(names)}) on {where}")
     start = time.perf_counter()
-    results, failures = bnn.uci_splits(names, n_splits, (hidden,), net["activation"], net["prior"],
-                                       s.draws, s.tune, s.chains, s.seed, s.sampler, client=client,
-                                       adaptation=net["adaptation"],
-                                       target_accept=net["target_accept"],
-                                       advi_iterations=net["advi"],
+    results, failures = bnn.uci_splits(names, n_splits, proto, client=client,
                                        on_done=lambda k, n: progress(f"{k} of {n} splits done"))
     wall = time.perf_counter() - start
     if failures:

@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from models import bnn, gaussian, hierarchical, linear, logistic, poisson, reference, softmax
+from models.families import bnn
+from models.families import gaussian, hierarchical, linear, logistic, poisson, softmax
+from models.evaluation import reference
 from models.inference import sample_posterior
-from models.report import Report, data_hash
-from models.sbc import run_sbc
+from workflows.report import Report, data_hash
+from models.inference.sbc import run_sbc
 from workflows._common import (entry, Progress, Verdict, add_fanout, fanout_client, finish, parser,
                                settings)
 
@@ -29,7 +31,7 @@ def families(seed: int) -> dict:
     """Small designs (the posterior stays wide, so SBC is sensitive) with fixed predictors.
 
     name -> (model, var_names) or (model, var_names, extra): ``extra`` holds more keyword
-    arguments of :func:`models.sbc.run_sbc`: ``functions`` (function-space test quantities,
+    arguments of :func:`models.inference.sbc.run_sbc`: ``functions`` (function-space test quantities,
     e.g. a BNN's predictions at fixed inputs) or ``simulator`` (a model other than the fitted
     one: a test uses it to check that SBC catches a wrong likelihood)."""
     rng = np.random.default_rng(seed)

@@ -26,8 +26,9 @@ from functools import partial
 import numpy as np
 import pymc as pm
 
-from models._build import OBS_DIM, resolve_priors, scale_of
-from models.validation import DataError, as_design_matrix, as_outcome
+from models.base.coords import OBS_DIM
+from models.families.common import resolve_priors, scale_of
+from models.base.checks import DataError, as_design_matrix, as_outcome
 
 
 def default_priors(y: np.ndarray) -> dict:

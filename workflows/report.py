@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.interrupts import interrupted
+from models.base.interrupts import interrupted
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -114,6 +114,11 @@ class Report:
     summaries: list[pd.DataFrame] = field(default_factory=list)  # -> summary.csv
     summary_trees: dict = field(default_factory=dict)  # section -> the DataTree it summarises
     verdicts: list[dict] = field(default_factory=list)  # one per fitted model: first screen
+
+    def section_record(self, title: str) -> dict:
+        """The metrics.json record of one section (``metrics["sections"][title]``), made on
+        first use: the one way a workflow writes or reads a section's numbers."""
+        return self.metrics.setdefault("sections", {}).setdefault(title, {})
 
     def alert(self, text: str) -> None:
         """A failed check or a caveat, stated at the top of the report."""

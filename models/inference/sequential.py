@@ -1,6 +1,6 @@
 r"""Sequential updating: yesterday's posterior is today's prior.
 
-* Conjugate (exact): the normal-inverse-gamma linear regression of :mod:`models.evidence`;
+* Conjugate (exact): the normal-inverse-gamma linear regression of :mod:`models.inference.evidence`;
   updating batch by batch gives the full-data posterior to rounding error
   (:func:`nig_sequential`).
 * Non-conjugate (approximate): a GLM whose coefficients are all unconstrained (logistic,
@@ -24,8 +24,12 @@ import pandas as pd
 import pymc as pm
 from scipy import stats
 
-from models.evidence import NIG, nig_update
-from models.validation import as_design_matrix, as_outcome, check_positive_int
+from models.inference.evidence import NIG, nig_update
+from models.base.checks import as_design_matrix, as_outcome, check_positive_int
+from models.inference.config import SamplerConfig
+from models.inference.diagnostics import diagnose
+from models.inference.mle import fit_mle
+from models.inference.sampling import CompiledSampler, set_data
 
 
 def batch_slices(n: int, n_batches: int) -> list[np.ndarray]:
@@ -144,18 +148,20 @@ class SequentialResult:
         return pd.DataFrame(rows)
 
 
+RUN_DEFAULT = SamplerConfig(draws=1000, tune=1000, chains=2, seed=0)
+
+
 class SequentialGLM:
     """Approximate sequential updating of a logistic or Poisson regression (see module doc).
 
-    ``SequentialGLM(X, y, family).run(n_batches, draws, tune, chains, seed)`` compiles the
+    ``SequentialGLM(X, y, family, n_batches).run(config)`` (a :class:`SamplerConfig`, or its
+    fields as keywords; ``random_seed`` is the base seed) compiles the
     model once, then for each batch samples with the previous posterior's MVN as prior; for
     comparison it also samples the exact target on the data so far (initial prior, cumulative
     data) and fits the MLE (``fit_mle`` on the same model: priors ignored) on the data so far.
     """
 
     def __init__(self, X, y, family: str = "logistic", n_batches: int = 5, prior_cov=None):
-        from models.inference import CompiledSampler
-
         X_values, self.names = as_design_matrix(X, "X")
         self.X = X_values
         self.y = as_outcome(y, X_values.shape[0], "y",
@@ -169,39 +175,36 @@ class SequentialGLM:
         self.prior_mu = self.model["prior_mu"].get_value()
         self.prior_chol = self.model["prior_chol"].get_value()
         self.labels = ["intercept_centered", *self.names]
-        self.sampler = CompiledSampler(self.model)
+        self.sampler = CompiledSampler(self.model, RUN_DEFAULT)
 
-    def _draws(self, idx, mu, chol, draws, tune, chains, seed, label=None) -> np.ndarray:
-        from models.inference import diagnose
-
-        tree = self.sampler.sample(draws, tune, chains, seed, X=self.X[idx], y=self.y[idx],
-                                   prior_mu=mu, prior_chol=chol)
+    def _draws(self, sampler, idx, mu, chol, seed, label=None) -> np.ndarray:
+        tree = sampler.sample(seed, X=self.X[idx], y=self.y[idx], prior_mu=mu, prior_chol=chol)
         if label is not None:
             self._diagnostics.append((label, diagnose(tree, var_names=["theta"])))
         th = tree.posterior["theta"].values
         return th.reshape(-1, th.shape[-1])
 
-    def run(self, draws: int = 1000, tune: int = 1000, chains: int = 2,
-            random_seed: int = 0) -> SequentialResult:
-        from models.inference import fit_mle, set_data
-
+    def run(self, config: SamplerConfig | None = None, **options) -> SequentialResult:
+        config = SamplerConfig.from_options(config or RUN_DEFAULT, **options)
+        sampler = self.sampler.with_config(config)
+        random_seed = config.seed or 0
         mu, chol = self.prior_mu, self.prior_chol
         seq, cum, mles = [], [], []
         self._diagnostics = []
         last = len(self.slices) - 1
         for k, idx in enumerate(self.slices):
-            d = self._draws(idx, mu, chol, draws, tune, chains, random_seed + k,
+            d = self._draws(sampler, idx, mu, chol, random_seed + k,
                             label=f"sequential batch {k + 1}" if k == last else None)
             seq.append(d)
             # the approximation: an MVN fitted to this posterior becomes the next prior
             mu = d.mean(axis=0)
             chol = np.linalg.cholesky(np.cov(d, rowvar=False))
             so_far = np.concatenate(self.slices[: k + 1])
-            cum.append(self._draws(so_far, self.prior_mu, self.prior_chol, draws, tune, chains,
+            cum.append(self._draws(sampler, so_far, self.prior_mu, self.prior_chol,
                                    random_seed + 1000 + k, label="full data" if k == last else None))
             set_data(self.model, X=self.X[so_far], y=self.y[so_far])
             mles.append(fit_mle(self.model, n_starts=2, random_seed=random_seed, warn=False))
-        repeat = self._draws(np.arange(len(self.y)), self.prior_mu, self.prior_chol, draws, tune,
-                             chains, random_seed + 2000)
+        repeat = self._draws(sampler, np.arange(len(self.y)), self.prior_mu, self.prior_chol,
+                             random_seed + 2000)
         return SequentialResult(self.labels, [len(s) for s in self.slices], seq, cum, repeat, mles,
                                 self._diagnostics)

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-from models import hierarchical, linear
+from models.families import hierarchical, linear
 
-FOLDER = Path(__file__).resolve().parent.parent / "data" / "posteriordb"
+FOLDER = Path(__file__).resolve().parents[2] / "data" / "posteriordb"
 
 
 def load(name: str):

@@ -14,7 +14,7 @@ Default priors (weakly informative on the log-odds scale):
 
 * ``intercept``: :math:`\alpha^c_k \sim \mathcal N(0, 2.5)` (dim ``class``), on the
   intercept at the predictor means, ``intercept_centered``; ``intercept`` itself is a
-  Deterministic (see :func:`models._build.centered_linear_predictor`)
+  Deterministic (see :func:`models.families.common.centered_linear_predictor`)
 * ``beta``: :math:`\beta_{jk} \sim \mathcal N(0,\ 2.5 / s_{x_j})` (dims ``predictor``, ``class``)
 """
 
@@ -26,8 +26,9 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from models._build import OBS_DIM, centered_linear_predictor, resolve_priors, scale_of
-from models.validation import as_design_matrix, as_labels, check_aligned
+from models.base.coords import OBS_DIM
+from models.families.common import centered_linear_predictor, resolve_priors, scale_of
+from models.base.checks import as_design_matrix, as_labels, check_aligned
 
 
 def default_priors(X: np.ndarray, n_classes: int) -> dict:

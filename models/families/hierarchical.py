@@ -38,8 +38,9 @@ import pandas as pd
 import pymc as pm
 from scipy import optimize
 
-from models._build import OBS_DIM, resolve_priors, scale_of
-from models.validation import DataError, as_design_matrix, as_labels, as_outcome, check_aligned
+from models.base.coords import OBS_DIM
+from models.families.common import resolve_priors, scale_of
+from models.base.checks import DataError, as_design_matrix, as_labels, as_outcome, check_aligned
 
 
 def default_priors(y: np.ndarray) -> dict:

@@ -1,8 +1,6 @@
-"""Small helpers shared by the family modules: prior resolution and data conventions.
+"""Small helpers shared by the family modules: prior resolution and the GLM skeleton.
 
-Conventions every family follows (so that :mod:`models.inference` needs no per-family code):
-the observation dimension is ``obs_id``; the design matrix is ``pm.Data("X")`` and the outcome
-``pm.Data("y")``; the likelihood is the observed variable ``y_obs``.
+The data conventions every family follows are in :mod:`models.base.coords` (``OBS_DIM``).
 """
 
 from __future__ import annotations
@@ -11,7 +9,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-OBS_DIM = "obs_id"
+from models.base.coords import OBS_DIM
+
 
 PriorFactory = Callable[..., object]
 
@@ -45,7 +44,7 @@ def glm(X, y, *, priors, defaults, likelihood, coords_extra=None, y_kind="real",
     """
     import pymc as pm
 
-    from models.validation import as_design_matrix, as_outcome, check_aligned
+    from models.base.checks import as_design_matrix, as_outcome, check_aligned
 
     check_aligned(("X", X), ("y", y))
     X_values, names = as_design_matrix(X, "X", check_columns=intercept)

@@ -5,12 +5,13 @@ and sampler the ranks are uniform on 0..L.
 Each model is compiled ONCE per process (nutpie's data swap,
 :class:`models.inference.CompiledSampler`): only the simulated outcome changes between fits.
 The simulations run in chunks, in this process or on Dask workers (``client``, see
-:mod:`models.distributed`); a chunk that fails twice is reported in ``SBCResult.failures``.
+:mod:`models.inference.distributed`); a chunk that fails twice is reported in ``SBCResult.failures``.
 Hand-written: the loop and the rank statistics are a few lines; ArviZ has no SBC driver.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 
@@ -19,8 +20,51 @@ import pandas as pd
 import pymc as pm
 from scipy import stats
 
-from models.distributed import format_failures, run_tasks, worker_cached
-from models.inference import CompiledSampler, scalar_labels
+from models.inference.config import SamplerConfig
+from models.inference.distributed import format_failures, run_tasks, worker_cached
+from models.inference.labels import scalar_labels
+from models.inference.sampling import CompiledSampler
+
+SBC_SAMPLER = SamplerConfig(draws=500, tune=500, chains=2)
+
+
+@dataclass(frozen=True)
+class SBCPlan:
+    """What :func:`run_sbc` does: ``n_sims`` prior draws (prior predictive with ``seed``;
+    simulation k is fitted with seed ``seed + 1 + k``), each fitted by nutpie with
+    ``sampler``'s draws/tune/chains, every ``thin``-th draw ranked. ``outcome``/``observed``:
+    the data container and the observed variable; ``var_names``: the variables ranked
+    (default all free variables); ``alpha``: the family-wise level of the uniformity test;
+    ``functions``: label -> f(params) extra test quantities (see :func:`run_sbc`)."""
+
+    n_sims: int = 100
+    sampler: SamplerConfig = SBC_SAMPLER
+    thin: int = 10
+    seed: int = 0
+    outcome: str = "y"
+    observed: str = "y_obs"
+    var_names: tuple[str, ...] | None = None
+    alpha: float = 0.001
+    functions: dict | None = field(default=None, hash=False)
+
+    def __post_init__(self):
+        for name in ("n_sims", "thin"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.var_names is not None:
+            object.__setattr__(self, "var_names", tuple(self.var_names))
+
+    @classmethod
+    def from_options(cls, plan: SBCPlan | None = None, **options) -> SBCPlan:
+        """``plan`` with ``options`` applied; ``draws``/``tune``/``chains`` go to ``sampler``."""
+        plan = plan or cls()
+        sampler = {k: options.pop(k) for k in ("draws", "tune", "chains") if k in options}
+        if sampler:
+            options["sampler"] = plan.sampler.replace(**sampler)
+        return dataclasses.replace(plan, **options) if options else plan
 
 
 @dataclass
@@ -76,17 +120,18 @@ class LogLikelihood:
         return np.array([float(self.fn(point)) for point in points])
 
 
-def _sbc_chunk(model, key, names, labels, ks, sims, truths, draws, tune, chains, thin, seed,
-               outcome, cores, functions):
-    """Fit one chunk of simulated data sets; the compiled sampler is cached per process."""
-    sampler = worker_cached(("sbc", key), lambda: CompiledSampler(model))
-    loglik = worker_cached(("sbc-loglik", key), lambda: LogLikelihood(model, outcome))
-    dtype = model[outcome].dtype
+def _sbc_chunk(model, key, plan: SBCPlan, chunk, cores):
+    """Fit one chunk of simulated data sets; the compiled sampler is cached per process.
+    ``chunk``: (names, labels, simulation indices, simulated data, true values)."""
+    names, labels, ks, sims, truths = chunk
+    sampler = worker_cached(("sbc", key), lambda: CompiledSampler(model, plan.sampler))
+    loglik = worker_cached(("sbc-loglik", key), lambda: LogLikelihood(model, plan.outcome))
+    dtype = model[plan.outcome].dtype
+    thin, seed, functions = plan.thin, plan.seed, plan.functions
     rows = []
     for k, sim, truth in zip(ks, sims, truths):
         y = sim.astype(dtype)
-        post = sampler.sample(draws, tune, chains, random_seed=seed + 1 + k, cores=cores,
-                              **{outcome: y})
+        post = sampler.sample(seed + 1 + k, cores=cores, **{plan.outcome: y})
         row = {"sim": k}
         for name in names:
             d = post["posterior"][name].values
@@ -111,13 +156,12 @@ def _sbc_chunk(model, key, names, labels, ks, sims, truths, draws, tune, chains,
     return rows
 
 
-def run_sbc(model: pm.Model, n_sims: int = 100, draws: int = 500, tune: int = 500,
-            chains: int = 2, thin: int = 10, seed: int = 0, simulator: pm.Model | None = None,
-            outcome: str = "y", observed: str = "y_obs", var_names=None,
-            alpha: float = 0.001, client=None, chunks: int | None = None,
-            functions: dict | None = None) -> SBCResult:
-    """SBC of ``model``. ``simulator`` (default: ``model`` itself) generates the parameters and
-    data; pass a different model to check that a WRONG fit model is caught.
+def run_sbc(model: pm.Model, plan: SBCPlan | None = None, *, simulator: pm.Model | None = None,
+            client=None, chunks: int | None = None, **options) -> SBCResult:
+    """SBC of ``model`` as ``plan`` (:class:`SBCPlan`; keyword ``options`` override its fields,
+    and ``draws``/``tune``/``chains`` its sampler's). ``simulator`` (default: ``model`` itself)
+    generates the parameters and data; pass a different model to check that a WRONG fit model
+    is caught.
 
     Ranked: every scalar of ``var_names`` (default: all free variables), the log-likelihood of
     the simulated data (column :data:`LOGLIK`), and each of ``functions``: label -> f(params)
@@ -128,8 +172,10 @@ def run_sbc(model: pm.Model, n_sims: int = 100, draws: int = 500, tune: int = 50
     (``chunks`` tasks, default 4 per worker; each worker compiles the model once and runs its
     chains on one core); None runs them here, in one chunk. Same seeds, same ranks either way.
     """
+    plan = SBCPlan.from_options(plan, **options)
+    n_sims, seed, observed = plan.n_sims, plan.seed, plan.observed
     simulator = simulator or model
-    names = var_names or [rv.name for rv in model.free_RVs]
+    names = list(plan.var_names or [rv.name for rv in model.free_RVs])
     everything = [rv.name for rv in model.free_RVs]
     prior = pm.sample_prior_predictive(draws=n_sims, model=simulator, random_seed=seed,
                                        var_names=sorted({*names, *everything, observed}))
@@ -148,17 +194,16 @@ def run_sbc(model: pm.Model, n_sims: int = 100, draws: int = 500, tune: int = 50
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         n_chunks, cores = min(n_sims, chunks or 4 * n_workers), 1
     key = uuid.uuid4().hex  # one compile per worker for THIS run
-    tasks = [(model, key, names, labels, list(ks), sims[ks], [truths[k] for k in ks], draws,
-              tune, chains, thin, seed, outcome, cores, functions)
+    tasks = [(model, key, plan, (names, labels, list(ks), sims[ks], [truths[k] for k in ks]), cores)
              for ks in np.array_split(np.arange(n_sims), n_chunks)]
     results, failures = run_tasks(_sbc_chunk, tasks, client=client)
     rows = [row for chunk in results if chunk for row in chunk]
-    n_draws = chains * len(range(0, draws, thin))
+    n_draws = plan.sampler.chains * len(range(0, plan.sampler.draws, plan.thin))
     ranks = pd.DataFrame(rows).sort_values("sim").set_index("sim") if rows else pd.DataFrame()
-    table = rank_uniformity(ranks, n_draws, alpha=alpha)
+    table = rank_uniformity(ranks, n_draws, alpha=plan.alpha)
     if failures:
         import warnings
 
         warnings.warn(f"SBC: {len(failures)} chunk(s) failed twice and are missing from the "
                       f"ranks: {format_failures(failures)}", RuntimeWarning, stacklevel=2)
-    return SBCResult(ranks, n_draws, table, alpha, failures)
+    return SBCResult(ranks, n_draws, table, plan.alpha, failures)

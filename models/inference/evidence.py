@@ -29,7 +29,7 @@ import numpy as np
 import pymc as pm
 from scipy import linalg, special
 
-from models.validation import check_positive_int
+from models.base.checks import check_positive_int
 
 LN2 = float(np.log(2.0))
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.bnn import numpy_activation, weight_variance
+from models.families.bnn import numpy_activation, weight_variance
 
 # E over N(0, 1). 1-D: a dense grid, because at large q the integrands (phi'(sqrt(q) z)^2 for a
 # saturated tanh) are spikes of width ~1/sqrt(q) that Gauss-Hermite nodes step over.

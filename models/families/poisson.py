@@ -8,7 +8,7 @@ Default priors (weakly informative on the log-rate scale):
 
 * ``intercept``: :math:`\alpha^c \sim \mathcal N(\ln(\bar y + 0.1), 2.5)` on the
   log-rate at the predictor means (``intercept_centered``); ``intercept`` is a Deterministic
-  (see :func:`models._build.centered_linear_predictor`)
+  (see :func:`models.families.common.centered_linear_predictor`)
 * ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5 / s_{x_j})`
 
 The outcome must hold non-negative integer counts.
@@ -21,7 +21,8 @@ from functools import partial
 import numpy as np
 import pymc as pm
 
-from models._build import OBS_DIM, glm, scale_of
+from models.base.coords import OBS_DIM
+from models.families.common import glm, scale_of
 
 
 def default_priors(X: np.ndarray, y: np.ndarray) -> dict:

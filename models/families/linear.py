@@ -9,7 +9,7 @@ defaults are):
 
 * ``intercept``: :math:`\alpha^c \sim \mathcal N(\bar y,\ 2.5\, s_y)` on the intercept at
   the predictor means (``intercept_centered``); ``intercept`` is a Deterministic (see
-  :func:`models._build.centered_linear_predictor`)
+  :func:`models.families.common.centered_linear_predictor`)
 * ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5\, s_y / s_{x_j})`
 * ``sigma``: :math:`\sigma \sim \text{Exponential}(1 / s_y)`
 
@@ -26,7 +26,8 @@ from functools import partial
 import numpy as np
 import pymc as pm
 
-from models._build import OBS_DIM, glm, scale_of
+from models.base.coords import OBS_DIM
+from models.families.common import glm, scale_of
 
 
 def default_priors(X: np.ndarray, y: np.ndarray) -> dict:

@@ -2,7 +2,7 @@
 
 :func:`fit_many` fits the MLE (``fit_mle``, priors ignored) and the NUTS posterior (nutpie,
 one compile) of the same model on each of many data sets, in this process or on Dask workers
-(``client``; see :mod:`models.distributed`). Each task is a chunk of (data set, seed) pairs;
+(``client``; see :mod:`models.inference.distributed`). Each task is a chunk of (data set, seed) pairs;
 a worker compiles the model once (``worker_cached``) however many chunks it runs, and swaps
 each data set into the compiled log-likelihood (``set_data``) and the compiled sampler
 (nutpie's ``with_data``). A chunk that fails twice is reported in ``failures``, never dropped.
@@ -24,9 +24,31 @@ import pandas as pd
 import pymc as pm
 from scipy import special
 
-from models.distributed import run_tasks, worker_cached
-from models.inference import (CompiledSampler, Diagnostics, MLEResult, diagnose, fit_mle,
-                              set_data)
+from models.inference.config import SamplerConfig
+from models.inference.diagnostics import Diagnostics, diagnose
+from models.inference.distributed import run_tasks, worker_cached
+from models.inference.mle import MLEResult, fit_mle
+from models.inference.sampling import CompiledSampler, set_data
+
+MANY_FITS_DEFAULT = SamplerConfig(draws=500, tune=500, chains=2)
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What :func:`fit_many` does to each data set: NUTS with ``sampler`` (nutpie, compiled
+    once; each fit's own seed replaces ``sampler.seed``), summaries of ``var_names`` with
+    central ``prob`` intervals, and the MLE (``fit_mle(random_seed=mle_seed)``) if ``mle``."""
+
+    var_names: tuple[str, ...]
+    sampler: SamplerConfig = MANY_FITS_DEFAULT
+    prob: float = 0.95
+    mle: bool = True
+    mle_seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "var_names", tuple(self.var_names))
+        if not 0 < self.prob < 1:
+            raise ValueError(f"prob must be in (0, 1), got {self.prob}")
 
 
 @dataclass
@@ -54,26 +76,26 @@ def summarise_draws(idata, var_names: Sequence[str], prob: float = 0.95) -> dict
     return out
 
 
-def _fit_chunk(model, key, items, var_names, draws, tune, chains, prob, with_mle, mle_seed,
-               cores):
+def _fit_chunk(model, key, items, plan: FitPlan, cores):
     """Fit one chunk of data sets; the model and its compiled sampler are cached per process."""
-    m, sampler = worker_cached(("fits", key), lambda: (model, CompiledSampler(model)))
+    m, sampler = worker_cached(("fits", key),
+                               lambda: (model, CompiledSampler(model, plan.sampler)))
+    names = list(plan.var_names)
     out = []
     for index, data, seed in items:
         set_data(m, **data)
-        mle = fit_mle(m, random_seed=mle_seed, warn=False) if with_mle else None
-        post = sampler.sample(draws, tune, chains, random_seed=seed, cores=cores, **data)
+        mle = fit_mle(m, random_seed=plan.mle_seed, warn=False) if plan.mle else None
+        post = sampler.sample(seed, cores=cores, **data)
         n_obs = len(next(iter(data.values())))
-        out.append(FitSummary(index, seed, n_obs, mle, summarise_draws(post, var_names, prob),
-                              diagnose(post, var_names)))
+        out.append(FitSummary(index, seed, n_obs, mle, summarise_draws(post, names, plan.prob),
+                              diagnose(post, names)))
     return out
 
 
-def fit_many(model: pm.Model, datasets: Sequence[dict], seeds: Sequence[int], var_names,
-             draws: int = 500, tune: int = 500, chains: int = 2, prob: float = 0.95,
-             mle: bool = True, mle_seed: int = 0, client=None, chunks: int | None = None,
-             key: str | None = None):
-    """Fit ``model`` to every data set (a dict of ``pm.Data`` names -> arrays) with its seed.
+def fit_many(model: pm.Model, datasets: Sequence[dict], seeds: Sequence[int], plan: FitPlan,
+             client=None, chunks: int | None = None, key: str | None = None):
+    """Fit ``model`` to every data set (a dict of ``pm.Data`` names -> arrays) with its seed,
+    as ``plan`` (:class:`FitPlan`) says.
 
     Returns ``(summaries, failures)``: ``summaries[i]`` is a :class:`FitSummary` or None if its
     chunk failed twice; ``failures`` lists ``(chunk, error)``. ``client``: a Dask client (chunks
@@ -98,8 +120,7 @@ def fit_many(model: pm.Model, datasets: Sequence[dict], seeds: Sequence[int], va
         n_chunks, cores = min(len(datasets), chunks or 4 * n_workers), 1
     key = key or uuid.uuid4().hex
     items = [(i, data, int(seed)) for i, (data, seed) in enumerate(zip(datasets, seeds))]
-    tasks = [(model, key, [items[i] for i in idx], list(var_names), draws, tune, chains, prob,
-              mle, mle_seed, cores)
+    tasks = [(model, key, [items[i] for i in idx], plan, cores)
              for idx in np.array_split(np.arange(len(items)), n_chunks) if len(idx)]
     results, failures = run_tasks(_fit_chunk, tasks, client=client)
     summaries: list[FitSummary | None] = [None] * len(items)
@@ -159,4 +180,4 @@ def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, n
     return pd.DataFrame(rows)
 
 
-__all__ = ["FitSummary", "fit_many", "interval_coverage", "summarise_draws"]
+__all__ = ["FitPlan", "FitSummary", "fit_many", "interval_coverage", "summarise_draws"]

@@ -9,7 +9,7 @@ coefficient by its predictor's standard deviation):
 
 * ``intercept``: :math:`\alpha^c \sim \mathcal N(0, 2.5)` on the intercept at the predictor
   means (``intercept_centered``); ``intercept`` is a Deterministic (see
-  :func:`models._build.centered_linear_predictor`)
+  :func:`models.families.common.centered_linear_predictor`)
 * ``beta``: :math:`\beta_j \sim \mathcal N(0,\ 2.5 / s_{x_j})`
 
 Under perfect separation the MLE does not exist (the likelihood keeps rising as a coefficient
@@ -23,7 +23,8 @@ from functools import partial
 import numpy as np
 import pymc as pm
 
-from models._build import OBS_DIM, glm, scale_of
+from models.base.coords import OBS_DIM
+from models.families.common import glm, scale_of
 
 
 def default_priors(X: np.ndarray, y: np.ndarray) -> dict:

@@ -1,0 +1,122 @@
+"""Convergence diagnostics with pass/fail thresholds, and ArviZ's multi-chain rank test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from models.inference.labels import flat_by_label
+
+# Thresholds of :func:`diagnose` (Vehtari et al. 2021 for R-hat/ESS; Betancourt 2016 for E-BFMI).
+RHAT_MAX = 1.01
+ESS_MIN = 400
+EBFMI_MIN = 0.3
+
+
+@dataclass
+class Diagnostics:
+    """Convergence diagnostics with pass/fail per threshold (see :func:`diagnose`)."""
+
+    r_hat_max: float
+    ess_bulk_min: float
+    ess_tail_min: float
+    divergences: int
+    e_bfmi_min: float
+    checks: dict[str, bool]
+    note: str = ""  # e.g. how R-hat was computed for a single chain
+
+    @property
+    def passed(self) -> bool:
+        return all(self.checks.values())
+
+    def failures(self) -> str:
+        """The failed checks in words: 'r_hat_max = 1.012 (needs <= 1.01), ...'."""
+        frame = self.to_frame()
+        return ", ".join(f"{k} = {r['value']:.4g} (needs {r['threshold']})"
+                         for k, r in frame.iterrows() if not r["passed"])
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [
+            ("r_hat_max", self.r_hat_max, f"<= {RHAT_MAX}" + (f" ({self.note})" if self.note
+                                                               else "")),
+            ("ess_bulk_min", self.ess_bulk_min, f">= {ESS_MIN}"),
+            ("ess_tail_min", self.ess_tail_min, f">= {ESS_MIN}"),
+            ("divergences", self.divergences, "== 0"),
+            ("e_bfmi_min", self.e_bfmi_min, f">= {EBFMI_MIN}"),
+        ]
+        return pd.DataFrame([{"check": n, "value": v, "threshold": t, "passed": self.checks[n]}
+                             for n, v, t in rows]).set_index("check")
+
+
+def _extreme(tree, fn) -> float:
+    values = [np.asarray(tree[v].values, dtype=float).ravel() for v in tree.data_vars]
+    values = np.concatenate(values) if values else np.array([np.nan])
+    values = values[np.isfinite(values)]
+    return float(fn(values)) if values.size else float("nan")
+
+
+def diagnose(idata: xr.DataTree, var_names=None) -> Diagnostics:
+    """Max R-hat (rank-normalised), min bulk and tail ESS, divergences and min E-BFMI.
+
+    Thresholds: R-hat <= 1.01, ESS >= 400, no divergences, E-BFMI >= 0.3. All computed by
+    ArviZ; Deterministics are included, so a hierarchical model's group effects count.
+    """
+    import arviz as az
+
+    note = ""
+    post = idata["posterior"]
+    if post.sizes.get("chain", 1) == 1:
+        # ArviZ's R-hat is NaN for one chain; split-R-hat of its two halves (as if they were
+        # two chains) still checks that the chain is stationary, which is all one chain can show
+        half = post.sizes["draw"] // 2
+        halves = [post.to_dataset().isel(draw=slice(k * half, (k + 1) * half))
+                  .assign_coords(draw=np.arange(half), chain=[k]) for k in (0, 1)]
+        rhat_tree = xr.DataTree.from_dict({"posterior": xr.concat(halves, dim="chain")})
+        note = ("one chain: R-hat compares its two halves (at least 2 chains are needed to see "
+                "chains that settle in different places)")
+    else:
+        rhat_tree = idata
+    rhat = _extreme(az.rhat(rhat_tree, var_names=var_names).dataset, np.max)
+    ess_bulk = _extreme(az.ess(idata, var_names=var_names, method="bulk").dataset, np.min)
+    ess_tail = _extreme(az.ess(idata, var_names=var_names, method="tail").dataset, np.min)
+    divergences = int(idata["sample_stats"]["diverging"].sum())
+    bfmi = float(np.min(az.bfmi(idata).dataset["energy"].values))
+    checks = {
+        "r_hat_max": bool(rhat <= RHAT_MAX),
+        "ess_bulk_min": bool(ess_bulk >= ESS_MIN),
+        "ess_tail_min": bool(ess_tail >= ESS_MIN),
+        "divergences": divergences == 0,
+        "e_bfmi_min": bool(bfmi >= EBFMI_MIN),
+    }
+    return Diagnostics(rhat, ess_bulk, ess_tail, divergences, bfmi, checks, note)
+
+
+def rank_test(idata: xr.DataTree, var_names=None) -> pd.Series:
+    """p-value of ArviZ's multi-chain rank uniformity test ("mtc_c", the test ``plot_rank``
+    prints on each panel) per scalar, labelled from dims/coords. Ranks are pooled over all
+    chains and draws and scaled to (0, 1), as ``plot_rank`` does. A small p-value says the
+    chains' rank distributions differ even where R-hat passes (it is reported beside R-hat,
+    not folded into :func:`diagnose`'s thresholds)."""
+    from scipy.stats import rankdata
+
+    post = idata["posterior"].to_dataset()
+    out = {}
+    if post.sizes.get("chain", 1) < 2:
+        return pd.Series(out, dtype=float)
+    for name in var_names if var_names is not None else list(post.data_vars):
+        da = post[name].transpose("chain", "draw", ...)
+        flat = da.values.reshape(da.shape[0], da.shape[1], -1)
+        labels = flat_by_label(da.isel(chain=0, draw=0, drop=True), name).index
+        for j, label in enumerate(labels):
+            x = flat[..., j]
+            if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+                continue
+            r = rankdata(x.ravel()).reshape(x.shape) / (x.size + 1)
+            ds = xr.Dataset({"r": (("chain", "draw"), r)})
+            out[label] = float(ds.azstats.mchain_uniformity_test(dim=("chain", "draw"))[0]["r"])
+    return pd.Series(out, dtype=float)
+
+
