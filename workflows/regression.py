@@ -12,6 +12,7 @@ from models.base import datasets
 from models.families import linear, logistic, poisson, softmax
 from models.inference import predictive_class_probs, predictive_log_score
 from workflows.report import Report, data_hash
+from models.base.splits import random_split
 from models.base.checks import DataError, as_labels
 from workflows._common import entry, Progress, finish, SectionSpec, model_section, parser, settings
 from workflows.data_input import check_table, load_csv
@@ -48,15 +49,9 @@ FAMILIES = {
 }
 
 
-def split(n: int, seed: int, test_fraction: float = 0.25):
-    idx = np.random.default_rng(seed).permutation(n)
-    n_test = max(1, int(round(test_fraction * n)))
-    return np.sort(idx[n_test:]), np.sort(idx[:n_test])
-
-
 def run_family(report, family, X, y, s, progress, offset, source_note):
     spec = FAMILIES[family]
-    train, test = split(len(y), s.seed + offset)
+    train, test = random_split(len(y), s.seed + offset)
     Xtr, ytr, Xte, yte = X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test]
     classes = None
     if family == "softmax":

@@ -13,7 +13,7 @@ import pandas as pd
 from models.evaluation import bnn
 from models.base import datasets
 from models.inference.distributed import format_failures
-from models.inference import ADAPTATIONS
+from models.inference import ADAPTATIONS, RHAT_MAX
 from workflows.report import Report, data_hash
 from models.evaluation.uci_reference import PUBLISHED
 from workflows._common import (entry, Progress, add_fanout, cli_error, fanout_client, finish,
@@ -69,17 +69,12 @@ def main(argv=None) -> int:
         return _run(s, names, n_splits, proto, client)
 
 
-def _run(s, names, n_splits, proto, client) -> int:
+def _describe(report, s, proto, n_splits: int, where: str) -> None:
+    """The protocol in words."""
     hidden = proto.net.hidden[0]
     net = {"activation": proto.net.activation, "prior": proto.net.prior,
            "adaptation": proto.sampler.adaptation, "target_accept": proto.sampler.target_accept,
            "advi": proto.advi_iterations}
-    n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
-    where = (f"{n_workers} Dask worker(s) ({client.dashboard_link})" if client is not None
-             else "this process")
-    n_tasks = len(names) * n_splits
-    progress = Progress(NAME, 1 + n_tasks)
-    report = Report(NAME, "UCI regression benchmark: MLE net, MAP net and NUTS BNN")
     report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
                 f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
                 f"standardised target), splits 0..{n_splits - 1} of the standard 20, inputs and "
@@ -96,14 +91,11 @@ def _run(s, names, n_splits, proto, client) -> int:
                    if s.chains > 1 else "")
                 + (f" ADVI: mean-field, {net['advi']} Adam steps from a prior draw, 1000 draws."
                    if net["advi"] else ""))
-    progress(f"{n_tasks} splits ({', '.join(names)}) on {where}")
-    start = time.perf_counter()
-    results, failures = bnn.uci_splits(names, n_splits, proto, client=client,
-                                       on_done=lambda k, n: progress(f"{k} of {n} splits done"))
-    wall = time.perf_counter() - start
-    if failures:
-        report.alert(f"{len(failures)} split(s) failed twice and are missing from the tables: "
-                     + format_failures(failures))
+
+
+def _collect(results):
+    """Per-split rows (one per method), each split's function-space Diagnostics, the data
+    hashed for provenance and the seconds per data set, from :func:`bnn.uci_splits`."""
     rows, diags, hashes, timing = [], [], [], {}
     for r in results:
         if r is None:
@@ -127,10 +119,11 @@ def _run(s, names, n_splits, proto, client) -> int:
                     "stacking_reliable": fs.get("chain_stacking_reliable", False),
                     "divergences": fs["divergences"]})
         diags.append((f"{name} split {split}", r["diagnostics"]))
-    if not rows:
-        report.alert("Every split failed; nothing to tabulate.")
-        return finish(NAME, report, s, diags, {}, s.seed, data_hash(np.zeros(1)))
-    per_split = pd.DataFrame(rows)
+    return rows, diags, hashes, timing
+
+
+def _summary(per_split: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error over splits per (data set, method), with the published rows."""
     summary = []
     for (name, method), g in per_split.groupby(["data", "method"], sort=False):
         n = len(g)
@@ -143,11 +136,11 @@ def _run(s, names, n_splits, proto, client) -> int:
                 summary.append({"data": name, "method": f"published: {ref}", "splits": 20,
                                 "RMSE": rmse, "RMSE se": np.nan, "test LL": ll, "test LL se": np.nan})
     summary = pd.DataFrame(summary).set_index(["data", "method"])
-    report.table(summary, digits=3, caption="Mean ± standard error over splits (test LL: nats "
-                 "per point, higher is better). Published rows: the papers' 20-split means.")
-    nuts = per_split[per_split["method"] == "NUTS posterior"]
-    from models.inference import RHAT_MAX
+    return summary
 
+
+def _convergence(nuts: pd.DataFrame) -> pd.DataFrame:
+    """Per data set: on how many splits the chains agree, or are each stationary but disagree."""
     conv = []
     for name, g in nuts.groupby("data", sort=False):
         stationary = g["f_rhat_within_chain_max"] <= RHAT_MAX
@@ -164,6 +157,35 @@ def _run(s, names, n_splits, proto, client) -> int:
                      "divergences (sum)": int(g["divergences"].sum()),
                      "splits with divergences": int((g["divergences"] > 0).sum())})
     conv = pd.DataFrame(conv).set_index("data")
+    return conv
+
+
+def _run(s, names, n_splits, proto, client) -> int:
+    n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
+    where = (f"{n_workers} Dask worker(s) ({client.dashboard_link})" if client is not None
+             else "this process")
+    n_tasks = len(names) * n_splits
+    progress = Progress(NAME, 1 + n_tasks)
+    report = Report(NAME, "UCI regression benchmark: MLE net, MAP net and NUTS BNN")
+    _describe(report, s, proto, n_splits, where)
+    progress(f"{n_tasks} splits ({', '.join(names)}) on {where}")
+    start = time.perf_counter()
+    results, failures = bnn.uci_splits(names, n_splits, proto, client=client,
+                                       on_done=lambda k, n: progress(f"{k} of {n} splits done"))
+    wall = time.perf_counter() - start
+    if failures:
+        report.alert(f"{len(failures)} split(s) failed twice and are missing from the tables: "
+                     + format_failures(failures))
+    rows, diags, hashes, timing = _collect(results)
+    if not rows:
+        report.alert("Every split failed; nothing to tabulate.")
+        return finish(NAME, report, s, diags, {}, s.seed, data_hash(np.zeros(1)))
+    per_split = pd.DataFrame(rows)
+    summary = _summary(per_split)
+    report.table(summary, digits=3, caption="Mean ± standard error over splits (test LL: nats "
+                 "per point, higher is better). Published rows: the papers' 20-split means.")
+    nuts = per_split[per_split["method"] == "NUTS posterior"]
+    conv = _convergence(nuts)
     report.table(conv, digits=3, caption="NUTS convergence in function space, per data set. f R-hat: "
                  "the largest R-hat of the predictions at the test points over all chains; "
                  "within-chain R-hat: the same for each chain alone (split in halves), so a chain "

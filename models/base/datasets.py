@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.base.splits import DataSplit
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
@@ -78,10 +80,10 @@ def newcomb() -> pd.Series:
 UCI = ("yacht", "energy", "concrete", "wine-quality-red")
 
 
-def uci(name: str, split: int = 0) -> dict:
+def uci(name: str, split: int = 0) -> DataSplit:
     """A UCI regression benchmark split (Hernandez-Lobato & Adams 2015; Gal & Ghahramani 2016).
 
-    Returns standardised training/test arrays (inputs and target standardised with the
+    Returns a :class:`DataSplit`: standardised training/test arrays (inputs and target standardised with the
     TRAINING split's mean and sd, the published protocol) and the target's mean and sd, to
     report metrics in original units. ``split`` in 0..19.
     """
@@ -98,9 +100,4 @@ def uci(name: str, split: int = 0) -> dict:
     test = np.loadtxt(folder / f"index_test_{split}.txt", dtype=int)
     X_train, X_test = data[train][:, features], data[test][:, features]
     y_train, y_test = data[train][:, target], data[test][:, target]
-    x_mean, x_sd = X_train.mean(0), X_train.std(0)
-    x_sd = np.where(x_sd > 0, x_sd, 1.0)
-    y_mean, y_sd = y_train.mean(), y_train.std()
-    return {"X_train": (X_train - x_mean) / x_sd, "X_test": (X_test - x_mean) / x_sd,
-            "y_train": (y_train - y_mean) / y_sd, "y_test_original": y_test,
-            "y_mean": y_mean, "y_sd": y_sd, "n_splits": n_splits}
+    return DataSplit.standardised(X_train, y_train, X_test, y_test, n_splits)

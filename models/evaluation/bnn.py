@@ -25,6 +25,7 @@ from scipy import special
 
 from models.base import datasets
 from models.base.checks import as_design_matrix
+from models.base.splits import Standardizer, random_split
 from models.evaluation import scores as calibration
 from models.evaluation.scores import (auroc, binary_entropy, predictive_entropy,  # noqa: F401
                                       predictive_regression_metrics, weighted_sd)
@@ -390,17 +391,10 @@ def evaluate_held_out_class(X, y, held_out, protocol: BNNProtocol | None = None,
         raise ValueError(f"held_out: {held_out!r} is not a class of y (classes: {classes})")
     if len(classes) < 3:
         raise ValueError(f"y: a held-out-class test needs at least 3 classes, got {classes}")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction}")
-    rng = np.random.default_rng(seed)
-    inside = np.flatnonzero(y != held_out)
     ood = np.flatnonzero(y == held_out)
-    perm = rng.permutation(inside)
-    n_test = max(1, int(round(test_fraction * len(inside))))
-    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    mean, sd = Xv[train].mean(0), Xv[train].std(0)
-    sd = np.where(sd > 0, sd, 1.0)
-    Z = (Xv - mean) / sd
+    train, test = random_split(np.flatnonzero(y != held_out), seed, test_fraction)
+    n_test = len(test)
+    Z = Standardizer.fit(Xv[train])(Xv)
     kept = [c for c in classes if c != held_out]
     model = net.build_model(pd_frame(Z[train], names), y[train], classes=kept)
     code = {c: k for k, c in enumerate(kept)}
