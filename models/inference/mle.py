@@ -325,27 +325,20 @@ def _identifiability(info: np.ndarray) -> _Identifiability:
     return _Identifiability(info, d, (values, vectors), null)
 
 
-def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
-            maxiter: int = 20_000, warn: bool = True, initvals: list[dict] | None = None
-            ) -> MLEResult:
-    """Maximum-likelihood estimate of ``model``'s parameters, priors ignored.
+@dataclass
+class _Optimum:
+    """The best of the optimiser's runs, and every run's log-likelihood."""
 
-    Starts: the model's initial point, then ``n_starts - 1`` jittered ones (uniform(-1, 1) in
-    the unconstrained space, as ``pm.sample`` jitters); the best log-likelihood wins. The
-    optimisation runs in the unconstrained space (log sigma, ...), where the MLE is the same
-    point (invariance); the observed information is the negative Hessian there, and standard
-    errors on the constrained scale follow by the delta method, cov = J I^{-1} J^T.
+    ll: float
+    x: np.ndarray
+    res: object  # scipy's OptimizeResult of the best run
+    x0: np.ndarray  # where the best run started
+    fits: list  # (loglik, x, result, start) per start with a finite log-likelihood
 
-    Problems are reported in ``status``/``message`` (and as an :class:`MLEWarning` when
-    ``warn``): "does_not_exist" (the likelihood keeps rising towards infinity, e.g.
-    separation), "singular" (information matrix not invertible: a parameter is not
-    identified), "not_converged". Standard errors are NaN unless the status is "ok".
 
-    ``initvals``: explicit starts instead (a list of {variable name: constrained value}
-    dicts, e.g. prior draws: :func:`models.bnn.prior_starts`).
-    """
-    n_starts = check_positive_int(n_starts, "n_starts", maximum=1000)
-    c = compiled_mle(model)
+def _optimise(model, c: CompiledMLE, n_starts: int, random_seed, maxiter: int,
+              initvals) -> _Optimum:
+    """L-BFGS + Newton from each start (the initial point, then jittered ones, or ``initvals``)."""
     make_start = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
                                        return_transformed=True)
     rng = np.random.default_rng(random_seed)
@@ -366,6 +359,12 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
                          "against the model's support")
     ll, x, res, x0 = max(fits, key=lambda f: f[0] if np.isfinite(f[0]) else -np.inf)
 
+    return _Optimum(ll, x, res, x0, fits)
+
+
+def _information(c: CompiledMLE, x: np.ndarray):
+    """Gradient, observed information (steps on each coordinate's own scale) and its
+    identifiability at ``x``."""
     _, grad = c.f_ll_grad(x)
     info = -np.asarray(c.f_hess(x), dtype=float)
     diag = np.diag(info)
@@ -374,10 +373,15 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
         info = -np.asarray(c.f_hess(x, scale=1.0 / np.sqrt(diag)), dtype=float)
     info = 0.5 * (info + info.T)
     ident = _identifiability(info) if np.all(np.isfinite(info)) else None
+    return grad, info, ident
+
+
+def _status(c: CompiledMLE, o: _Optimum, grad, ident, jac):
+    """``(status, message, unconstrained covariance or None, estimable mask or None)``."""
+    ll, x, x0, res, fits = o.ll, o.x, o.x0, o.res, o.fits
     grad_ok = (np.max(np.abs(grad)) <= 1e-4 * max(1.0, np.sqrt(abs(ll)))
                or (ident is not None and ident.newton_decrement(grad) <= 1e-8 * max(1.0, abs(ll))))
     direction, ll_far = _unbounded_direction(c, x, x0, ll, ident)
-    flat, jac = c.f_out(x)
     cov_x, estimable = None, None
     if direction is not None:
         top = np.argsort(-np.abs(direction))[:3]
@@ -426,7 +430,12 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
     if c.absent:
         message += (f"; {c.absent} do not enter the likelihood (no MLE: NaN); for a hierarchical "
                     "model see models.hierarchical.type2_mle")
+    return status, message, cov_x, estimable
 
+
+def _constrained(model, c: CompiledMLE, flat, jac, cov_x, estimable):
+    """Estimates, SEs (delta method, cov = J cov_x J^T), labels and the labelled covariance on
+    the constrained scale; NaN where there is no covariance or nothing is identified."""
     if cov_x is not None:
         cov_c = jac @ cov_x @ jac.T
         if estimable is not None:  # NaN rows/columns for what the likelihood does not identify
@@ -451,6 +460,36 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
         labels[name] = model_labels(model, name, shape)
     all_labels = [lab for name in params if name not in c.absent for lab in labels[name]]
     cov = pd.DataFrame(cov_c, index=all_labels, columns=all_labels)
+    return params, se, labels, cov
+
+
+def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
+            maxiter: int = 20_000, warn: bool = True, initvals: list[dict] | None = None
+            ) -> MLEResult:
+    """Maximum-likelihood estimate of ``model``'s parameters, priors ignored.
+
+    Starts: the model's initial point, then ``n_starts - 1`` jittered ones (uniform(-1, 1) in
+    the unconstrained space, as ``pm.sample`` jitters); the best log-likelihood wins. The
+    optimisation runs in the unconstrained space (log sigma, ...), where the MLE is the same
+    point (invariance); the observed information is the negative Hessian there, and standard
+    errors on the constrained scale follow by the delta method, cov = J I^{-1} J^T.
+
+    Problems are reported in ``status``/``message`` (and as an :class:`MLEWarning` when
+    ``warn``): "does_not_exist" (the likelihood keeps rising towards infinity, e.g.
+    separation), "singular" (information matrix not invertible: a parameter is not
+    identified), "not_converged". Standard errors are NaN unless the status is "ok".
+
+    ``initvals``: explicit starts instead (a list of {variable name: constrained value}
+    dicts, e.g. prior draws: :func:`models.bnn.prior_starts`).
+    """
+    n_starts = check_positive_int(n_starts, "n_starts", maximum=1000)
+    c = compiled_mle(model)
+    o = _optimise(model, c, n_starts, random_seed, maxiter, initvals)
+    ll, x, fits = o.ll, o.x, o.fits
+    grad, info, ident = _information(c, x)
+    flat, jac = c.f_out(x)
+    status, message, cov_x, estimable = _status(c, o, grad, ident, jac)
+    params, se, labels, cov = _constrained(model, c, flat, jac, cov_x, estimable)
     k = x.size
     n = _n_obs(model)
     result = MLEResult(
