@@ -56,7 +56,7 @@ def test_every_sampler_entry_point_refuses_before_compiling():
 
 
 def test_cli_says_the_flag_name():
-    from workflows._common import cli_error
+    from workflows.options import cli_error
 
     try:
         SamplerConfig(target_accept=2.0)

@@ -119,7 +119,6 @@ def test_fit_many_matches_statsmodels_and_is_the_same_on_two_workers(client):
 def test_fit_many_checks_its_arguments():
     from models import logistic
     from models.fits import FitPlan, fit_many
-    from models.inference import SamplerConfig
 
     X, y, data = _wells_subsets(2)
     model = logistic.build(X, y)

@@ -74,7 +74,7 @@ SLOW_WRITE = """
 import sys, time
 import xarray as xr
 from workflows import gaussian
-from workflows._common import entry
+from workflows.running import entry
 
 original = xr.DataTree.to_netcdf
 

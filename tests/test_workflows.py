@@ -75,7 +75,7 @@ def test_missing_file_and_bad_options(tmp_path):
 
 
 def test_config_file_sets_options_and_rejects_unknown_keys(tmp_path):
-    from workflows._common import parser, settings
+    from workflows.options import parser, settings
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('draws = 123\nchains = 3\nsampler = "pymc"\n')

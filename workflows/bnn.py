@@ -15,7 +15,8 @@ from models.base import datasets
 from models.base.splits import Standardizer, random_split
 from models.inference import ADAPTATIONS
 from workflows.report import Report, data_hash
-from workflows._common import Progress, cli_error, entry, finish, parser, sentence, settings
+from workflows.options import cli_error, parser, settings
+from workflows.running import entry, finish, Progress, sentence
 
 NAME = "bnn"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())

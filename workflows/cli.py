@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             note = "  [not in 'run all']" if name in EXTRA else ""
             print(f"{name:18s} {_module(name).DESCRIPTION}{note}")
         return 0
-    from workflows._common import entry
+    from workflows.running import entry
 
     if args.workflow != "all":
         return entry(_module(args.workflow).main, rest)

@@ -14,7 +14,8 @@ from models.inference import evidence as ev, sequential as sq
 from models.families import linear
 from models.inference import fit_mle, set_data
 from workflows.report import Report, data_hash
-from workflows._common import entry, Progress, finish, parser, settings
+from workflows.options import parser, settings
+from workflows.running import entry, finish, Progress
 
 NAME = "evidence"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())

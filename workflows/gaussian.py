@@ -10,7 +10,9 @@ from models.base import datasets
 from models.families import gaussian
 from workflows.report import Report, data_hash
 from models.base.checks import DataError
-from workflows._common import entry, Progress, finish, SectionSpec, model_section, parser, settings
+from workflows.options import parser, settings
+from workflows.running import entry, finish, Progress
+from workflows.sections import model_section, SectionSpec
 from workflows.data_input import load_csv, numeric_column
 
 NAME = "gaussian"

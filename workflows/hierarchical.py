@@ -11,7 +11,9 @@ from models.base import datasets
 from models.families import hierarchical
 from models.inference import diagnose, fit_mle
 from workflows.report import Report, data_hash
-from workflows._common import entry, Progress, finish, SectionSpec, model_section, parser, settings
+from workflows.options import parser, settings
+from workflows.running import entry, finish, Progress
+from workflows.sections import model_section, SectionSpec
 
 NAME = "hierarchical"
 # As in posteriordb's reference run of this model (adapt_delta = 0.95): with the default 0.8

@@ -11,7 +11,8 @@ from scipy import stats
 
 from models.base import datasets, likelihood as lk
 from workflows.report import Report, data_hash
-from workflows._common import entry, Progress, finish, parser, settings, summary_table
+from workflows.options import parser, settings
+from workflows.running import entry, finish, Progress, summary_table
 
 NAME = "likelihood_basics"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())

@@ -14,7 +14,9 @@ from models.inference import predictive_class_probs, predictive_log_score
 from workflows.report import Report, data_hash
 from models.base.splits import random_split
 from models.base.checks import DataError, as_labels
-from workflows._common import entry, Progress, finish, SectionSpec, model_section, parser, settings
+from workflows.options import parser, settings
+from workflows.running import entry, finish, Progress
+from workflows.sections import model_section, SectionSpec
 from workflows.data_input import check_table, load_csv
 
 NAME = "regression"

@@ -11,7 +11,8 @@ import pandas as pd
 from models.families import bnn
 from models.evaluation import signal
 from workflows.report import Report, data_hash
-from workflows._common import entry, Progress, finish, parser, settings
+from workflows.options import parser, settings
+from workflows.running import entry, finish, Progress
 
 NAME = "signal_propagation"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())

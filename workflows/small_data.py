@@ -19,8 +19,9 @@ from models.inference.distributed import format_failures
 from models.inference.fits import FitPlan, fit_many, interval_coverage
 from models.inference import fit_mle
 from workflows.report import Report, data_hash
-from workflows._common import (entry, Progress, add_fanout, fanout_client, finish, SectionSpec, model_section, parser,
-                               settings)
+from workflows.options import add_fanout, fanout_client, parser, settings
+from workflows.running import entry, finish, Progress
+from workflows.sections import model_section, SectionSpec
 
 NAME = "small_data"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())

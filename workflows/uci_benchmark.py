@@ -16,8 +16,8 @@ from models.inference.distributed import format_failures
 from models.inference import ADAPTATIONS, RHAT_MAX
 from workflows.report import Report, data_hash
 from models.evaluation.uci_reference import PUBLISHED
-from workflows._common import (entry, Progress, add_fanout, cli_error, fanout_client, finish,
-                               parser, settings)
+from workflows.options import add_fanout, cli_error, fanout_client, parser, settings
+from workflows.running import entry, finish, Progress
 
 NAME = "uci_benchmark"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())

@@ -20,8 +20,8 @@ from models.evaluation import reference
 from models.inference import sample_posterior
 from workflows.report import Report, data_hash
 from models.inference.sbc import run_sbc
-from workflows._common import (entry, Progress, Verdict, add_fanout, fanout_client, finish, parser,
-                               settings)
+from workflows.options import add_fanout, fanout_client, parser, settings
+from workflows.running import entry, finish, Progress, Verdict
 
 NAME = "validation"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())

@@ -1,0 +1,187 @@
+"""A workflow's options: the command line and TOML config merged into one frozen
+:class:`Settings` (a :class:`SamplerConfig` plus where to write and what data), checked
+before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.inference import SAMPLERS, SamplerConfig, sample_posterior
+from workflows.report import check_out_dir
+
+
+REPORTS = Path("reports")
+
+
+QUICK = {"draws": 300, "tune": 300, "chains": 2}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A workflow's options: how to sample (one :class:`SamplerConfig`, validated when it is
+    made), where to write, and the user's data if any."""
+
+    config: SamplerConfig
+    out: Path
+    quick: bool
+    data: Path | None = None
+    target: str | None = None
+    predictors: list[str] | None = None
+
+    @property
+    def draws(self) -> int:
+        return self.config.draws
+
+    @property
+    def tune(self) -> int:
+        return self.config.tune
+
+    @property
+    def chains(self) -> int:
+        return self.config.chains
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def sampler(self) -> str:
+        return self.config.sampler
+
+    def sample(self, model, seed_offset: int = 0, **options):
+        """``sample_posterior`` with these settings, the seed offset by ``seed_offset`` and
+        any :class:`SamplerConfig` field in ``options`` (e.g. ``target_accept``)."""
+        config = self.config.offset_seed(seed_offset)
+        return sample_posterior(model, config.replace(**options) if options else config,
+                                progressbar=sys.stderr.isatty())
+
+    def as_dict(self) -> dict:
+        return {"draws": self.draws, "tune": self.tune, "chains": self.chains,
+                "sampler": self.sampler, "quick": self.quick,
+                "data": str(self.data) if self.data else "bundled"}
+
+
+def cli_error(exc: Exception) -> SystemExit:
+    """A :class:`SamplerConfig` error as the command line says it: "--target-accept must ..."."""
+    field, _, rest = str(exc).partition(" ")
+    return SystemExit(f"error: --{field.replace('_', '-')} {rest}")
+
+
+def parser(name: str, description: str, takes_data: bool = False) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"mlebayes run {name}", description=description)
+    s = p.add_argument_group("sampling")
+    s.add_argument("--draws", type=int, default=None, help="posterior draws per chain (default 1000)")
+    s.add_argument("--tune", type=int, default=None, help="tuning steps per chain (default 1000)")
+    s.add_argument("--chains", type=int, default=None, help="number of chains (default 4)")
+    s.add_argument("--seed", type=int, default=None, help="random seed (default 20261124)")
+    s.add_argument("--sampler", choices=SAMPLERS, default=None, help="NUTS implementation (default nutpie)")
+    s.add_argument("--quick", action="store_true",
+                   help=f"smoke run: {QUICK['draws']} draws, {QUICK['tune']} tune, {QUICK['chains']} chains, fewer sweep steps")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"report directory (default reports/{name})")
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML file with any of these options as keys (command-line flags win)")
+    if takes_data:
+        d = p.add_argument_group("your own data")
+        d.add_argument("--data", type=Path, default=None, help="CSV file with a header row")
+        d.add_argument("--target", default=None, help="outcome column of --data")
+        d.add_argument("--predictors", default=None,
+                       help="comma-separated predictor columns of --data (default: all others)")
+    return p
+
+
+def add_fanout(p: argparse.ArgumentParser) -> None:
+    """Options of the many-fit workflows: where the fits run (Dask distributed)."""
+    g = p.add_argument_group("fan-out (Dask distributed)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes of a LocalCluster on this machine (default: one per "
+                        "core); 0 runs every fit in this process, without Dask")
+    g.add_argument("--scheduler", default=None,
+                   help="address of an existing Dask scheduler, e.g. tcp://host:8786 (instead of --workers)")
+
+
+def fanout_client(args: argparse.Namespace):
+    """Context manager yielding the Dask client for ``--workers`` / ``--scheduler``."""
+    from models.inference.distributed import dask_client
+
+    if args.workers is not None and args.workers < 0:
+        raise SystemExit(f"error: --workers must be 0 (no Dask) or a positive integer, got {args.workers}")
+    if args.workers is not None and args.scheduler:
+        raise SystemExit("error: give --workers (a local cluster) or --scheduler (an existing "
+                         "cluster), not both")
+    if args.workers == 0:
+        return contextlib.nullcontext(None)
+    return dask_client(workers=args.workers, scheduler=args.scheduler)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+CONFIG_TYPES = {
+    "draws": _is_int, "tune": _is_int, "chains": _is_int, "seed": _is_int,
+    "sampler": lambda v: isinstance(v, str), "out": lambda v: isinstance(v, str),
+    "quick": lambda v: isinstance(v, bool), "data": lambda v: isinstance(v, str),
+    "target": lambda v: isinstance(v, str),
+    "predictors": lambda v: isinstance(v, str) or (isinstance(v, list)
+                                                   and all(isinstance(x, str) for x in v)),
+}
+
+
+CONFIG_EXPECTED = {
+    "draws": "an integer", "tune": "an integer", "chains": "an integer",
+    "seed": "an integer (0 to 4294967295)", "sampler": f"one of {SAMPLERS}",
+    "out": "a path (a string)", "quick": "true or false (TOML booleans, no quotes)",
+    "data": "a path (a string)", "target": "a column name (a string)",
+    "predictors": 'a list of column names or one comma-separated string, e.g. ["a", "b"]',
+}
+
+
+def settings(name: str, args: argparse.Namespace) -> Settings:
+    """Merge defaults < TOML config < command line, and validate before anything runs."""
+    values = {"draws": 1000, "tune": 1000, "chains": 4, "seed": 20261124, "sampler": "nutpie",
+              "out": REPORTS / name, "quick": False, "data": None, "target": None,
+              "predictors": None}
+    if args.config is not None:
+        try:
+            config = tomllib.loads(Path(args.config).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SystemExit(f"error: --config {args.config}: {exc}") from None
+        unknown = sorted(set(config) - set(values))
+        if unknown:
+            raise SystemExit(f"error: --config {args.config}: unknown option(s) {unknown}; "
+                             f"known: {sorted(values)}")
+        for key, value in config.items():
+            ok = CONFIG_TYPES[key](value)
+            if not ok:
+                raise SystemExit(f"error: --config {args.config}: {key} = {value!r} must be "
+                                 f"{CONFIG_EXPECTED[key]}")
+        values.update(config)
+    for key in values:
+        v = getattr(args, key, None)
+        if v is not None and v is not False:  # not `v not in (None, False)`: 0 == False
+            values[key] = v
+    if values["quick"]:
+        for key, v in QUICK.items():
+            if getattr(args, key, None) is None:
+                values[key] = v
+    try:
+        config = SamplerConfig(values["sampler"], values["draws"], values["tune"],
+                               values["chains"], values["seed"])
+    except ValueError as exc:
+        raise cli_error(exc) from None
+    try:
+        out = check_out_dir(values["out"])
+    except (ValueError, PermissionError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    predictors = values["predictors"]
+    if isinstance(predictors, str):
+        predictors = [c.strip() for c in predictors.split(",") if c.strip()]
+    return Settings(config, Path(out), bool(values["quick"]),
+                    Path(values["data"]) if values["data"] else None, values["target"],
+                    predictors)

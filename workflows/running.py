@@ -1,0 +1,127 @@
+"""Running a workflow as a command: signals and exit codes (:func:`entry`), progress lines,
+and :func:`finish` (the verdicts, metrics.json, the atomic write, one summary line)."""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from models.base.interrupts import interrupted, note_interrupt
+from workflows.options import Settings
+from workflows.report import OutputError, Report
+
+
+def entry(main, argv=None) -> int:
+    """Run a workflow's ``main`` as a command: Ctrl-C / SIGTERM stop it with exit 130 and
+    one line (no traceback), whatever phase they land in: the signal is recorded
+    (:mod:`models.base.interrupts`) before the KeyboardInterrupt is raised, so a library that
+    swallows the exception cannot make the run carry on to a report."""
+    def handler(signum, frame):
+        note_interrupt()
+        raise KeyboardInterrupt
+
+    def note_only(signum, frame):  # while stopping: a second Ctrl-C must not cut the exit
+        note_interrupt()
+
+    def unraisable(hook_args):
+        # A KeyboardInterrupt raised where Python cannot propagate it (a weakref or __del__
+        # callback, e.g. during numba compilation) is printed as "Exception ignored ..." and
+        # dropped. It is already recorded: print nothing, and deliver the signal once more so
+        # that it lands in ordinary code and stops the run now.
+        if issubclass(hook_args.exc_type, KeyboardInterrupt):
+            # from another thread, a moment later: raised here it would be swallowed again
+            threading.Timer(0.05, _thread.interrupt_main).start()
+            return
+        default_unraisable(hook_args)
+
+    default_unraisable = sys.unraisablehook
+    sys.unraisablehook = unraisable
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            signal.signal(sig, handler)
+            installed.append(sig)
+    try:
+        rc = main(argv)
+        if interrupted():
+            raise KeyboardInterrupt
+        return rc
+    except KeyboardInterrupt:
+        for sig in installed:
+            signal.signal(sig, note_only)
+        print("interrupted: stopped, no report written (a previous report there is unchanged)",
+              file=sys.stderr, flush=True)
+        return 130
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+class Progress:
+    """One line per step on stderr: ``[regression 2/7] sampling logistic (wells)``."""
+
+    def __init__(self, name: str, total: int):
+        self.name, self.total, self.step, self.start = name, total, 0, time.time()
+
+    def __call__(self, what: str) -> None:
+        self.step += 1
+        print(f"[{self.name} {self.step}/{self.total} {time.time() - self.start:5.0f}s] {what}",
+              file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A pass/fail check that is not a sampler diagnostic (an SBC family, a reference
+    posterior), for :func:`finish`: ``passed`` and, when it failed, ``reason`` in words."""
+
+    passed: bool
+    reason: str = ""
+
+
+def _failed_checks(d) -> str:
+    """'convergence: r_hat_max = 1.51 (needs <= 1.01), ...' for a Diagnostics object."""
+    return "convergence: " + d.failures() if hasattr(d, "failures") else "failed"
+
+
+def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict,
+           seed, data_sha: str, required: bool = False) -> int:
+    """Write the report and print one line. ``diags``: (label, object with ``.passed``).
+
+    ``required``: the checks are the workflow's purpose (validation): any failure prints FAIL
+    and returns 1. Otherwise a failed check is a WARN (the report says why) and returns 0."""
+    failed = [(label, d) for label, d in diags if not d.passed]
+    reasons = [f"{label}: {getattr(d, 'reason', '') or _failed_checks(d)}" for label, d in failed]
+    misfit = [v["model"] for v in report.verdicts
+              if v["fit"] is not None and not v["fit"][0] and not v["expected"]]
+    reasons += [f"{model}: the model does not fit the data (see its model-fit checks)"
+                for model in misfit]
+    report.provenance(seed, data_sha, s.as_dict())
+    report.metrics["workflow"] = name
+    report.metrics["settings"] = {**s.as_dict(), "seed": seed}
+    report.metrics["data_sha256_16"] = data_sha
+    report.metrics["diagnostics_passed"] = not failed
+    report.metrics["fit_passed"] = not misfit
+    report.metrics["checks"] = {label: bool(d.passed) for label, d in diags}
+    report.metrics["failed_checks"] = reasons
+    path = report.write(s.out, posteriors)
+    word = "FAIL" if required else "WARN"
+    verdict = "PASS" if not reasons else f"{word} ({'; '.join(reasons)})"
+    print(f"{name}: {verdict}  report: {path}", flush=True)
+    return 1 if (failed and required) else 0
+
+
+def sentence(text: str) -> str:
+    """A message as a sentence: capitalised, one full stop."""
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
+
+
+def summary_table(items: dict) -> pd.DataFrame:
+    return pd.DataFrame({"value": list(items.values())}, index=pd.Index(list(items), name="quantity"))
