@@ -94,6 +94,14 @@ def test_families_know_nothing_of_fitting():
                 f"{path.relative_to(ROOT)}:{line} imports {target}"
 
 
+def test_the_base_needs_no_pymc():
+    """Floor 0 is plain numpy/scipy/pandas: usable (and testable) without compiling a model."""
+    for path in _sources("models/base"):
+        for line, target, _ in _imports(ast.parse(path.read_text()), _module_name(path)):
+            assert target.split(".")[0] not in ("pymc", "pytensor", "arviz", "nutpie"), \
+                f"{path.relative_to(ROOT)}:{line} imports {target}"
+
+
 def test_nothing_under_models_imports_matplotlib():
     bad = []
     for path in _sources("models"):

@@ -21,7 +21,6 @@ from workflows.running import entry, finish, Progress
 
 NAME = "uci_benchmark"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
-METHODS = ["MLE net", "MAP net", "NUTS posterior", "NUTS, chains stacked", "ADVI (mean-field)"]
 
 
 def main(argv=None) -> int:
@@ -100,17 +99,17 @@ def _collect(results):
     for r in results:
         if r is None:
             continue
-        name, split = r["data"], r["split"]
-        hashes += list(r["data_hash"])
-        timing[name] = timing.get(name, 0.0) + r["seconds"]
-        fs = r["function_space"]
+        name, split = r.data, r.split
+        hashes += list(r.data_hash)
+        timing[name] = timing.get(name, 0.0) + r.seconds
+        fs = r.function_space
         chain_ll = fs.get("chain_test_ll_nats", [np.nan])
         weights = fs.get("chain_stacking", {}).get("weight used", [np.nan])
-        for method in METHODS:
-            if method not in r["metrics"]:
+        for method in bnn.METHODS:
+            if method not in r.metrics:
                 continue  # ADVI off, or one chain (nothing to stack)
-            rows.append({"data": name, "split": split, "method": method, **r["metrics"][method]})
-            if method == "NUTS posterior":
+            rows.append({"data": name, "split": split, "method": method, **r.metrics[method]})
+            if method == bnn.NUTS:
                 rows[-1].update({
                     "f_rhat_max": fs["f_rhat_max"], "f_ess_bulk_min": fs["f_ess_bulk_min"],
                     "f_rhat_within_chain_max": fs.get("f_rhat_within_chain_max", np.nan),
@@ -118,7 +117,7 @@ def _collect(results):
                     "max_chain_weight": max(weights),
                     "stacking_reliable": fs.get("chain_stacking_reliable", False),
                     "divergences": fs["divergences"]})
-        diags.append((f"{name} split {split}", r["diagnostics"]))
+        diags.append((f"{name} split {split}", r.diagnostics))
     return rows, diags, hashes, timing
 
 
@@ -184,7 +183,7 @@ def _run(s, names, n_splits, proto, client) -> int:
     summary = _summary(per_split)
     report.table(summary, digits=3, caption="Mean ± standard error over splits (test LL: nats "
                  "per point, higher is better). Published rows: the papers' 20-split means.")
-    nuts = per_split[per_split["method"] == "NUTS posterior"]
+    nuts = per_split[per_split["method"] == bnn.NUTS]
     conv = _convergence(nuts)
     report.table(conv, digits=3, caption="NUTS convergence in function space, per data set. f R-hat: "
                  "the largest R-hat of the predictions at the test points over all chains; "

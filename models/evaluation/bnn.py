@@ -117,6 +117,16 @@ def function_space_check(idata, X_test, activation: str, n_hidden: int):
     return fs, diag, f_post
 
 
+# The predictors a protocol scores, as they label the rows of ``metrics`` (and of the reports).
+CONSTANT = "constant (training mean)"
+MLE_NET = "MLE net"
+MAP_NET = "MAP net"
+NUTS = "NUTS posterior"
+NUTS_STACKED = "NUTS, chains stacked"
+ADVI = "ADVI (mean-field)"
+METHODS = (MLE_NET, MAP_NET, NUTS, NUTS_STACKED, ADVI)
+
+
 @dataclass(frozen=True)
 class BNNProtocol:
     """How a network is fitted and scored: the network (:class:`NetworkSpec`), NUTS settings
@@ -213,22 +223,22 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     sigma_post = _flat_draws(idata, "sigma").reshape(S)
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
     metrics = {
-        "constant (training mean)": predictive_regression_metrics(
+        CONSTANT: predictive_regression_metrics(
             np.zeros((1, len(y))), np.ones(1), y, m, sd),
-        "MLE net": predictive_regression_metrics(
+        MLE_NET: predictive_regression_metrics(
             forward(mle.params, d["X_test"], activation, L)[None, :, 0],
             np.asarray(mle.params["sigma"]).reshape(1), y, m, sd),
-        "MAP net": predictive_regression_metrics(
+        MAP_NET: predictive_regression_metrics(
             forward(map_params, d["X_test"], activation, L)[None, :, 0],
             np.asarray(map_params["sigma"]).reshape(1), y, m, sd),
-        "NUTS posterior": predictive_regression_metrics(f_post.reshape(S, -1), sigma_post, y, m, sd),
+        NUTS: predictive_regression_metrics(f_post.reshape(S, -1), sigma_post, y, m, sd),
     }
     post_params = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:])
                    for n in map_params if n != "sigma"}
     f_in = forward(post_params, d["X_test"], activation, L)[..., 0]
     f_out = forward(post_params, d["X_test"] + shift, activation, L)[..., 0]
     sd_in, sd_out = f_in.std(axis=0), f_out.std(axis=0)
-    metrics["NUTS posterior"]["shift_auroc"] = auroc(sd_in, sd_out)
+    metrics[NUTS]["shift_auroc"] = auroc(sd_in, sd_out)
     # each chain's own posterior predictive: how far apart are the modes the chains found?
     fs["chain_test_ll_nats"] = [predictive_regression_metrics(
         f_post[c], _flat_draws(idata, "sigma")[c], y, m, sd)["test_ll_nats"]
@@ -238,25 +248,43 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
         # of 1/chains each (the test split plays no part in the weights)
         stacking = stack_chains(idata, model)
         w = np.repeat(stacking.weights / f_post.shape[1], f_post.shape[1])
-        metrics["NUTS, chains stacked"] = predictive_regression_metrics(
+        metrics[NUTS_STACKED] = predictive_regression_metrics(
             f_post.reshape(S, -1), sigma_post, y, m, sd, weights=w)
-        metrics["NUTS, chains stacked"]["shift_auroc"] = auroc(
+        metrics[NUTS_STACKED]["shift_auroc"] = auroc(
             weighted_sd(f_in, w), weighted_sd(f_out, w))
         fs["chain_stacking"] = stacking.to_frame().to_dict(orient="list")
         fs["chain_stacking_reliable"] = stacking.reliable
-    for k in ("MLE net", "MAP net", "constant (training mean)"):
+    for k in (MLE_NET, MAP_NET, CONSTANT):
         metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
     advi = None
     if protocol.advi_iterations:
         advi = fit_advi(model, starts[0], protocol.advi_iterations, seed=seed)
         f_advi = forward(advi, d["X_test"], activation, L)[..., 0]
-        metrics["ADVI (mean-field)"] = predictive_regression_metrics(f_advi, advi["sigma"], y, m, sd)
-        metrics["ADVI (mean-field)"]["shift_auroc"] = auroc(
+        metrics[ADVI] = predictive_regression_metrics(f_advi, advi["sigma"], y, m, sd)
+        metrics[ADVI]["shift_auroc"] = auroc(
             f_advi.std(axis=0), forward(advi, d["X_test"] + shift, activation, L)[..., 0].std(axis=0))
     return Evaluation(model, mle, map_params, idata, metrics, fs, fdiag,
                       extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi})
 
 
+
+
+@dataclass
+class SplitResult:
+    """One split of the UCI protocol: scores per predictor, function-space diagnostic values
+    and pass/fail, wall seconds, and the training data (for the report's data hash).
+    ``r["metrics"]`` works as ``r.metrics``."""
+
+    data: str
+    split: int
+    metrics: dict
+    function_space: dict
+    diagnostics: Diagnostics
+    seconds: float
+    data_hash: tuple
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
 
 
 def _uci_split(key, name, split, protocol: BNNProtocol, cores):
@@ -268,9 +296,8 @@ def _uci_split(key, name, split, protocol: BNNProtocol, cores):
             protocol.net.build_model(d["X_train"], d["y_train"]), protocol.sampler))
     start = time.perf_counter()
     r = evaluate(d, protocol, compiled=compiled, cores=cores)
-    return {"data": name, "split": split, "metrics": r.metrics,
-            "function_space": r.function_space, "diagnostics": r.diagnostics,
-            "seconds": time.perf_counter() - start, "data_hash": (d["X_train"], d["y_train"])}
+    return SplitResult(name, split, r.metrics, r.function_space, r.diagnostics,
+                       time.perf_counter() - start, (d["X_train"], d["y_train"]))
 
 
 def uci_splits(names: Sequence[str], n_splits: int = 20, protocol: BNNProtocol | None = None,
@@ -281,8 +308,8 @@ def uci_splits(names: Sequence[str], n_splits: int = 20, protocol: BNNProtocol |
     way. With nutpie every process compiles each data set's model once and swaps each split's
     data in. ``on_done(done, total)`` is called as each split ends.
 
-    Returns ``(results, failures)``: per task a dict with ``data``, ``split``, ``metrics``,
-    ``function_space``, ``diagnostics``, ``seconds`` (or None if it failed twice)."""
+    Returns ``(results, failures)``: per task a :class:`SplitResult` (or None if it failed
+    twice)."""
     protocol = protocol or BNNProtocol(sampler=SamplerConfig(draws=500, tune=500, chains=2,
                                                              seed=0, init="prior"))
     key = uuid.uuid4().hex
@@ -316,9 +343,9 @@ def evaluate_classification(X_train, y_train, X_test, y_test,
 
     out = {}
     for label, probs, probs_shift in (
-        ("MLE net", special.expit(forward(mle.params, X_test, activation, L)[:, 0]),
+        (MLE_NET, special.expit(forward(mle.params, X_test, activation, L)[:, 0]),
          special.expit(forward(mle.params, np.asarray(X_test) + shift, activation, L)[:, 0])),
-        ("NUTS posterior", special.expit(forward(post, X_test, activation, L)[..., 0]).mean(0),
+        (NUTS, special.expit(forward(post, X_test, activation, L)[..., 0]).mean(0),
          special.expit(forward(post, np.asarray(X_test) + shift, activation, L)[..., 0]).mean(0)),
     ):
         p = np.clip(probs, 1e-300, 1 - 1e-16)
@@ -409,8 +436,8 @@ def evaluate_held_out_class(X, y, held_out, protocol: BNNProtocol | None = None,
     post = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:]) for n in pnames}
     bins = int(min(10, max(2, n_test // 10)))
     metrics, entropies = {}, {}
-    for label, params, sampled in (("MLE net", mle.params, False), ("MAP net", map_params, False),
-                                   ("NUTS posterior", post, True)):
+    for label, params, sampled in ((MLE_NET, mle.params, False), (MAP_NET, map_params, False),
+                                   (NUTS, post, True)):
         p_draws_in = special.softmax(forward(params, Z[test], activation, L), axis=-1)
         p_draws_out = special.softmax(forward(params, Z[ood], activation, L), axis=-1)
         p_in = p_draws_in.mean(0) if sampled else p_draws_in
