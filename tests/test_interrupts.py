@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from models import interrupts
-from models.report import MARKER, Report
+from workflows.report import MARKER, Report
 
 ROOT = Path(__file__).resolve().parent.parent
 

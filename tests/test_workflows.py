@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.base.splits import random_split
 from workflows.report import Report
 from workflows import WORKFLOWS, cli
 from workflows import gaussian as gaussian_wf
@@ -134,7 +135,7 @@ def test_unknown_predictor_column(csv, tmp_path):
 
 def test_class_only_in_the_test_split(csv, tmp_path):
     n = 41
-    _, test = regression.split(n, 20261124)  # the workflow's split of these rows
+    _, test = random_split(n, 20261124)  # the workflow's split of these rows
     labels = ["a" if i % 2 else "b" for i in range(n)]
     labels[test[0]] = "c"
     rows = "\n".join(f"{i * 0.1:.1f},{(i % 7) * 0.3:.1f},{lab}" for i, lab in enumerate(labels))

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
+from models.base.splits import random_split
 from models import datasets
 from workflows import gaussian, hierarchical, likelihood_basics, regression, small_data
 
@@ -118,7 +119,7 @@ def test_regression_e2e(tmp_path):
             "poisson": lambda y, X: sm.GLM(y, X, family=sm.families.Poisson()).fit()}
     for offset, family in enumerate(["linear", "logistic", "softmax", "poisson"]):
         X, y = regression.FAMILIES[family]["data"]()
-        train, _ = regression.split(len(y), 20261124 + offset)
+        train, _ = random_split(len(y), 20261124 + offset)
         Xtr, ytr = X.iloc[train], y.iloc[train]
         ref = fits[family](ytr, sm.add_constant(Xtr))
         params, bse = ref.params, ref.bse

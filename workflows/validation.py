@@ -79,7 +79,7 @@ def _run(s, args, client) -> int:
     fams = families(s.seed)
     cases = reference.cases()
     # provenance states what SBC ran (the reference fits' own settings are in their section)
-    s = dataclasses.replace(s, draws=draws, tune=tune, chains=2)
+    s = dataclasses.replace(s, config=s.config.replace(draws=draws, tune=tune, chains=2))
     progress = Progress(NAME, len(fams) + len(cases))
     report = Report(NAME, "Validation: simulation-based calibration of every model family")
     report.text(f"For each family: {n_sims} parameter sets drawn from the prior, data simulated "
