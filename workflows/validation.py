@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from models.families import bnn
-from models.families import gaussian, hierarchical, linear, logistic, poisson, softmax
 from models.evaluation import reference
-from models.inference import sample_posterior
+from models.families import bnn, gaussian, hierarchical, linear, logistic, poisson, softmax
+from models.inference import SamplerConfig, sample_posterior
+from models.inference.sbc import SBCPlan, run_sbc
 from workflows.report import Report, data_hash
-from models.inference.sbc import run_sbc
 from workflows.options import add_fanout, fanout_client, parser, settings
 from workflows.running import entry, finish, Progress, Verdict
 
@@ -73,6 +72,66 @@ def main(argv=None) -> int:
         return _run(s, args, client)
 
 
+def fit_sbc(fams: dict, plan: SBCPlan, client, progress) -> dict:
+    """SBC of every family (no report): family k runs with seed ``plan.seed + 1000 k`` and its
+    own ``var_names`` and extra plan fields (e.g. ``functions``)."""
+    results = {}
+    for k, (family, (model, var_names, *extra)) in enumerate(fams.items()):
+        progress(family)
+        results[family] = run_sbc(model, plan, client=client, seed=plan.seed + 1000 * k,
+                                  var_names=var_names, **(extra[0] if extra else {}))
+    return results
+
+
+def _sbc_alerts_and_rows(report, results: dict) -> list[dict]:
+    """One row per (family, parameter); an alert per failed chunk and per failed family."""
+    rows = []
+    for family, r in results.items():
+        if r.failures:
+            report.alert(f"SBC for {family}: {len(r.failures)} chunk(s) of simulations failed "
+                         f"twice and are missing: {r.failures}")
+        expected_fail = "expected to fail" in family
+        for param, row in r.table.iterrows():
+            rows.append({"family": family, "parameter": param, "chi2": row["chi2"],
+                         "p_value": row["p_value"], "passed": bool(row["passed"])})
+        if not r.passed and not expected_fail:
+            report.alert(f"SBC failed for {family}: "
+                         + ", ".join(r.table.index[~r.table["passed"]]))
+    return rows
+
+
+def _references(report, s, cases: dict, progress) -> list[dict]:
+    """Each posteriordb case sampled and compared with its reference draws (a table each)."""
+    ref_rows = []
+    for k, (name, (model, mapping, kwargs)) in enumerate(cases.items()):
+        progress(f"reference posterior {name}")
+        kwargs = {"draws": 1000 if s.quick else 2000, "tune": 1000, **kwargs}
+        if s.quick:
+            kwargs["draws"] = min(kwargs["draws"], 1000)
+        idata = sample_posterior(model, chains=4, random_seed=s.seed + k, **kwargs)
+        table_ref = reference.compare_to_reference(idata, mapping, reference.load(name)[1])
+        report.table(table_ref, digits=4, caption=name)
+        ref_rows += [{"reference": name, "parameter": p_, **r} for p_, r in table_ref.iterrows()]
+        if not table_ref["passed"].all():
+            report.alert(f"Reference posterior {name} not reproduced: "
+                         + ", ".join(table_ref.index[~table_ref["passed"]]))
+    return ref_rows
+
+
+def _verdicts(results: dict, must_pass: list, ref_rows: list, cases: dict) -> list:
+    """One Verdict per required SBC family and per reference posterior."""
+    checks = []
+    for f in must_pass:
+        bad = list(results[f].table.index[~results[f].table["passed"]])
+        reason = (f"ranks not uniform for {bad}" if bad else "") + (
+            f" {len(results[f].failures)} chunk(s) of simulations failed" if results[f].failures else "")
+        checks.append((f"SBC {f}", Verdict(results[f].passed, reason.strip())))
+    for name in cases:
+        bad = [r["parameter"] for r in ref_rows if r["reference"] == name and not r["passed"]]
+        checks.append((f"reference {name}", Verdict(not bad, f"not reproduced: {bad}")))
+    return checks
+
+
 def _run(s, args, client) -> int:
     n_sims = args.sims or (30 if s.quick else 200)
     draws, tune = (200, 200) if s.quick else (500, 500)
@@ -88,25 +147,11 @@ def _run(s, args, client) -> int:
                 "every 10th posterior draw, and so is the log-likelihood of the simulated data (a test quantity that sees every parameter at once; for the BNN also its predictions f(x)[j] at three fixed inputs x_j). A chi-square test on 10 rank bins, Bonferroni-"
                 "corrected over parameters at 0.001, decides pass/fail; the ArviZ plots show the "
                 "rank ECDF minus the uniform CDF with ArviZ's own uniformity p-value.")
-    rows, results = [], {}
     n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
     start = time.perf_counter()
-    for k, (family, (model, var_names, *extra)) in enumerate(fams.items()):
-        progress(family)
-        r = run_sbc(model, n_sims=n_sims, draws=draws, tune=tune, chains=2, thin=10,
-                    seed=s.seed + 1000 * k, var_names=var_names, client=client,
-                    **(extra[0] if extra else {}))
-        results[family] = r
-        if r.failures:
-            report.alert(f"SBC for {family}: {len(r.failures)} chunk(s) of simulations failed "
-                         f"twice and are missing: {r.failures}")
-        expected_fail = "expected to fail" in family
-        for param, row in r.table.iterrows():
-            rows.append({"family": family, "parameter": param, "chi2": row["chi2"],
-                         "p_value": row["p_value"], "passed": bool(row["passed"])})
-        if not r.passed and not expected_fail:
-            report.alert(f"SBC failed for {family}: "
-                         + ", ".join(r.table.index[~r.table["passed"]]))
+    results = fit_sbc(fams, SBCPlan(n_sims, SamplerConfig(draws=draws, tune=tune, chains=2),
+                                    thin=10, seed=s.seed), client, progress)
+    rows = _sbc_alerts_and_rows(report, results)
     sbc_seconds = time.perf_counter() - start
     report.text(f"SBC wall time: {sbc_seconds:.0f} s on {n_workers} Dask worker(s) "
                 f"({client.dashboard_link if client is not None else 'in process'}); each worker "
@@ -148,34 +193,14 @@ def _run(s, args, client) -> int:
     report.text("The project's own model families, priors overridden to match each Stan "
                 "program, against 10,000 reference draws: means within 4 sqrt(MCSE² + "
                 "(sd_ref/100)²), sds within 4 MCSE(sd) + 2%.")
-    ref_rows = []
-    for k, (name, (model, mapping, kwargs)) in enumerate(cases.items()):
-        progress(f"reference posterior {name}")
-        kwargs = {"draws": 1000 if s.quick else 2000, "tune": 1000, **kwargs}
-        if s.quick:
-            kwargs["draws"] = min(kwargs["draws"], 1000)
-        idata = sample_posterior(model, chains=4, random_seed=s.seed + k, **kwargs)
-        table_ref = reference.compare_to_reference(idata, mapping, reference.load(name)[1])
-        report.table(table_ref, digits=4, caption=name)
-        ref_rows += [{"reference": name, "parameter": p_, **r} for p_, r in table_ref.iterrows()]
-        if not table_ref["passed"].all():
-            report.alert(f"Reference posterior {name} not reproduced: "
-                         + ", ".join(table_ref.index[~table_ref["passed"]]))
+    ref_rows = _references(report, s, cases, progress)
     report.metrics["reference"] = ref_rows
     report.metrics["sbc"] = rows
     report.metrics["n_sims"] = n_sims
     must_pass = [f for f in results if "expected to fail" not in f]
     report.metrics["all_required_pass"] = (all(results[f].passed for f in must_pass)
                                            and all(r["passed"] for r in ref_rows))
-    checks = []
-    for f in must_pass:
-        bad = list(results[f].table.index[~results[f].table["passed"]])
-        reason = (f"ranks not uniform for {bad}" if bad else "") + (
-            f" {len(results[f].failures)} chunk(s) of simulations failed" if results[f].failures else "")
-        checks.append((f"SBC {f}", Verdict(results[f].passed, reason.strip())))
-    for name in cases:
-        bad = [r["parameter"] for r in ref_rows if r["reference"] == name and not r["passed"]]
-        checks.append((f"reference {name}", Verdict(not bad, f"not reproduced: {bad}")))
+    checks = _verdicts(results, must_pass, ref_rows, cases)
     return finish(NAME, report, s, checks, {}, s.seed,
                   data_hash(np.array([s.seed, n_sims])), required=True)
 
