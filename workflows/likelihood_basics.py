@@ -18,17 +18,12 @@ NAME = "likelihood_basics"
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 
 
-def main(argv=None) -> int:
-    args = parser(NAME, __doc__).parse_args(argv)
-    s = settings(NAME, args)
-    progress = Progress(NAME, 4)
-    report = Report(NAME, "Likelihood basics: sums of logs, Gaussians, cross-entropy")
-
-    progress("product vs sum of logs")
+def _underflow(report, seed: int) -> None:
+    """1. The product of likelihoods underflows; the sum of logs does not."""
     report.heading("1. The product of likelihoods underflows; the sum of logs does not")
     rows = []
     for n in (10, 100, 1_000, 10_000, 1_000_000):
-        d = lk.product_vs_sum_of_logs(n=n, seed=s.seed)
+        d = lk.product_vs_sum_of_logs(n=n, seed=seed)
         rows.append({"n": n, "product of densities": d.product_of_densities,
                      "log(product)": d.log_of_product, "sum of log-densities": d.sum_of_log_densities,
                      "closed form": d.closed_form})
@@ -38,12 +33,12 @@ def main(argv=None) -> int:
                  "underflows below ~5e-324: the product is 0.0 (log = -inf) long before n = 10^6, "
                  "while the sum of logs equals the closed form -n/2 ln 2π - Σx²/2.")
 
-    progress("Gaussian log-densities")
+
+def _gaussians(report, Xv) -> np.ndarray:
+    """2. Gaussian log-densities against scipy; returns iris's MVN log-densities."""
     report.heading("2. Gaussian log-densities in one and many dimensions")
     report.math("log N(x | μ, σ²) = -½ ln(2πσ²) - (x - μ)² / (2σ²)\n"
                 "log N_d(x | μ, Σ) = -d/2 ln 2π - Σ_i ln L_ii - ½ ‖L⁻¹(x - μ)‖²,  Σ = L Lᵀ (Cholesky)")
-    X, y = datasets.iris(("sepal_length", "sepal_width", "petal_length", "petal_width"))
-    Xv = X.to_numpy()
     mean, cov = Xv.mean(0), np.cov(Xv.T, bias=True)
     ours = lk.mvn_logpdf(Xv, mean, cov)
     ref = stats.multivariate_normal(mean, cov).logpdf(Xv)
@@ -56,6 +51,11 @@ def main(argv=None) -> int:
         "same, in bits": float(ours.sum() / np.log(2)),
     }), digits=6)
 
+    return ours
+
+
+def _argmax(report) -> np.ndarray:
+    """3. The log keeps the argmax (Newcomb); returns the data."""
     report.heading("3. The log preserves the argmax")
     x = datasets.newcomb().to_numpy()
     grid = np.linspace(20, 32, 601)
@@ -75,10 +75,12 @@ def main(argv=None) -> int:
                   f"{grid[np.argmax(lik)]:.2f} = {grid[np.argmax(loglik)]:.2f} (the sample mean "
                   f"{x.mean():.2f} on this grid); the product is of order 1e{np.log10(lik.max()):.0f}.")
 
-    progress("cross-entropy and the classifier")
+    return x
+
+
+def _cross_entropy(report, Xv, codes, mvn_loglik) -> lk.GaussianClassifier:
+    """4. NLL = cross-entropy in nats and bits, the entropy as the floor; returns the LDA."""
     report.heading("4. NLL = cross-entropy, in nats and bits; the entropy is the floor")
-    classes = sorted(y.unique())
-    codes = y.map({c: i for i, c in enumerate(classes)}).to_numpy()
     clf = lk.GaussianClassifier(shared_cov=True).fit(Xv, codes)
     scores = clf.discriminants(Xv)
     probs = np.exp(scores - scores.max(1, keepdims=True))
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
     ce = lk.cross_entropy(lk.one_hot(codes, 3), probs).mean()
     prior = np.bincount(codes) / codes.size
     report.metrics["iris_lda"] = {"nll_per_obs_nats": nll, "cross_entropy_nats": float(ce),
-                                  "mvn_loglik_nats": float(ours.sum())}
+                                  "mvn_loglik_nats": mvn_loglik}
     report.table(summary_table({
         "NLL / N of LDA on iris (nats)": nll,
         "mean cross-entropy H(one-hot, p) (nats)": float(ce),
@@ -98,6 +100,11 @@ def main(argv=None) -> int:
             lk.kl_divergence(lk.one_hot(codes, 3), probs, unit="bits").mean()),
     }), digits=6)
 
+    return clf
+
+
+def _constants_dropped(report, Xv, codes, classes, clf) -> None:
+    """5. The Gaussian class-conditional classifier with its constants dropped."""
     report.heading("5. The Gaussian class-conditional classifier with its constants dropped")
     rows = []
     for shared in (True, False):
@@ -111,8 +118,26 @@ def main(argv=None) -> int:
     w, b = clf.linear_boundary(1, 2)
     report.text(f"With a shared covariance, the log-odds of {classes[1]} vs {classes[2]} is "
                 f"linear in x: w = {np.round(w, 3).tolist()}, b = {b:.3f}: a hyperplane (LDA).")
-    return finish(NAME, report, s, [], {}, s.seed, data_hash(X, x))
 
+
+def main(argv=None) -> int:
+    args = parser(NAME, __doc__).parse_args(argv)
+    s = settings(NAME, args)
+    progress = Progress(NAME, 4)
+    report = Report(NAME, "Likelihood basics: sums of logs, Gaussians, cross-entropy")
+    progress("product vs sum of logs")
+    _underflow(report, s.seed)
+    progress("Gaussian log-densities")
+    X, y = datasets.iris(("sepal_length", "sepal_width", "petal_length", "petal_width"))
+    Xv = X.to_numpy()
+    ours = _gaussians(report, Xv)
+    x = _argmax(report)
+    progress("cross-entropy and the classifier")
+    classes = sorted(y.unique())
+    codes = y.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    clf = _cross_entropy(report, Xv, codes, float(ours.sum()))
+    _constants_dropped(report, Xv, codes, classes, clf)
+    return finish(NAME, report, s, [], {}, s.seed, data_hash(X, x))
 
 if __name__ == "__main__":
     raise SystemExit(entry(main))
