@@ -49,11 +49,11 @@ def main(argv=None) -> int:
         report, SectionSpec(
             "Univariate normal",
             math="y_i ~ Normal(μ, σ²),  i = 1..N\nμ ~ Normal(ȳ, (10 s_y)²),  σ ~ Exponential(1 / s_y)\n"
-             "MLE: μ̂ = ȳ,  σ̂² = Σ(y_i - ȳ)² / N   (biased: E σ̂² = (N-1)/N σ²)",
+                 "MLE: μ̂ = ȳ,  σ̂² = Σ(y_i - ȳ)² / N   (biased: E σ̂² = (N-1)/N σ²)",
             data_note=f"{label}. N = {n}, mean {y.mean():.3f}, sd {y.std(ddof=1):.3f}, min "
-                  f"{y.min():.3g}, max {y.max():.3g}.",
+                      f"{y.min():.3g}, max {y.max():.3g}.",
         ), model, s, progress=progress)
-    mle, idata, diag, table = section.mle, section.idata, section.diagnostics, section.comparison
+    mle, idata, diag = section.mle, section.idata, section.diagnostics
     report.table(pd.DataFrame({
         "closed form": [closed["mu"], closed["sigma"], closed["var"], closed["var"] * n / (n - 1)],
         "generic optimiser": [float(mle.params["mu"]), float(mle.params["sigma"]),
@@ -68,13 +68,13 @@ def main(argv=None) -> int:
             report, SectionSpec(
                 "Multivariate normal",
                 math="y_i ~ Normal_4(μ, Σ),  Σ = L Lᵀ\nμ_d ~ Normal(ȳ_d, (10 s_d)²),  "
-                 "L ~ LKJCholeskyCov(η = 2, sd_d ~ Exponential(1 / s_d))\n"
-                 "MLE: μ̂ = ȳ,  Σ̂ = Σ (y_i - ȳ)(y_i - ȳ)ᵀ / N",
+                     "L ~ LKJCholeskyCov(η = 2, sd_d ~ Exponential(1 / s_d))\n"
+                     "MLE: μ̂ = ȳ,  Σ̂ = Σ (y_i - ȳ)(y_i - ȳ)ᵀ / N",
                 data_note="Iris (Fisher 1936): four measurements (cm) of 150 flowers; one "
-                      "4-dimensional Gaussian for all species together.",
+                          "4-dimensional Gaussian for all species together.",
                 ppc=None,
                 seed_offset=1,
-                var_names=("mu", "cov",),
+                var_names=("mu", "cov"),
             ), mvn, s, progress=progress)
         mle2, idata2, diag2 = section.mle, section.idata, section.diagnostics
         closed2 = gaussian.mvn_mle_closed_form(Y)

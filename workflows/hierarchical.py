@@ -22,6 +22,45 @@ TARGET_ACCEPT = 0.95
 DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 
 
+def _centered(report, s, progress, es, section, estimates: dict, posteriors) -> None:
+    """The same model, centered: its diagnostics beside the non-centered fit's (``section``),
+    and what the funnel did to its draws of τ."""
+    diag, post = section.diagnostics, section.idata["posterior"]
+    progress("eight schools: centered parametrisation")
+    centered = hierarchical.build(es.y, es.sigma, groups=es.school, centered=True)
+    idata_c = s.sample(centered, seed_offset=1, target_accept=TARGET_ACCEPT)
+    diag_c = diagnose(idata_c)
+    comp = pd.DataFrame([
+        {"parametrisation": "non-centered", "divergences": diag.divergences,
+         "max R-hat": diag.r_hat_max, "min bulk ESS": diag.ess_bulk_min,
+         "τ mean": float(post["tau"].mean()), "passed": diag.passed},
+        {"parametrisation": "centered", "divergences": diag_c.divergences,
+         "max R-hat": diag_c.r_hat_max, "min bulk ESS": diag_c.ess_bulk_min,
+         "τ mean": float(idata_c["posterior"]["tau"].mean()), "passed": diag_c.passed},
+    ]).set_index("parametrisation")
+    report.table(comp, caption=f"The same model, two parametrisations, the same settings "
+                 f"(target_accept = {TARGET_ACCEPT}, as posteriordb's reference run).")
+    report.metrics["eight_schools"] = {**estimates, "parametrisations": comp}
+    if not diag_c.passed:
+        report.alert(f"Eight schools, centered: {diag_c.divergences} divergences, max R-hat "
+                     f"{diag_c.r_hat_max:.3g}. Expected and shown on purpose (the funnel); the "
+                     "non-centered model above is the one to use.")
+        tau_c, tau_nc = float(idata_c["posterior"]["tau"].mean()), float(post["tau"].mean())
+        small_c = float(np.mean(idata_c["posterior"]["tau"].values < 1))
+        small_nc = float(np.mean(post["tau"].values < 1))
+        report.text(f"The centered model fails its diagnostics ({diag_c.divergences} divergent "
+                    "transitions): at small τ the funnel between τ and θ curves more sharply "
+                    "than one step size can follow, so chains get stuck in its neck or are kept "
+                    f"out of it. Here the centered posterior puts {small_c:.1%} of its draws at "
+                    f"τ < 1 against {small_nc:.1%} for the non-centered one "
+                    f"({'more' if small_c > small_nc else 'fewer'}), and its τ mean is "
+                    f"{tau_c:.2f} against {tau_nc:.2f} "
+                    f"({'higher' if tau_c > tau_nc else 'lower'}); another seed can land on "
+                    "either side, which is why its numbers cannot be trusted. This is expected "
+                    "and shown, not hidden; use the non-centered form.", kind="warn")
+    posteriors["posterior_eight_schools_centered"] = idata_c
+
+
 def eight_schools(report, s, progress, diags, posteriors):
     es = datasets.eight_schools()
     y, sigma = es["y"].to_numpy(float), es["sigma"].to_numpy(float)
@@ -35,15 +74,15 @@ def eight_schools(report, s, progress, diags, posteriors):
         report, SectionSpec(
             "Eight schools (non-centered posterior)",
             math="y_j ~ Normal(θ_j, σ_j²)  (σ_j known),  θ_j = μ + τ η_j,  η_j ~ Normal(0, 1)\n"
-             "μ ~ Normal(ȳ, 5 s_y),  τ ~ HalfCauchy(s_y)\n"
-             "Type-II MLE: maximise Π_j Normal(y_j | μ, σ_j² + τ²) over (μ, τ ≥ 0)",
+                 "μ ~ Normal(ȳ, 5 s_y),  τ ~ HalfCauchy(s_y)\n"
+                 "Type-II MLE: maximise Π_j Normal(y_j | μ, σ_j² + τ²) over (μ, τ ≥ 0)",
             data_note="Rubin (1981): estimated effects of SAT coaching in 8 schools with their "
-                  "standard errors. The joint MLE over (θ, μ, τ) is degenerate (μ, τ do not enter "
-                  "the likelihood given θ): its θ̂_j = y_j is the no-pooling estimate.",
+                      "standard errors. The joint MLE over (θ, μ, τ) is degenerate (μ, τ do not enter "
+                      "the likelihood given θ): its θ̂_j = y_j is the no-pooling estimate.",
             ppc="continuous",
             target_accept=TARGET_ACCEPT,
         ), model, s, mle=joint, progress=progress)
-    mle, idata, diag, table = section.mle, section.idata, section.diagnostics, section.comparison
+    idata, diag = section.idata, section.diagnostics
     diags.append(("eight schools (non-centered)", diag))
     posteriors["posterior_eight_schools"] = idata
     post = idata["posterior"]
@@ -71,42 +110,10 @@ def eight_schools(report, s, progress, diags, posteriors):
                 "so its school effects are shrunk only partly and its intervals are wider than "
                 "the plug-in ones.", kind="note")
 
-    progress("eight schools: centered parametrisation")
-    centered = hierarchical.build(es.y, es.sigma, groups=es.school, centered=True)
-    idata_c = s.sample(centered, seed_offset=1, target_accept=TARGET_ACCEPT)
-    diag_c = diagnose(idata_c)
-    comp = pd.DataFrame([
-        {"parametrisation": "non-centered", "divergences": diag.divergences,
-         "max R-hat": diag.r_hat_max, "min bulk ESS": diag.ess_bulk_min,
-         "τ mean": float(post["tau"].mean()), "passed": diag.passed},
-        {"parametrisation": "centered", "divergences": diag_c.divergences,
-         "max R-hat": diag_c.r_hat_max, "min bulk ESS": diag_c.ess_bulk_min,
-         "τ mean": float(idata_c["posterior"]["tau"].mean()), "passed": diag_c.passed},
-    ]).set_index("parametrisation")
-    report.table(comp, caption=f"The same model, two parametrisations, the same settings "
-                 f"(target_accept = {TARGET_ACCEPT}, as posteriordb's reference run).")
-    report.metrics["eight_schools"] = {
+    estimates = {
         "type2_mle": {"mu": t2.mu, "tau": t2.tau, "se_mu": t2.se_mu, "at_boundary": t2.at_boundary},
-        "complete_pooling": {"mu": pooled_mu, "se": pooled_se},
-        "parametrisations": comp}
-    if not diag_c.passed:
-        report.alert(f"Eight schools, centered: {diag_c.divergences} divergences, max R-hat "
-                     f"{diag_c.r_hat_max:.3g}. Expected and shown on purpose (the funnel); the "
-                     "non-centered model above is the one to use.")
-        tau_c, tau_nc = float(idata_c["posterior"]["tau"].mean()), float(post["tau"].mean())
-        small_c = float(np.mean(idata_c["posterior"]["tau"].values < 1))
-        small_nc = float(np.mean(post["tau"].values < 1))
-        report.text(f"The centered model fails its diagnostics ({diag_c.divergences} divergent "
-                    "transitions): at small τ the funnel between τ and θ curves more sharply "
-                    "than one step size can follow, so chains get stuck in its neck or are kept "
-                    f"out of it. Here the centered posterior puts {small_c:.1%} of its draws at "
-                    f"τ < 1 against {small_nc:.1%} for the non-centered one "
-                    f"({'more' if small_c > small_nc else 'fewer'}), and its τ mean is "
-                    f"{tau_c:.2f} against {tau_nc:.2f} "
-                    f"({'higher' if tau_c > tau_nc else 'lower'}); another seed can land on "
-                    "either side, which is why its numbers cannot be trusted. This is expected "
-                    "and shown, not hidden; use the non-centered form.", kind="warn")
-    posteriors["posterior_eight_schools_centered"] = idata_c
+        "complete_pooling": {"mu": pooled_mu, "se": pooled_se}}
+    _centered(report, s, progress, es, section, estimates, posteriors)
     return es
 
 
@@ -124,17 +131,17 @@ def radon(report, s, progress, diags, posteriors):
         report, SectionSpec(
             "Minnesota radon: varying intercepts (non-centered posterior)",
             math="y_i ~ Normal(α_county[i] + β floor_i, σ²),  α_g = μ_α + σ_α z_g,  z_g ~ Normal(0, 1)\n"
-             "μ_α ~ Normal(ȳ, 10 s_y),  σ_α ~ Exponential(1/s_y),  β ~ Normal(0, 2.5 s_y/s_x),  "
-             "σ ~ Exponential(1/s_y)",
+                 "μ_α ~ Normal(ȳ, 10 s_y),  σ_α ~ Exponential(1/s_y),  β ~ Normal(0, 2.5 s_y/s_x),  "
+                 "σ ~ Exponential(1/s_y)",
             data_note=f"Gelman & Hill (2007): log radon in {len(df)} homes of "
-                  f"{df['county'].nunique()} counties, on whether measured on the first floor. "
-                  "The MLE column is the no-pooling fit (one free intercept per county); the "
-                  "county-level μ_α, σ_α do not enter the likelihood and have no MLE.",
+                      f"{df['county'].nunique()} counties, on whether measured on the first floor. "
+                      "The MLE column is the no-pooling fit (one free intercept per county); the "
+                      "county-level μ_α, σ_α do not enter the likelihood and have no MLE.",
             ppc=None,
             seed_offset=2,
-            var_names=("beta", "sigma",),
+            var_names=("beta", "sigma"),
         ), model, s, mle=no_pool, progress=progress)
-    mle, idata, diag, table = section.mle, section.idata, section.diagnostics, section.comparison
+    mle, idata, diag = section.mle, section.idata, section.diagnostics
     diags.append(("radon (non-centered)", diag))
     posteriors["posterior_radon"] = idata
     counts = df["county"].value_counts()

@@ -67,11 +67,11 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
             f"{family.capitalize()} regression",
             math=spec["math"],
             data_note=f"{source_note} Training split: {len(train)} rows; held-out test split: "
-                  f"{len(test)} rows (random, seed {s.seed + offset}).",
+                      f"{len(test)} rows (random, seed {s.seed + offset}).",
             ppc=spec["ppc"],
             seed_offset=offset,
         ), model, s, progress=progress)
-    mle, idata, diag, table = section.mle, section.idata, section.diagnostics, section.comparison
+    mle, idata, diag = section.mle, section.idata, section.diagnostics
     if classes is not None:
         lookup = {c: i for i, c in enumerate(classes)}
         y_test = np.array([lookup[v] for v in yte])

@@ -140,13 +140,13 @@ def separation(report, s, progress, diags, posteriors):
         report, SectionSpec(
             "Perfect separation: iris setosa vs versicolor by sepal size",
             math="y_i ~ Bernoulli(logit⁻¹(α + x_iᵀβ)),  α = α_c - x̄ᵀβ\n"
-             "α_c ~ Normal(0, 2.5),  β_j ~ Normal(0, 2.5 / s_xj)",
+                 "α_c ~ Normal(0, 2.5),  β_j ~ Normal(0, 2.5 / s_xj)",
             data_note="Iris, the 100 setosa and versicolor flowers; sepal length and width separate "
-                  "the two species perfectly, so the likelihood keeps rising as the coefficients "
-                  "grow: there is no MLE. The weakly-informative prior keeps the posterior proper.",
+                      "the two species perfectly, so the likelihood keeps rising as the coefficients "
+                      "grow: there is no MLE. The weakly-informative prior keeps the posterior proper.",
             ppc=None,
             seed_offset=7,
-            var_names=("intercept", "beta",),
+            var_names=("intercept", "beta"),
         ), model, s)
     mle, idata, diag = section.mle, section.idata, section.diagnostics
     sd = idata["posterior"]["beta"].std(("chain", "draw")).values
