@@ -87,34 +87,72 @@ def _loo(Z, y, post: ev.NIG, seed):
                          "log_likelihood": {"y": ll.reshape(4, 1000, -1)}})
 
 
-def bayes_factor(report, s, progress, smc_draws):
+def prior_width_sweep(X, y, models: tuple, seed: int) -> pd.DataFrame:
+    """For each prior width c in ``C_GRID``: the closed-form log evidence of the models with
+    and without mom_hs (``models`` = (big, small) predictor lists) and the paired PSIS-LOO
+    difference from exact posterior draws. No report."""
     import arviz as az
 
-    report.heading("Does mom_hs belong in the model? Bayes factor, LRT, AIC, BIC and LOO")
-    X, y = datasets.kidiq()
-    y = y.to_numpy(dtype=float)
-    big, small = ["mom_hs", "mom_iq"], ["mom_iq"]
+    big, small = models
     Zb, Zs = kidiq_design(X, big), kidiq_design(X, small)
-    progress("MLE of both models (LRT, AIC, BIC)")
-    mle_b = fit_mle(linear.build(X[big], y), random_seed=s.seed)
-    mle_s = fit_mle(linear.build(X[small], y), random_seed=s.seed)
-    stat, p = ev.lrt(mle_b.loglik, mle_s.loglik, 1)
     sweep = []
-    progress("prior-width sweep: closed-form evidence and exact-posterior PSIS-LOO")
     for c in C_GRID:
         pb, ps = nig_prior(X, big, y, c), nig_prior(X, small, y, c)
         lb, ls = ev.nig_log_evidence(Zb, y, pb), ev.nig_log_evidence(Zs, y, ps)
         # PSIS-LOO by ArviZ; the paired difference and its se are computed from the pointwise
         # elpds as az.compare does, because az.compare (ArviZ 1.3) rounds its table to two
         # significant figures (elpd -1880).
-        loo_b = az.loo(_loo(Zb, y, ev.nig_update(Zb, y, pb), s.seed))
-        loo_s = az.loo(_loo(Zs, y, ev.nig_update(Zs, y, ps), s.seed + 1))
+        loo_b = az.loo(_loo(Zb, y, ev.nig_update(Zb, y, pb), seed))
+        loo_s = az.loo(_loo(Zs, y, ev.nig_update(Zs, y, ps), seed + 1))
         d = np.asarray(loo_b.elpd_i).ravel() - np.asarray(loo_s.elpd_i).ravel()
         sweep.append({"c": c, "log evidence with": lb, "log evidence without": ls,
                       "log BF (with:without)": lb - ls,
                       "ΔELPD-LOO (with - without)": float(d.sum()),
                       "ΔELPD-LOO se": float(np.sqrt(d.size * d.var(ddof=1)))})
     sweep = pd.DataFrame(sweep)
+    return sweep
+
+
+def _sweep_figure(sweep: pd.DataFrame, half_lrt: float, half_aic: float, half_bic: float):
+    """Evidence of each model, and the log Bayes factor against LOO and the MLE criteria."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    ax.plot(sweep["c"], sweep["log evidence with"], "-", color="#1b9e77", label="with mom_hs")
+    ax.plot(sweep["c"], sweep["log evidence without"], "--", color="#7570b3", label="without")
+    ax.set(xscale="log", xlabel="prior sd of slopes, c (residual sd per predictor sd)",
+           ylabel="log evidence (nats)", title="Evidence of each model")
+    lo = min(sweep["log evidence with"].min(), sweep["log evidence without"].min())
+    hi = max(sweep["log evidence with"].max(), sweep["log evidence without"].max())
+    ax.set_ylim(max(lo, hi - 60), hi + 3)
+    ax.legend(frameon=False)
+    ax = axes[1]
+    ax.plot(sweep["c"], sweep["log BF (with:without)"], "-", color="#1b9e77", lw=2, label="log Bayes factor")
+    e, se = sweep["ΔELPD-LOO (with - without)"], sweep["ΔELPD-LOO se"]
+    ax.plot(sweep["c"], e, "-", color="#e7298a", label="ΔELPD PSIS-LOO (± se)")
+    ax.fill_between(sweep["c"], e - se, e + se, color="#e7298a", alpha=0.15)
+    for value, style, label in ((half_lrt, ":", "½ LRT"), (half_aic, "-.", "−½ ΔAIC"),
+                                (half_bic, "--", "−½ ΔBIC")):
+        ax.axhline(value, ls=style, color="#d95f02", lw=1.2, label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xscale="log", xlabel="prior sd of slopes, c", ylabel="nats in favour of mom_hs",
+           title="Evidence depends on the prior width; LOO and the MLE do not")
+    ax.set_ylim(min(-6, sweep["log BF (with:without)"].min() - 0.5), max(6, half_lrt + 1))
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def bayes_factor(report, s, progress, smc_draws):
+    report.heading("Does mom_hs belong in the model? Bayes factor, LRT, AIC, BIC and LOO")
+    X, y = datasets.kidiq()
+    y = y.to_numpy(dtype=float)
+    big, small = ["mom_hs", "mom_iq"], ["mom_iq"]
+    progress("MLE of both models (LRT, AIC, BIC)")
+    mle_b = fit_mle(linear.build(X[big], y), random_seed=s.seed)
+    mle_s = fit_mle(linear.build(X[small], y), random_seed=s.seed)
+    stat, p = ev.lrt(mle_b.loglik, mle_s.loglik, 1)
+    progress("prior-width sweep: closed-form evidence and exact-posterior PSIS-LOO")
+    sweep = prior_width_sweep(X, y, (big, small), s.seed)
     progress("SMC evidence of the library's linear models (default priors)")
     smc_b = ev.smc_log_evidence(linear.build(X[big], y), draws=smc_draws, chains=4, random_seed=s.seed)
     smc_s = ev.smc_log_evidence(linear.build(X[small], y), draws=smc_draws, chains=4,
@@ -147,30 +185,7 @@ def bayes_factor(report, s, progress, smc_draws):
         f"PSIS-LOO moves by only {np.ptp(sweep['ΔELPD-LOO (with - without)'][sweep['c'] >= 1]):.2f} nats "
         f"for c ≥ 1, and the LRT (p = {p:.3g}), AIC and BIC do not depend on any prior.",
         kind="note")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    ax = axes[0]
-    ax.plot(sweep["c"], sweep["log evidence with"], "-", color="#1b9e77", label="with mom_hs")
-    ax.plot(sweep["c"], sweep["log evidence without"], "--", color="#7570b3", label="without")
-    ax.set(xscale="log", xlabel="prior sd of slopes, c (residual sd per predictor sd)",
-           ylabel="log evidence (nats)", title="Evidence of each model")
-    lo = min(sweep["log evidence with"].min(), sweep["log evidence without"].min())
-    hi = max(sweep["log evidence with"].max(), sweep["log evidence without"].max())
-    ax.set_ylim(max(lo, hi - 60), hi + 3)
-    ax.legend(frameon=False)
-    ax = axes[1]
-    ax.plot(sweep["c"], sweep["log BF (with:without)"], "-", color="#1b9e77", lw=2, label="log Bayes factor")
-    e, se = sweep["ΔELPD-LOO (with - without)"], sweep["ΔELPD-LOO se"]
-    ax.plot(sweep["c"], e, "-", color="#e7298a", label="ΔELPD PSIS-LOO (± se)")
-    ax.fill_between(sweep["c"], e - se, e + se, color="#e7298a", alpha=0.15)
-    for value, style, label in ((stat / 2, ":", "½ LRT"), (-(mle_b.aic - mle_s.aic) / 2, "-.", "−½ ΔAIC"),
-                                (-(mle_b.bic - mle_s.bic) / 2, "--", "−½ ΔBIC")):
-        ax.axhline(value, ls=style, color="#d95f02", lw=1.2, label=label)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xscale="log", xlabel="prior sd of slopes, c", ylabel="nats in favour of mom_hs",
-           title="Evidence depends on the prior width; LOO and the MLE do not")
-    ax.set_ylim(min(-6, sweep["log BF (with:without)"].min() - 0.5), max(6, stat / 2 + 1))
-    ax.legend(frameon=False, fontsize=8, loc="lower left")
-    fig.tight_layout()
+    fig = _sweep_figure(sweep, stat / 2, -(mle_b.aic - mle_s.aic) / 2, -(mle_b.bic - mle_s.bic) / 2)
     report.figure(fig, "Prior-width sweep (conjugate NIG prior, closed-form evidence; LOO from "
                   "4000 exact posterior draws at each c). Orange lines: MLE-based criteria.")
     shown = sweep.iloc[::3].assign(c=lambda d: [f"{v:.3g}" for v in d["c"]]).set_index("c")
