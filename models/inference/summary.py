@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import special
 
 from models.inference.labels import flat_by_label
 from models.inference.mle import MLEResult
