@@ -14,7 +14,7 @@ their side-by-side comparison.
 There are no per-family branches: everything works from the model graph. Family-specific
 facts (closed forms, the type-II likelihood) live in the family modules.
 
-Modules: ``config`` (:class:`SamplerConfig`), ``labels``, ``mle``, ``sampling``,
+Modules: ``config`` (:class:`SamplerConfig`), ``labels``, ``mle``, ``laplace``, ``sampling``,
 ``diagnostics``, ``summary`` (posterior summary, :func:`compare`), ``predictive`` (held-out
 scores, chain stacking), ``fitcheck``, ``evidence``, ``sequential``, ``fits`` (many fits),
 ``sbc``, ``distributed`` (Dask). The names below are re-exported so that
@@ -25,6 +25,7 @@ from models.inference.config import ADAPTATIONS, SAMPLERS, SamplerConfig
 from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics, diagnose,
                                           rank_test)
 from models.inference.labels import scalar_labels
+from models.inference.laplace import LaplaceFit, fit_laplace
 from models.inference.mle import IDENT_TOL, MLEResult, MLEWarning, fit_mle
 from models.inference.predictive import (STACKING_MAX_BAD_K_SHARE, ChainStacking,
                                          pointwise_log_likelihood, predictive_class_probs,
@@ -35,7 +36,7 @@ from models.inference.summary import compare, posterior_summary
 
 __all__ = [
     "ADAPTATIONS", "SAMPLERS", "SamplerConfig", "EBFMI_MIN", "ESS_MIN", "RHAT_MAX", "Diagnostics",
-    "diagnose", "rank_test", "scalar_labels", "IDENT_TOL", "MLEResult", "MLEWarning", "fit_mle",
+    "diagnose", "rank_test", "scalar_labels", "LaplaceFit", "fit_laplace", "IDENT_TOL", "MLEResult", "MLEWarning", "fit_mle",
     "STACKING_MAX_BAD_K_SHARE", "ChainStacking", "pointwise_log_likelihood",
     "predictive_class_probs", "predictive_log_score", "stack_chains", "NUTPIE_PRIOR_INIT",
     "CompiledSampler", "check_start", "data_swapped", "prior_initvals", "sample_posterior",

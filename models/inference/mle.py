@@ -83,11 +83,18 @@ def _n_obs(model: pm.Model) -> int:
 
 
 class CompiledMLE:
-    """The model's log-likelihood, gradient, Hessian and constrained map, compiled once."""
+    """The model's log-likelihood, gradient, Hessian and constrained map, compiled once.
 
-    def __init__(self, model: pm.Model):
+    ``objective="logp"`` compiles the log posterior density instead (priors included, with
+    the log-Jacobian of each transform: the density of the unconstrained parameters), whose
+    maximum and curvature are the Laplace approximation's (:mod:`models.inference.laplace`).
+    """
+
+    def __init__(self, model: pm.Model, objective: str = "loglik"):
         self.model = model
-        loglik = _observed_loglik(model)
+        if objective not in ("loglik", "logp"):
+            raise ValueError(f"objective must be 'loglik' or 'logp', got {objective!r}")
+        loglik = _observed_loglik(model) if objective == "loglik" else model.logp()
         entering = set(ancestors([loglik]))
         discrete = [v.name for v in model.value_vars if v.dtype.startswith("int") and v in entering]
         if discrete:
@@ -189,7 +196,8 @@ def compiled_mle(model: pm.Model) -> CompiledMLE:
     return cached
 
 
-def _maximise(c: CompiledMLE, x0: np.ndarray, maxiter: int):
+def maximise(c: CompiledMLE, x0: np.ndarray, maxiter: int):
+    """L-BFGS from ``x0``, then Newton steps on the Hessian: ``(x, scipy result)``."""
     def neg(x):
         ll, g = c.f_ll_grad(x)
         if not np.isfinite(ll):
@@ -352,7 +360,7 @@ def _optimise(model, c: CompiledMLE, n_starts: int, random_seed, maxiter: int,
     for x0 in starts:
         if not np.isfinite(c.loglik(x0)):
             continue
-        x, res = _maximise(c, x0, maxiter)
+        x, res = maximise(c, x0, maxiter)
         fits.append((c.loglik(x), x, res, x0))
     if not fits:
         raise ValueError("the log-likelihood is not finite at any starting point; check the data "

@@ -1,0 +1,106 @@
+"""The Laplace approximation: with a flat prior it is the MLE with its Wald standard errors
+(checked against statsmodels, independently of fit_mle); with a conjugate normal prior on a
+linear regression with known sigma it is the exact posterior (closed form)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+
+from models.base import datasets
+from models.families import linear, logistic, poisson, softmax
+from models.inference.laplace import fit_laplace
+
+RTOL = 1e-6
+
+
+def _flat(fit, name):
+    return np.ravel(fit.mode[name]), np.ravel(fit.sd[name])
+
+
+def test_flat_prior_laplace_is_ols_mle_with_wald_ses():
+    X, y = datasets.kidiq()
+    fit = fit_laplace(linear.build(X, y), prior=False, draws=10)
+    ref = sm.OLS(y, sm.add_constant(X)).fit()
+    n, k = len(y), X.shape[1] + 1
+    est = np.r_[fit.mode["intercept"], fit.mode["beta"]]
+    se = np.r_[fit.sd["intercept"], fit.sd["beta"]]
+    np.testing.assert_allclose(est, ref.params.values, rtol=RTOL)
+    # the MLE's sigma^2 divides by n, statsmodels' by n - k
+    np.testing.assert_allclose(se, ref.bse.values * np.sqrt((n - k) / n), rtol=RTOL)
+    assert fit.mode["sigma"] == pytest.approx(np.sqrt(ref.ssr / n), rel=RTOL)
+
+
+@pytest.mark.parametrize("family", ["logistic", "poisson"])
+def test_flat_prior_laplace_is_the_glm_mle_with_wald_ses(family):
+    if family == "logistic":
+        X, y = datasets.wells()
+        model, ref = logistic.build(X, y), sm.Logit(y, sm.add_constant(X)).fit(disp=0, tol=1e-12)
+    else:
+        X, y = datasets.warpbreaks()
+        model = poisson.build(X, y)
+        ref = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(tol=1e-12)
+    fit = fit_laplace(model, prior=False, draws=10)
+    np.testing.assert_allclose(np.r_[fit.mode["intercept"], fit.mode["beta"]], ref.params.values,
+                               rtol=RTOL)
+    np.testing.assert_allclose(np.r_[fit.sd["intercept"], fit.sd["beta"]], ref.bse.values,
+                               rtol=RTOL)
+
+
+def test_flat_prior_laplace_is_the_mnlogit_mle_with_wald_ses():
+    X, y = datasets.anes96()
+    fit = fit_laplace(softmax.build(X, y), prior=False, draws=10)
+    ref = sm.MNLogit(y, sm.add_constant(X)).fit(disp=0, method="newton", maxiter=100, tol=1e-12)
+    np.testing.assert_allclose(fit.mode["intercept"], ref.params.values[0], rtol=RTOL)
+    np.testing.assert_allclose(fit.mode["beta"], ref.params.values[1:], rtol=RTOL)
+    np.testing.assert_allclose(fit.sd["intercept"], ref.bse.values[0], rtol=RTOL)
+    np.testing.assert_allclose(fit.sd["beta"], ref.bse.values[1:], rtol=RTOL)
+
+
+def test_laplace_with_a_conjugate_prior_is_the_exact_posterior():
+    """beta ~ N(0, tau^2 I), y ~ N(X beta, sigma^2) with sigma known: the posterior is normal,
+    N(V X'y / sigma^2, V) with V = (X'X / sigma^2 + I / tau^2)^-1, so Laplace is exact."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 3))
+    sigma, tau = 1.5, 2.0
+    y = X @ np.array([1.0, -0.5, 0.2]) + rng.normal(0, sigma, 40)
+    with pm.Model(coords={"predictor": ["a", "b", "c"]}) as model:
+        beta = pm.Normal("beta", 0.0, tau, dims="predictor")
+        pm.Normal("y_obs", mu=pm.math.dot(X, beta), sigma=sigma, observed=y)
+    V = np.linalg.inv(X.T @ X / sigma**2 + np.eye(3) / tau**2)
+    m = V @ X.T @ y / sigma**2
+    fit = fit_laplace(model, draws=4000, random_seed=1)
+    np.testing.assert_allclose(fit.mode["beta"], m, rtol=1e-6)
+    np.testing.assert_allclose(fit.sd["beta"], np.sqrt(np.diag(V)), rtol=1e-6)
+    draws = fit.idata["posterior"]["beta"]
+    assert draws.dims == ("chain", "draw", "predictor") and draws.shape == (1, 4000, 3)
+    se = np.sqrt(np.diag(V) / 4000)  # Monte-Carlo error of the draws' mean
+    assert np.all(np.abs(draws.mean(("chain", "draw")).values - m) < 4 * se)
+    # every draw's marginal: a normal with the exact posterior's mean and sd (KS test)
+    assert stats.kstest(draws.values[0, :, 0], stats.norm(m[0], np.sqrt(V[0, 0])).cdf).pvalue > 1e-3
+
+
+def test_laplace_draws_map_back_through_the_transforms():
+    """sigma's draws are exp of normal draws of log sigma: all positive, and their median is
+    the mode on the constrained scale (the median is invariant under a monotone map)."""
+    X, y = datasets.kidiq()
+    fit = fit_laplace(linear.build(X, y), draws=4000, random_seed=2)
+    s = fit.idata["posterior"]["sigma"].values.ravel()
+    assert s.min() > 0
+    assert np.median(s) == pytest.approx(float(fit.mode["sigma"]), rel=0.01)
+    import arviz as az
+
+    assert float(az.ess(fit.idata, var_names=["sigma"]).dataset["sigma"]) > 3000  # iid draws
+
+
+def test_no_laplace_where_the_likelihood_is_unbounded():
+    X, y = datasets.iris(("sepal_length", "sepal_width"))
+    keep = y != "virginica"
+    Xs, ys = X[keep], (y[keep] == "versicolor").astype(int)
+    with pytest.raises(ValueError, match="not positive definite|flat or unbounded"):
+        fit_laplace(logistic.build(Xs, ys), prior=False, draws=10)
+    fit = fit_laplace(logistic.build(Xs, ys), prior=True, draws=100)  # the prior bounds it
+    assert np.all(np.isfinite(fit.sd["beta"]))
