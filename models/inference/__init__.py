@@ -15,7 +15,8 @@ There are no per-family branches: everything works from the model graph. Family-
 facts (closed forms, the type-II likelihood) live in the family modules.
 
 Modules: ``config`` (:class:`SamplerConfig`), ``labels``, ``mle``, ``laplace``, ``sampling``,
-``diagnostics``, ``summary`` (posterior summary, :func:`compare`), ``predictive`` (held-out
+``diagnostics``, ``summary`` (posterior summary, :func:`compare`), ``sensitivity`` (power-scaling
+prior sensitivity), ``predictive`` (held-out
 scores, chain stacking), ``fitcheck``, ``evidence``, ``sequential``, ``fits`` (many fits),
 ``sbc``, ``distributed`` (Dask). The names below are re-exported so that
 ``from models.inference import fit_mle, sample_posterior, ...`` keeps working.
@@ -32,6 +33,7 @@ from models.inference.predictive import (STACKING_MAX_BAD_K_SHARE, ChainStacking
                                          predictive_log_score, stack_chains)
 from models.inference.sampling import (NUTPIE_PRIOR_INIT, CompiledSampler, check_start,
                                        data_swapped, prior_initvals, sample_posterior, set_data)
+from models.inference.sensitivity import prior_sensitivity
 from models.inference.summary import compare, posterior_summary
 
 __all__ = [
@@ -40,5 +42,5 @@ __all__ = [
     "STACKING_MAX_BAD_K_SHARE", "ChainStacking", "pointwise_log_likelihood",
     "predictive_class_probs", "predictive_log_score", "stack_chains", "NUTPIE_PRIOR_INIT",
     "CompiledSampler", "check_start", "data_swapped", "prior_initvals", "sample_posterior",
-    "set_data", "compare", "posterior_summary",
+    "set_data", "compare", "posterior_summary", "prior_sensitivity",
 ]
