@@ -104,3 +104,29 @@ def test_no_laplace_where_the_likelihood_is_unbounded():
         fit_laplace(logistic.build(Xs, ys), prior=False, draws=10)
     fit = fit_laplace(logistic.build(Xs, ys), prior=True, draws=100)  # the prior bounds it
     assert np.all(np.isfinite(fit.sd["beta"]))
+
+
+def test_compare_laplace_says_the_shift_is_the_priors_when_the_posterior_is_normal():
+    """Conjugate normal prior, sigma known: the posterior IS the Laplace normal, so the prior
+    explains the whole MLE-to-posterior shift (share 1 up to NUTS's Monte-Carlo error) and
+    NUTS sits on Laplace (|difference| within Monte-Carlo error)."""
+    from models.inference import compare, fit_mle, sample_posterior
+    from models.inference.summary import compare_laplace
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(30, 2))
+    sigma, tau = 2.0, 0.3  # a tight prior: the posterior mean is pulled well away from OLS
+    y = X @ np.array([1.5, -1.0]) + rng.normal(0, sigma, 30)
+    with pm.Model(coords={"predictor": ["a", "b"]}) as model:
+        beta = pm.Normal("beta", 0.0, tau, dims="predictor")
+        pm.Normal("y_obs", mu=pm.math.dot(X, beta), sigma=sigma, observed=y)
+    V = np.linalg.inv(X.T @ X / sigma**2 + np.eye(2) / tau**2)
+    m = V @ X.T @ y / sigma**2
+    ols = np.linalg.solve(X.T @ X, X.T @ y)
+    idata = sample_posterior(model, draws=2000, tune=1000, chains=2, random_seed=3)
+    table = compare_laplace(compare(fit_mle(model), idata), fit_laplace(model, random_seed=4))
+    np.testing.assert_allclose(table["mle"], ols, rtol=1e-6)
+    np.testing.assert_allclose(table["laplace_mean"], m, atol=4 * np.sqrt(np.diag(V).max() / 4000))
+    assert ((table["post_mean"] - table["mle"]).abs() / table["se"]).min() > 1  # a real shift
+    np.testing.assert_allclose(table["prior_share"], 1.0, atol=0.1)
+    assert (table["nuts_vs_laplace_sd"].abs() < 0.15).all(), table

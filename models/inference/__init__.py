@@ -34,7 +34,7 @@ from models.inference.predictive import (STACKING_MAX_BAD_K_SHARE, ChainStacking
 from models.inference.sampling import (NUTPIE_PRIOR_INIT, CompiledSampler, check_start,
                                        data_swapped, prior_initvals, sample_posterior, set_data)
 from models.inference.sensitivity import prior_sensitivity
-from models.inference.summary import compare, posterior_summary
+from models.inference.summary import compare, compare_laplace, posterior_summary
 
 __all__ = [
     "ADAPTATIONS", "SAMPLERS", "SamplerConfig", "EBFMI_MIN", "ESS_MIN", "RHAT_MAX", "Diagnostics",
@@ -42,5 +42,6 @@ __all__ = [
     "STACKING_MAX_BAD_K_SHARE", "ChainStacking", "pointwise_log_likelihood",
     "predictive_class_probs", "predictive_log_score", "stack_chains", "NUTPIE_PRIOR_INIT",
     "CompiledSampler", "check_start", "data_swapped", "prior_initvals", "sample_posterior",
-    "set_data", "compare", "posterior_summary", "prior_sensitivity",
+    "set_data", "compare", "compare_laplace", "posterior_summary",
+    "prior_sensitivity",
 ]

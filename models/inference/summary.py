@@ -73,3 +73,36 @@ def compare(mle: MLEResult, idata: xr.DataTree, prob: float = 0.95) -> pd.DataFr
     table["width_ratio"] = (table["eti_ub"] - table["eti_lb"]) / (table["wald_ub"] - table["wald_lb"])
     return table
 
+
+# Below this many SEs the MLE-to-posterior shift is too small to split into shares.
+SHARE_MIN_SHIFT_SE = 0.1
+
+
+def compare_laplace(table: pd.DataFrame, laplace, prob: float = 0.95) -> pd.DataFrame:
+    """:func:`compare`'s table with the Laplace approximation (with the model's prior) beside
+    it: ``laplace_mean``/``laplace_sd``/``laplace_lb``/``laplace_ub`` (from its draws, as for
+    NUTS), and two columns that say why MLE and posterior differ, per parameter:
+
+    * ``prior_share`` = (Laplace mean - MLE) / (posterior mean - MLE): the part of the shift
+      that a Gaussian with the prior explains (1: all of it is the prior's pull; NaN where the
+      shift is below ``SHARE_MIN_SHIFT_SE`` standard errors, nothing to explain);
+    * ``nuts_vs_laplace_sd`` = (posterior mean - Laplace mean) / posterior sd: how far the
+      posterior is from its Gaussian approximation (the likelihood's non-Gaussianity: small
+      data, a boundary, a funnel), in posterior sds; |value| well below 0.1 is Monte-Carlo
+      noise at the usual ESS.
+
+    ``laplace``: a :class:`models.inference.laplace.LaplaceFit` with ``prior=True``.
+    """
+    pct = f"{round(prob * 100):d}"
+    lap = posterior_summary(laplace.idata, var_names=[n for n in laplace.mode
+                                                        if n in laplace.idata["posterior"]],
+                            prob=prob)
+    lap = lap.rename(columns={"mean": "laplace_mean", "sd": "laplace_sd",
+                              f"eti{pct}_lb": "laplace_lb", f"eti{pct}_ub": "laplace_ub"})
+    out = table.join(lap[["laplace_mean", "laplace_sd", "laplace_lb", "laplace_ub"]], how="left")
+    shift = out["post_mean"] - out["mle"]
+    share = (out["laplace_mean"] - out["mle"]) / shift
+    out["prior_share"] = share.where((shift / out["se"]).abs() >= SHARE_MIN_SHIFT_SE)
+    out["nuts_vs_laplace_sd"] = (out["post_mean"] - out["laplace_mean"]) / out["post_sd"]
+    return out
+
