@@ -130,3 +130,25 @@ def test_compare_laplace_says_the_shift_is_the_priors_when_the_posterior_is_norm
     assert ((table["post_mean"] - table["mle"]).abs() / table["se"]).min() > 1  # a real shift
     np.testing.assert_allclose(table["prior_share"], 1.0, atol=0.1)
     assert (table["nuts_vs_laplace_sd"].abs() < 0.15).all(), table
+
+
+def test_laplace_loo_matches_the_exact_leave_one_out_of_a_conjugate_model():
+    """With sigma known and a normal prior, p(y_i | y_-i) is normal in closed form:
+    N(x_i' m_-i, sigma^2 + x_i' V_-i x_i), the posterior refitted without row i."""
+    from models.inference.laplace import laplace_loo
+
+    rng = np.random.default_rng(11)
+    n, sigma, tau = 40, 1.0, 1.0
+    X = rng.normal(size=(n, 2))
+    y = X @ np.array([0.8, -0.4]) + rng.normal(0, sigma, n)
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, tau, shape=2)
+        pm.Normal("y_obs", mu=pm.math.dot(X, beta), sigma=sigma, observed=y)
+    exact = 0.0
+    for i in range(n):
+        keep = np.arange(n) != i
+        V = np.linalg.inv(X[keep].T @ X[keep] / sigma**2 + np.eye(2) / tau**2)
+        m = V @ X[keep].T @ y[keep] / sigma**2
+        exact += stats.norm.logpdf(y[i], X[i] @ m, np.sqrt(sigma**2 + X[i] @ V @ X[i]))
+    loo = laplace_loo(fit_laplace(model, draws=4000, random_seed=6), model)
+    assert float(loo.elpd) == pytest.approx(exact, abs=0.05)

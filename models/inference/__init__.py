@@ -26,7 +26,7 @@ from models.inference.config import ADAPTATIONS, SAMPLERS, SamplerConfig
 from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics, diagnose,
                                           rank_test)
 from models.inference.labels import scalar_labels
-from models.inference.laplace import LaplaceFit, fit_laplace
+from models.inference.laplace import LaplaceFit, fit_laplace, laplace_loo
 from models.inference.mle import IDENT_TOL, MLEResult, MLEWarning, fit_mle
 from models.inference.predictive import (STACKING_MAX_BAD_K_SHARE, ChainStacking,
                                          pointwise_log_likelihood, predictive_class_probs,
@@ -38,7 +38,8 @@ from models.inference.summary import compare, compare_laplace, posterior_summary
 
 __all__ = [
     "ADAPTATIONS", "SAMPLERS", "SamplerConfig", "EBFMI_MIN", "ESS_MIN", "RHAT_MAX", "Diagnostics",
-    "diagnose", "rank_test", "scalar_labels", "LaplaceFit", "fit_laplace", "IDENT_TOL", "MLEResult", "MLEWarning", "fit_mle",
+    "diagnose", "rank_test", "scalar_labels", "LaplaceFit", "fit_laplace",
+    "laplace_loo", "IDENT_TOL", "MLEResult", "MLEWarning", "fit_mle",
     "STACKING_MAX_BAD_K_SHARE", "ChainStacking", "pointwise_log_likelihood",
     "predictive_class_probs", "predictive_log_score", "stack_chains", "NUTPIE_PRIOR_INIT",
     "CompiledSampler", "check_start", "data_swapped", "prior_initvals", "sample_posterior",

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
+from scipy import stats
 
 from models.inference.mle import CompiledMLE, compiled_mle, maximise
 
@@ -41,7 +42,9 @@ class LaplaceFit:
     from N(mode, Sigma) mapped back through the transforms (``posterior`` group, one chain);
     ``prior``: whether the priors were included (False: the flat-prior, MLE version);
     ``logdensity``: the objective at the mode (log posterior density up to a constant, or
-    the log-likelihood)."""
+    the log-likelihood); ``log_p``/``log_q``: at each draw, the target's log density (the
+    same objective) and the approximation's (the normal's), both in the unconstrained space,
+    for :func:`laplace_loo`."""
 
     mode: dict[str, np.ndarray]
     sd: dict[str, np.ndarray]
@@ -49,6 +52,8 @@ class LaplaceFit:
     idata: xr.DataTree
     prior: bool
     logdensity: float
+    log_p: np.ndarray
+    log_q: np.ndarray
 
 
 def _compiled(model: pm.Model, prior: bool) -> CompiledMLE:
@@ -91,6 +96,8 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
     rng = np.random.default_rng(random_seed)
     z = rng.multivariate_normal(x, cov_x, size=int(draws), method="cholesky")
     samples = np.stack([np.asarray(c.f_flat(zi), dtype=float) for zi in z])
+    log_p = np.array([c.loglik(zi) for zi in z])
+    log_q = stats.multivariate_normal(x, cov_x).logpdf(z).reshape(len(z))
     mode, sd, data, offset = {}, {}, {}, 0
     for name, shape in zip(c.out_names, c.out_shapes):
         size = int(np.prod(shape))
@@ -109,4 +116,21 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
     posterior.attrs["inference"] = "laplace" + ("" if prior else " (flat prior)")
     return LaplaceFit(mode, sd, pd.DataFrame(cov_x, index=c.x_labels, columns=c.x_labels),
                       xr.DataTree.from_dict({"posterior": posterior}), prior,
-                      float(c.loglik(x)))
+                      float(c.loglik(x)), log_p, log_q)
+
+
+def laplace_loo(fit: LaplaceFit, model: pm.Model):
+    """PSIS-LOO of the Laplace approximation (``arviz.loo_approximate_posterior``): the
+    pointwise log-likelihood at its draws (PyMC, on ``model``'s data), importance-corrected
+    from the approximation to the target with ``fit.log_p - fit.log_q``. Returns ArviZ's ELPD
+    object (``elpd``, ``se``, ``pareto_k``...)."""
+    import arviz as az
+
+    ll = pm.stats.compute_log_likelihood(fit.idata, model=model, extend_inferencedata=False,
+                                         progressbar=False)
+    ll = ll.to_dataset() if isinstance(ll, xr.DataTree) else ll
+    tree = xr.DataTree.from_dict({"posterior": fit.idata["posterior"].to_dataset(),
+                                  "log_likelihood": ll})
+    sample = {"chain": [0], "draw": np.arange(len(fit.log_p))}
+    as_da = lambda v: xr.DataArray(v.reshape(1, -1), dims=("chain", "draw"), coords=sample)  # noqa: E731
+    return az.loo_approximate_posterior(tree, as_da(fit.log_p), as_da(fit.log_q))
