@@ -79,6 +79,29 @@ def _oracle(out, m):
                 assert r["shift_in_se"] == pytest.approx((d.mean() - r["mle"]) / r["se"], rel=1e-9)
                 assert r["wald_ub"] - r["wald_lb"] == pytest.approx(2 * 1.959963985 * r["se"], rel=1e-8)
             checked += 1
+        for label, w in (section.get("why_they_differ") or {}).items():
+            # the "why they differ" row: its derived columns from the comparison's own
+            # (oracle-checked) MLE and the draws' mean and sd
+            r, d = section["comparison"][label], draws_of[title][label]
+            if r["shift_in_se"] is None:
+                assert w["shift_in_se"] is None
+            else:
+                assert w["shift_in_se"] == pytest.approx(r["shift_in_se"], rel=1e-12)
+            if w.get("laplace_mean") is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    expect = (d.mean() - w["laplace_mean"]) / d.std(ddof=1)
+                if not np.isfinite(expect):  # a constant (the correlation's diagonal)
+                    assert w["nuts_vs_laplace_sd"] is None, label
+                else:
+                    assert w["nuts_vs_laplace_sd"] == pytest.approx(expect, rel=1e-9, abs=1e-12)
+                if w["prior_share"] is not None:
+                    assert w["prior_share"] == pytest.approx(
+                        (w["laplace_mean"] - r["mle"]) / (d.mean() - r["mle"]), rel=1e-9)
+            if w.get("diagnosis") is not None:
+                p_, l_ = w["prior"], w["likelihood"]
+                assert w["diagnosis"] == ("prior-data conflict" if p_ >= 0.05 and l_ >= 0.05 else
+                                          "prior-sensitive" if p_ > 0.05 > l_ else
+                                          "likelihood-dominated"), label
     if files:
         assert checked > 0
 
