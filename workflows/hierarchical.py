@@ -176,7 +176,7 @@ def radon(report, s, progress, diags, posteriors):
 def main(argv=None) -> int:
     args = parser(NAME, __doc__).parse_args(argv)
     s = settings(NAME, args)
-    progress = Progress(NAME, 8)
+    progress = Progress(NAME, 10)
     report = Report(NAME, "Hierarchical models: pooling, type-II MLE and full Bayes")
     diags, posteriors = [], {}
     es = eight_schools(report, s, progress, diags, posteriors)

@@ -139,7 +139,8 @@ def main(argv=None) -> int:
                              "too (without it the bundled data sets are used)")
         fams = [args.family] if args.family else list(FAMILIES)
         jobs = [(f, *FAMILIES[f]["data"](), FAMILIES[f]["note"]) for f in fams]
-    progress = Progress(NAME, 3 * len(jobs))
+    # per family: MLE, NUTS, posterior predictive (if drawn), Laplace + prior sensitivity
+    progress = Progress(NAME, sum(3 + bool(FAMILIES[job[0]]["ppc"]) for job in jobs))
     report = Report(NAME, "Regression: MLE vs posterior, held-out log score, calibration")
     diags, posteriors, used = [], {}, []
     for offset, (family, X, y, note) in enumerate(jobs):
