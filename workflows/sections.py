@@ -220,24 +220,34 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
     sentences, conflict = [], False
     if f.laplace is not None:
         moved = table[table["shift_in_se"].abs() > 0.5]
+        post_sd = f.comparison.loc[moved.index, "post_sd"]
+        off, widths = moved["nuts_vs_laplace_sd"].abs(), moved["laplace_sd"] / post_sd
+        poor = (off > 0.5) | ~widths.between(2 / 3, 1.5)
+        prior = ~poor & (moved["prior_share"] >= 0.5)
+        shape = ~poor & ~prior
         lines = []
-        for label, r in list(moved.iterrows())[:8]:
-            off = abs(r["nuts_vs_laplace_sd"])
-            if off > 0.5:  # the normal approximation itself is poor: its share says little
-                why = (f"the posterior is {off:.2f} sd from its normal (Laplace) approximation: "
-                       "its shape (a skewed likelihood, a hierarchy's funnel), not a Gaussian "
-                       "pull of the prior, makes the difference")
-            else:
-                share = ("" if not np.isfinite(r["prior_share"]) else
-                         f"a normal with the prior explains {r['prior_share']:.0%} of it")
-                shape = f"NUTS is {off:.2f} posterior sd from Laplace" + (
-                    " (the posterior is not quite normal)" if off > 0.2 else "")
-                why = "; ".join(x for x in (share, shape) if x)
-            lines.append(f"{label}: posterior mean {r['shift_in_se']:+.2f} SE from the MLE; {why}")
-        if len(moved) > 8:
-            lines.append(f"and {len(moved) - 8} more parameters (see the table)")
+
+        def names(mask):
+            labels = list(moved.index[mask])
+            return ", ".join(labels[:6]) + (f" and {len(labels) - 6} more" if len(labels) > 6 else "")
+
+        if prior.any():
+            s_ = moved["prior_share"][prior]
+            lines.append(f"a normal approximation with the prior explains most of the shift "
+                         f"({s_.min():.0%} to {s_.max():.0%}) for {names(prior)}: the prior's pull")
+        if shape.any():
+            lines.append(f"for {names(shape)} the prior explains less than half (NUTS up to "
+                         f"{off[shape].max():.2f} posterior sd from the normal approximation): "
+                         "the likelihood's shape")
+        if poor.any():
+            lines.append(f"for {names(poor)} the normal (Laplace) approximation is poor (its sd "
+                         f"{widths[poor].min():.2f} to {widths[poor].max():.2f} times the "
+                         f"posterior's, its mean up to {off[poor].max():.2f} sd away): the "
+                         "posterior's shape (a skewed likelihood, a hierarchy's funnel) makes "
+                         "the difference, not a Gaussian pull of the prior")
         if lines:
-            sentences.append("Why they differ: " + "; ".join(lines) + ".")
+            sentences.append(f"Why they differ ({len(moved)} parameter(s) moved more than 0.5 "
+                             "SE): " + "; ".join(lines) + ".")
     if f.sensitivity is not None:
         lines = []
         for kind in ("prior-data conflict", "prior-sensitive"):
