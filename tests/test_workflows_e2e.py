@@ -171,6 +171,11 @@ def test_regression_e2e(tmp_path):
         score = m["sections"][f"{family.capitalize()} regression"]["predictive"]
         assert score["posterior_predictive"]["per_obs_bits"] == pytest.approx(
             score["posterior_predictive"]["per_obs_nats"] / np.log(2), rel=1e-12)
+        # weakly informative priors, near-normal posteriors: the Laplace predictive scores
+        # the held-out rows within 0.05 nats per observation of the NUTS one
+        lap = score["laplace_predictive"]
+        assert lap["per_obs_bits"] == pytest.approx(lap["per_obs_nats"] / np.log(2), rel=1e-12)
+        assert abs(lap["per_obs_nats"] - score["posterior_predictive"]["per_obs_nats"]) < 0.05
     assert "calibration" in m["sections"]["Logistic regression"]
     tree = az.from_netcdf(out / "posterior_logistic.nc")
     assert "beta" in tree["posterior"].data_vars

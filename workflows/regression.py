@@ -71,15 +71,21 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
             ppc=spec["ppc"],
             seed_offset=offset,
         ), model, s, progress=progress)
-    mle, idata, diag = section.mle, section.idata, section.diagnostics
+    mle, idata, diag, laplace = section.mle, section.idata, section.diagnostics, section.laplace
     if classes is not None:
         lookup = {c: i for i, c in enumerate(classes)}
         y_test = np.array([lookup[v] for v in yte])
     else:
         y_test = yte.to_numpy()
     score = predictive_log_score(model, mle, idata, X=Xte.to_numpy(dtype=float), y=y_test)
+    if laplace is not None:  # the same score with the Laplace draws as the posterior
+        lap = predictive_log_score(model, mle, laplace.idata, X=Xte.to_numpy(dtype=float),
+                                   y=y_test)
+        score.loc["laplace_predictive"] = lap.loc["posterior_predictive"]
     report.table(score, caption="Held-out log score (higher is better): plug-in MLE predictive "
-                 "p(y | θ̂) vs posterior predictive ∫ p(y | θ) p(θ | data) dθ.", digits=5)
+                 "p(y | θ̂) vs posterior predictive ∫ p(y | θ) p(θ | data) dθ"
+                 + (" and the same integral over the Laplace approximation (4000 draws)"
+                    if laplace is not None else "") + ".", digits=5)
     section = report.section_record(f"{family.capitalize()} regression")
     section["predictive"] = score
     section["split"] = {"train": len(train), "test": len(test), "seed": s.seed + offset}
