@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from scipy import stats  # noqa: E402
 
-MLE_COLOR, POST_COLOR = "#d95f02", "#1b9e77"
+# One colour per estimator in every hand-drawn figure (ColorBrewer Dark2).
+MLE_COLOR, LAPLACE_COLOR, POST_COLOR = "#d95f02", "#7570b3", "#1b9e77"
 
 
 def identified(mle, idata) -> list[str]:
@@ -99,3 +100,24 @@ def rank(idata, var_names):
 
 def energy(idata):
     return az.plot_energy(idata)
+
+
+def psense(tree: xr.DataTree, labels) -> object:
+    """ArviZ's power-scaling plot (``plot_psense_dist``) of the chosen scalars (``labels``,
+    e.g. ``theta[A]``) of a :func:`models.inference.sensitivity_data` tree: each posterior
+    with the prior (left) or the likelihood (right) raised to the power 0.8 and 1.25 by
+    importance reweighting; mean and 95% ETI below each curve. One row per scalar, so no
+    variable's dims decide what is shown."""
+    from models.inference.labels import scalars_by_label
+
+    post = tree["posterior"].to_dataset()
+    names = list(dict.fromkeys(label.split("[")[0] for label in labels))
+    scalars = scalars_by_label(post, names)
+    sub = xr.DataTree.from_dict({
+        "posterior": xr.Dataset({label: scalars[label] for label in labels}),
+        "log_prior": tree["log_prior"].to_dataset(),
+        "log_likelihood": tree["log_likelihood"].to_dataset()})
+    return az.plot_psense_dist(sub, var_names=list(labels), point_estimate="mean",
+                               ci_kind="eti", ci_prob=0.95,
+                               figure_kwargs={"figsize": (11, 1.2 + 2.1 * len(labels)),
+                                              "layout": "constrained"})

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import html
 import io
+import itertools
 import json
 import os
 import platform
@@ -28,11 +29,11 @@ import pandas as pd
 from models.base.interrupts import interrupted
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1320px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.5}
 h1{border-bottom:2px solid #333}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
-th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}
 .pass{background:#d9f2d9;color:#145214;font-weight:bold}.fail{background:#f8d7d7;color:#7a1010;font-weight:bold}
 .warn{background:#fff3cd;border-left:4px solid #e0a800;padding:0.5em 1em}
@@ -42,6 +43,11 @@ figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:0.9em;color:#555}
 .meta{font-size:0.85em;color:#555}
 td.why{text-align:left;max-width:28em}table.verdict th{text-align:left}
+div.scroll{overflow-x:auto;max-width:100%}caption{max-width:75em}
+p{max-width:75em}
+th.group{text-align:center;border-bottom:3px solid #999}
+th.mle{border-bottom-color:#d95f02}th.laplace{border-bottom-color:#7570b3}
+th.posterior{border-bottom-color:#1b9e77}
 """
 
 
@@ -85,6 +91,14 @@ def _figure_png(fig) -> bytes:
     figure.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return buf.getvalue()
+
+
+# One colour per estimator in tables as in figures (workflows.plots' MLE/Laplace/posterior).
+ESTIMATOR_CLASSES = {"MLE": "mle", "Laplace": "laplace", "NUTS posterior": "posterior"}
+
+
+def _group_class(group) -> str:
+    return ESTIMATOR_CLASSES.get(str(group), "")
 
 
 def _format_cell(v, digits: int):
@@ -171,16 +185,25 @@ class Report:
               index: bool = True) -> None:
         if index and isinstance(df.index, pd.MultiIndex):  # one column per level
             df, index = df.reset_index(), False
-        cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        if isinstance(df.columns, pd.MultiIndex):  # grouped header: a row of groups above
+            groups = [(g, len(list(n))) for g, n in itertools.groupby(df.columns.get_level_values(0))]
+            top = ('<th rowspan="2">' + html.escape(df.index.name or "") + "</th>" if index else "")
+            top += "".join(f'<th colspan="{n}" class="group {_group_class(g)}">{html.escape(str(g))}</th>'
+                           if n > 1 or g else f"<th>{html.escape(str(g))}</th>" for g, n in groups)
+            sub = "".join(f"<th>{html.escape(str(c))}</th>"
+                          for c in df.columns.get_level_values(1))
+            head = top + "</tr><tr>" + sub
+        else:
+            cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         rows = []
         for idx, row in df.iterrows():
             cells = ([f"<td>{html.escape(str(idx))}</td>"] if index else [])
             cells += [_format_cell(v, digits) for v in row.to_list()]
             rows.append("<tr>" + "".join(cells) + "</tr>")
         cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-        self.blocks.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>"
-                           + "".join(rows) + "</tbody></table>")
+        self.blocks.append(f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
+                           "<tbody>" + "".join(rows) + "</tbody></table></div>")
 
     def figure(self, fig, caption: str) -> None:
         data = base64.b64encode(_figure_png(fig)).decode("ascii")

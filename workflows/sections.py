@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-from models.inference import (compare, compare_laplace, diagnose, fit_laplace, fit_mle,
-                              posterior_summary, prior_sensitivity, rank_test)
+from models.inference import (compare, compare_laplace, compare_loo, diagnose, fit_laplace,
+                              fit_mle, posterior_summary, prior_sensitivity, rank_test,
+                              sensitivity_data)
 from workflows import plots
 from workflows.options import Settings
 from workflows.report import Report
@@ -57,6 +58,9 @@ class SectionFit:
     laplace_error: str = ""
     sensitivity: pd.DataFrame | None = None  # power-scaling prior/likelihood sensitivity
     sensitivity_error: str = ""
+    sensitivity_data: object = None  # the DataTree psense read (for its plot)
+    loo: pd.DataFrame | None = None  # PSIS-LOO of NUTS and of the Laplace approximation
+    loo_error: str = ""
 
 
 def fit_section(model: pm.Model, spec: SectionSpec, s: Settings, mle=None,
@@ -93,16 +97,23 @@ def fit_section(model: pm.Model, spec: SectionSpec, s: Settings, mle=None,
         laplace = fit_laplace(model, prior=True, random_seed=s.seed + spec.seed_offset)
     except Exception as exc:  # noqa: BLE001 - the report says why there is none
         laplace_error = str(exc)
-    sensitivity, sensitivity_error = None, ""
+    sensitivity, sensitivity_error, tree = None, "", None
     names = [n for n in dict.fromkeys(label.split("[")[0] for label in comparison.index)
              if spec.var_names is None or n in spec.var_names]
     try:
-        sensitivity = prior_sensitivity(idata, model, var_names=names)
+        tree = sensitivity_data(idata, model, var_names=names)
+        sensitivity = prior_sensitivity(tree)
     except Exception as exc:  # noqa: BLE001 - the report says why there is none
         sensitivity_error = str(exc)
+    loo, loo_error = None, ""
+    try:
+        loo = compare_loo(idata, laplace, model)
+    except Exception as exc:  # noqa: BLE001 - the report says why there is none
+        loo_error = str(exc)
     return SectionFit(spec, mle, idata, diagnose(idata), comparison,
                       posterior_summary(idata, prob=0.95), plotted, rank_test(idata, plotted),
-                      fit, fit_error, laplace, laplace_error, sensitivity, sensitivity_error)
+                      fit, fit_error, laplace, laplace_error, sensitivity, sensitivity_error,
+                      tree, loo, loo_error)
 
 
 def model_section(report: Report, spec: SectionSpec, model: pm.Model, s: Settings, *,
@@ -114,6 +125,26 @@ def model_section(report: Report, spec: SectionSpec, model: pm.Model, s: Setting
     return fit
 
 
+ROAD_COLUMNS = {  # (group, column) -> column of compare / compare_laplace
+    ("MLE", "estimate"): "mle", ("MLE", "SE"): "se", ("MLE", "2.5%"): "wald_lb",
+    ("MLE", "97.5%"): "wald_ub", ("Laplace", "mean"): "laplace_mean",
+    ("Laplace", "sd"): "laplace_sd", ("Laplace", "2.5%"): "laplace_lb",
+    ("Laplace", "97.5%"): "laplace_ub", ("NUTS posterior", "mean"): "post_mean",
+    ("NUTS posterior", "sd"): "post_sd", ("NUTS posterior", "2.5%"): "eti_lb",
+    ("NUTS posterior", "97.5%"): "eti_ub", ("", "shift_in_se"): "shift_in_se",
+    ("", "width_ratio"): "width_ratio"}
+
+
+def road_table(table: pd.DataFrame, laplace=None) -> pd.DataFrame:
+    """:func:`compare`'s table (and the Laplace columns when ``laplace`` is given) under
+    grouped headers MLE | Laplace | NUTS posterior, in the order of the road between them."""
+    full = compare_laplace(table, laplace) if laplace is not None else table
+    cols = {k: v for k, v in ROAD_COLUMNS.items() if v in full.columns}
+    out = full[list(cols.values())]
+    out.columns = pd.MultiIndex.from_tuples(list(cols))
+    return out
+
+
 def _mle_and_comparison(report: Report, f: SectionFit) -> None:
     mle, table, spec = f.mle, f.comparison, f.spec
     report.text(spec.data_note)
@@ -122,16 +153,29 @@ def _mle_and_comparison(report: Report, f: SectionFit) -> None:
         report.text(f"MLE status: {mle.status}. {sentence(mle.message)}", kind="warn")
     report.table(mle.table(), caption=f"MLE (log-likelihood {mle.loglik:.2f} nats, "
                  f"AIC {mle.aic:.2f}, BIC {mle.bic:.2f}, N = {mle.n_obs}, k = {mle.n_params})")
-    report.table(table, caption="MLE vs posterior: Wald 95% interval vs 95% equal-tailed "
-                 "credible interval; shift_in_se = (posterior mean - MLE) / SE; width_ratio = "
-                 "credible width / Wald width")
+    report.table(road_table(table, f.laplace), digits=3, caption="From the MLE to the posterior: the MLE with its Wald 95% "
+                 "interval" + (", the Laplace approximation (a normal at the posterior mode, "
+                               "with the model's prior: mean, sd, 95% interval of its draws)"
+                               if f.laplace is not None else "")
+                 + " and the NUTS posterior with its 95% equal-tailed credible interval; "
+                 "shift_in_se = (posterior mean - MLE) / SE; width_ratio = credible width / "
+                 "Wald width")
     comparable = table[np.isfinite(table["shift_in_se"]) & np.isfinite(table["width_ratio"])]
     big = comparable[(comparable["shift_in_se"].abs() > 0.5)
                      | ((comparable["width_ratio"] - 1).abs() > 0.2)]
     if len(comparable) < len(table):
         missing = [lab for lab in table.index if lab not in comparable.index]
-        report.text(f"No MLE comparison for {missing}: the MLE or its standard error does not "
-                    f"exist ({mle.status}); only the posterior is reported for them.", kind="warn")
+        outside = [lab for lab in missing if lab.split("[")[0] in mle.not_in_likelihood]
+        other = [lab for lab in missing if lab not in outside]
+        if outside:
+            report.text(f"No MLE for {', '.join(outside)}: not in the likelihood (hyperparameters"
+                        "); only " + ("the Laplace approximation and " if f.laplace is not None
+                                      else "") + "the posterior are reported for them.",
+                        kind="note")
+        if other:
+            report.text(f"No MLE comparison for {', '.join(other)}: the MLE or its standard "
+                        f"error does not exist (MLE status: {mle.status}); only the posterior "
+                        "is reported for them.", kind="warn")
     if len(big):
         report.text(
             "Where they disagree: " + "; ".join(
@@ -188,7 +232,7 @@ def _figures(report: Report, f: SectionFit) -> None:
 
 
 WHY_CAPTION = (
-    "Why MLE and posterior differ. laplace_mean/sd: the Laplace approximation (a normal at the "
+    "Why MLE and posterior differ (the Laplace columns are in the table above: a normal at the "
     "posterior mode in the unconstrained space, draws mapped back). prior_share = (Laplace mean "
     "- MLE) / (posterior mean - MLE): the part of the shift a Gaussian with the prior explains "
     "(blank where the shift is under 0.1 SE). nuts_vs_laplace_sd = (posterior mean - Laplace "
@@ -207,8 +251,9 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
         return None
     table = f.comparison[["mle", "se", "post_mean", "post_sd", "shift_in_se"]]
     if f.laplace is not None:
-        table = compare_laplace(f.comparison, f.laplace)[
-            ["shift_in_se", "laplace_mean", "laplace_sd", "prior_share", "nuts_vs_laplace_sd"]]
+        road = compare_laplace(f.comparison, f.laplace)
+        table = road[["shift_in_se", "laplace_mean", "laplace_sd", "prior_share",
+                      "nuts_vs_laplace_sd"]]
     else:
         table = table[["shift_in_se"]]
         report.text(f"No Laplace approximation: {sentence(f.laplace_error)}", kind="note")
@@ -216,7 +261,8 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
         table = table.join(f.sensitivity[["prior", "likelihood", "diagnosis"]], how="left")
     else:
         report.text(f"No prior sensitivity: {sentence(f.sensitivity_error)}", kind="note")
-    report.table(table, caption=WHY_CAPTION, digits=3)
+    report.table(table.drop(columns=["laplace_mean", "laplace_sd"], errors="ignore"),
+                 caption=WHY_CAPTION, digits=3)
     sentences, conflict = [], False
     if f.laplace is not None:
         moved = table[table["shift_in_se"].abs() > 0.5]
@@ -248,6 +294,7 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
         if lines:
             sentences.append(f"Why they differ ({len(moved)} parameter(s) moved more than 0.5 "
                              "SE): " + "; ".join(lines) + ".")
+        sentences += _no_mle_sentence(road)
     if f.sensitivity is not None:
         lines = []
         for kind in ("prior-data conflict", "prior-sensitive"):
@@ -264,12 +311,75 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
     return table
 
 
+def _no_mle_sentence(road: pd.DataFrame) -> list[str]:
+    """Parameters without an MLE (outside the likelihood, e.g. a hierarchy's mu and tau):
+    only Laplace and NUTS can be compared; say where the normal approximation is poor."""
+    free = road[~np.isfinite(road["mle"].astype(float))
+                & np.isfinite(road["laplace_mean"].astype(float))]
+    if not len(free):
+        return []
+    ratio = free["laplace_sd"] / free["post_sd"]
+    poor = free[(free["nuts_vs_laplace_sd"].abs() > 0.5) | ~ratio.between(2 / 3, 1.5)]
+    names = ", ".join(free.index)
+    if not len(poor):
+        return [f"{names} (no MLE: not in the likelihood): the Laplace approximation agrees "
+                "with NUTS (means within 0.5 posterior sd, sds within a factor 1.5)."]
+    return ["No MLE for " + names + " (not in the likelihood); the Laplace approximation "
+            "there is poor: " + "; ".join(
+                f"{lab}: Laplace mean {r.laplace_mean:.3g} (sd {r.laplace_sd:.3g}) vs posterior "
+                f"{r.post_mean:.3g} (sd {r.post_sd:.3g}), {abs(r.nuts_vs_laplace_sd):.2f} "
+                "posterior sd apart" for lab, r in poor.iterrows()) + "."]
+
+
+# More than this share of high Pareto k makes PSIS-LOO unreliable (as the model-fit checks).
+LOO_MAX_HIGH_K = 0.1
+
+
+def _loo(report: Report, f: SectionFit) -> None:
+    """PSIS-LOO of NUTS and of the Laplace approximation, with the paired difference."""
+    if f.loo is None:
+        if f.loo_error:
+            report.text(f"No PSIS-LOO: {sentence(f.loo_error)}", kind="note")
+        return
+    report.table(f.loo, digits=4, caption="PSIS-LOO expected log predictive density (nats; "
+                 "ArviZ loo; the Laplace row by loo_approximate_posterior, importance-corrected "
+                 "from the normal to the posterior). share_k_high: share of observations with "
+                 "Pareto k above ArviZ's good_k (LOO unreliable there). elpd_diff: Laplace "
+                 "minus NUTS, with the standard error of the paired pointwise differences, "
+                 "also in bits.")
+    high = f.loo["share_k_high"].astype(float)
+    unreliable = high[high > LOO_MAX_HIGH_K]
+    if len(unreliable):
+        report.text("PSIS-LOO is unreliable for " + ", ".join(
+            f"{name} ({share:.0%} of observations with high Pareto k)"
+            for name, share in unreliable.items())
+            + (": the normal approximation is too far from the posterior for importance "
+               "sampling to correct it, so its elpd is not compared"
+               if "Laplace" in unreliable.index else "")
+            + "; exact LOO (refitting without each point) or K-fold would be needed.",
+            kind="note")
+    if "Laplace" in f.loo.index and not len(unreliable):
+        r = f.loo.loc["Laplace"]
+        # the loo package's FAQ (Sivula et al. 2022): below 4 nats a difference is small
+        # whatever its SE (the SE itself is then poorly estimated), else compare with 2 SE
+        small = abs(r.elpd_diff) < 4 or abs(r.elpd_diff) < 2 * r.se_diff
+        report.text(
+            f"PSIS-LOO: the Laplace approximation's elpd is {r.elpd_diff:+.2f} nats "
+            f"(SE {r.se_diff:.2f}) from the posterior's: "
+            + ("a small difference (under 4 nats or under 2 SE): no practical difference in "
+               "predictive accuracy." if small else
+               "over 4 nats and 2 SE: the normal approximation predicts held-out points "
+               + ("worse." if r.elpd_diff < 0 else "better.")), kind="note")
+
+
 def render_section(report: Report, f: SectionFit, quick: bool = False) -> None:
     """Tables, figures, sentences and the verdict of one fitted section (no fitting here);
     ``quick``: the run was a --quick smoke run (said beside a failed ESS check)."""
     mle, idata, diag, spec, title = f.mle, f.idata, f.diagnostics, f.spec, f.spec.title
     _mle_and_comparison(report, f)
     why = _why_they_differ(report, f)
+    _psense_figure(report, f)
+    _loo(report, f)
     report.diagnostics(diag, f"({title})")
     if not diag.passed:
         report.alert(f"{title}: convergence checks failed: {diag.failures()}."
@@ -297,6 +407,8 @@ def render_section(report: Report, f: SectionFit, quick: bool = False) -> None:
         record["why_they_differ"] = why
     if f.laplace_error:
         record["laplace_error"] = f.laplace_error
+    if f.loo is not None:
+        record["loo"] = f.loo
     _figures(report, f)
     flagged = f.ranks[f.ranks < 0.01]
     record["rank_test_p"] = f.ranks.to_dict()
@@ -328,6 +440,26 @@ def render_section(report: Report, f: SectionFit, quick: bool = False) -> None:
     report.verdict(title, (diag.passed, conv_text), fit_text, (mle.status == "ok", mle_reason),
                    expected=spec.expect_failure)
     record["fit"] = fit.as_dict() if fit is not None else None
+
+
+def _psense_figure(report: Report, f: SectionFit, top: int = 4) -> None:
+    """ArviZ's power-scaling plot of the ``top`` most prior-sensitive scalars."""
+    if f.sensitivity is None or f.sensitivity_data is None:
+        return
+    order = f.sensitivity["prior"].astype(float).sort_values(ascending=False)
+    labels = list(order.index[:top])
+    try:
+        pc = plots.psense(f.sensitivity_data, labels)
+    except Exception as exc:  # noqa: BLE001 - say why the plot is missing
+        report.text(f"No power-scaling plot: {sentence(str(exc))}", kind="note")
+        return
+    more = (f" ({len(labels)} most prior-sensitive of {len(order)} parameters; all are in the "
+            "table above)" if len(order) > len(labels) else "")
+    report.figure(pc, "Power-scaling sensitivity (ArviZ plot_psense_dist)" + more + ": each "
+                  "posterior with the prior (left column) or the likelihood (right column) "
+                  "raised to the power 0.8 (blue) or 1.25 (orange) by importance reweighting, "
+                  "black as fitted; dot and line below: mean and 95% ETI. A curve that moves "
+                  "with the prior's power depends on the prior.")
 
 
 def _fit_verdict(report: Report, f: SectionFit):

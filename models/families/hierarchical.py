@@ -211,3 +211,19 @@ def type2_mle(y, sigma) -> TypeIIMLE:
         message = "interior maximum"
     return TypeIIMLE(mu, tau, se_mu, se_tau, marginal_loglik(mu, tau, y, sigma), at_boundary,
                      message)
+
+
+def neck_logp(model: pm.Model, taus) -> np.ndarray:
+    """The log posterior density of a CENTERED :func:`build` model (unconstrained space, log
+    Jacobian included: what a mode-finder climbs) along the funnel's neck: every theta_j at
+    mu (the prior mean of mu) and tau at each of ``taus``. With J groups it grows like
+    -(J - 1) log tau as tau -> 0: no mode exists, so neither does a Laplace approximation."""
+    names = {v.name for v in model.value_vars}
+    if names != {"mu", "tau_log__", "theta"}:
+        raise ValueError(f"model: expected the centered eight-schools form (mu, tau, theta), "
+                         f"got value variables {sorted(names)}")
+    logp = model.compile_logp(jacobian=True)
+    mu = float(model.initial_point()["mu"])
+    j = int(model.initial_point()["theta"].size)
+    return np.array([float(logp({"mu": mu, "tau_log__": np.log(t), "theta": np.full(j, mu)}))
+                     for t in taus])

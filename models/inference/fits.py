@@ -10,7 +10,8 @@ Only summaries travel back (posterior mean, sd and the central interval of each 
 MLE result, the diagnostics), not the draws.
 
 :func:`interval_coverage` turns the summaries of simulated data sets with known truth into
-the frequentist coverage of the Wald interval (MLE ± z SE) and the central credible interval.
+the frequentist coverage of the Wald interval (MLE ± z SE), the Laplace interval (when
+fitted) and the central credible interval.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from scipy import special
 from models.inference.config import SamplerConfig
 from models.inference.diagnostics import Diagnostics, diagnose
 from models.inference.distributed import run_tasks, worker_cached
+from models.inference.laplace import fit_laplace
 from models.inference.mle import MLEResult, fit_mle
 from models.inference.sampling import CompiledSampler, set_data
 
@@ -37,13 +39,17 @@ MANY_FITS_DEFAULT = SamplerConfig(draws=500, tune=500, chains=2)
 class FitPlan:
     """What :func:`fit_many` does to each data set: NUTS with ``sampler`` (nutpie, compiled
     once; each fit's own seed replaces ``sampler.seed``), summaries of ``var_names`` with
-    central ``prob`` intervals, and the MLE (``fit_mle(random_seed=mle_seed)``) if ``mle``."""
+    central ``prob`` intervals, the MLE (``fit_mle(random_seed=mle_seed)``) if ``mle``, and
+    the Laplace approximation with the model's prior (``fit_laplace``, ``laplace_draws``
+    draws, the fit's seed) if ``laplace``."""
 
     var_names: tuple[str, ...]
     sampler: SamplerConfig = MANY_FITS_DEFAULT
     prob: float = 0.95
     mle: bool = True
     mle_seed: int = 0
+    laplace: bool = False
+    laplace_draws: int = 2000
 
     def __post_init__(self):
         object.__setattr__(self, "var_names", tuple(self.var_names))
@@ -54,7 +60,9 @@ class FitPlan:
 @dataclass
 class FitSummary:
     """One data set's fits: ``posterior[name]`` has flattened ``mean``, ``sd``, ``lo``, ``hi``
-    (the central ``prob`` interval) per scalar of ``name``; ``mle`` is None if not asked."""
+    (the central ``prob`` interval) per scalar of ``name``; ``mle`` is None if not asked;
+    ``laplace`` likewise from the Laplace draws, None if not asked or if the approximation
+    does not exist (``laplace_error`` says why)."""
 
     index: int
     seed: int
@@ -62,6 +70,8 @@ class FitSummary:
     mle: MLEResult | None
     posterior: dict[str, dict[str, np.ndarray]]
     diagnostics: Diagnostics
+    laplace: dict[str, dict[str, np.ndarray]] | None = None
+    laplace_error: str = ""
 
 
 def summarise_draws(idata, var_names: Sequence[str], prob: float = 0.95) -> dict:
@@ -85,10 +95,18 @@ def _fit_chunk(model, key, items, plan: FitPlan, cores):
     for index, data, seed in items:
         set_data(m, **data)
         mle = fit_mle(m, random_seed=plan.mle_seed, warn=False) if plan.mle else None
+        laplace, laplace_error = None, ""
+        if plan.laplace:
+            try:
+                fit = fit_laplace(m, prior=True, draws=plan.laplace_draws, random_seed=seed,
+                                  log_densities=False)
+                laplace = summarise_draws(fit.idata, names, plan.prob)
+            except ValueError as exc:  # no positive-definite curvature: said, not hidden
+                laplace_error = str(exc)
         post = sampler.sample(seed, cores=cores, **data)
         n_obs = len(next(iter(data.values())))
         out.append(FitSummary(index, seed, n_obs, mle, summarise_draws(post, names, plan.prob),
-                              diagnose(post, names)))
+                              diagnose(post, names), laplace, laplace_error))
     return out
 
 
@@ -141,7 +159,8 @@ def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, n
     interval (the summaries' ``prob``) of each scalar of ``truth``, over the fitted data sets.
 
     A data set whose MLE does not exist, is singular or did not converge counts as a MISS for
-    the Wald interval (the method gave no interval); failed fits (None) are left out and
+    the Wald interval (the method gave no interval); with Laplace summaries (``FitPlan(laplace=
+    True)``) its central interval gets a row too, a fit without one counting as a miss; failed fits (None) are left out and
     counted in ``failed fits``; fits whose posterior did not converge (R-hat above 1.01 or any
     divergent transition) are left out too and counted in ``dropped (not converged)``: their
     intervals are not the posterior's. (An ESS below 400 alone does not drop a fit: it adds
@@ -159,18 +178,25 @@ def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, n
         t = np.ravel(t)
         wald = np.zeros(t.size)
         bayes = np.zeros(t.size)
+        laplace = np.zeros(t.size)
         mle_failed = 0
+        with_laplace = any(s.laplace is not None or s.laplace_error for s in done)
         for s in done:
             p = s.posterior[name]
             bayes += (p["lo"] <= t) & (t <= p["hi"])
+            if s.laplace is not None:
+                q = s.laplace[name]
+                laplace += (q["lo"] <= t) & (t <= q["hi"])
             if s.mle is not None and s.mle.status == "ok":
                 est, se = np.ravel(s.mle.params[name]), np.ravel(s.mle.se[name])
                 wald += np.abs(est - t) <= z * se
             else:
                 mle_failed += 1
+        kinds = [(f"Wald {prob:.0%} (MLE)", wald), (f"{prob:.0%} credible (ETI)", bayes)]
+        if with_laplace:
+            kinds.insert(1, (f"Laplace {prob:.0%} (MAP, curvature)", laplace))
         for j, label in enumerate(labels[name]):
-            for kind, hits in ((f"Wald {prob:.0%} (MLE)", wald[j]),
-                               (f"{prob:.0%} credible (ETI)", bayes[j])):
+            for kind, hits in ((k, h[j]) for k, h in kinds):
                 rows.append({"parameter": label, "interval": kind,
                              "coverage": hits / n if n else np.nan,
                              "MC standard error": np.sqrt(prob * (1 - prob) / n) if n else np.nan,

@@ -40,3 +40,20 @@ def flat_by_label(da: xr.DataArray, name: str) -> pd.Series:
     coords = {d: da.coords[d].values for d in da.dims if d in da.coords}
     return pd.Series(np.ravel(da.values), index=_labels(name, da.dims, da.shape, coords))
 
+
+
+def scalars_by_label(ds: xr.Dataset, names, sample_dims=("chain", "draw")) -> dict:
+    """Each scalar of the variables ``names`` of ``ds`` as its own (chain, draw) DataArray,
+    keyed by its label (``theta[A]``), in C order: for plotting chosen scalars by label."""
+    out = {}
+    for name in names:
+        da = ds[name].transpose(*sample_dims, ...)
+        other = [d for d in da.dims if d not in sample_dims]
+        coords = {d: da.coords[d].values for d in other if d in da.coords}
+        labels = _labels(name, other, da.shape[len(sample_dims):], coords)
+        flat = da.values.reshape(*da.shape[:len(sample_dims)], -1)
+        for i, label in enumerate(labels):
+            out[label] = xr.DataArray(flat[..., i], dims=sample_dims,
+                                      coords={d: da.coords[d] for d in sample_dims
+                                              if d in da.coords})
+    return out

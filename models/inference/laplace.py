@@ -44,7 +44,7 @@ class LaplaceFit:
     ``logdensity``: the objective at the mode (log posterior density up to a constant, or
     the log-likelihood); ``log_p``/``log_q``: at each draw, the target's log density (the
     same objective) and the approximation's (the normal's), both in the unconstrained space,
-    for :func:`laplace_loo`."""
+    for :func:`laplace_loo` (None when ``fit_laplace(..., log_densities=False)``)."""
 
     mode: dict[str, np.ndarray]
     sd: dict[str, np.ndarray]
@@ -52,8 +52,8 @@ class LaplaceFit:
     idata: xr.DataTree
     prior: bool
     logdensity: float
-    log_p: np.ndarray
-    log_q: np.ndarray
+    log_p: np.ndarray | None
+    log_q: np.ndarray | None
 
 
 def _compiled(model: pm.Model, prior: bool) -> CompiledMLE:
@@ -66,8 +66,11 @@ def _compiled(model: pm.Model, prior: bool) -> CompiledMLE:
 
 
 def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
-                random_seed: int | None = 0, maxiter: int = 20_000) -> LaplaceFit:
+                random_seed: int | None = 0, maxiter: int = 20_000,
+                log_densities: bool = True) -> LaplaceFit:
     """The Laplace approximation of ``model`` (see the module doc); ``draws`` samples.
+    ``log_densities=False`` skips the target's log density at each draw (``log_p``/``log_q``,
+    needed only by :func:`laplace_loo`; on 3,020 wells households they are half the time).
 
     Raises ValueError, in words, when the mode has no finite negative-definite Hessian (a
     flat direction: the approximation does not exist there, e.g. the flat-prior version of a
@@ -96,8 +99,10 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
     rng = np.random.default_rng(random_seed)
     z = rng.multivariate_normal(x, cov_x, size=int(draws), method="cholesky")
     samples = np.stack([np.asarray(c.f_flat(zi), dtype=float) for zi in z])
-    log_p = np.array([c.loglik(zi) for zi in z])
-    log_q = stats.multivariate_normal(x, cov_x).logpdf(z).reshape(len(z))
+    log_p = log_q = None
+    if log_densities:
+        log_p = np.array([c.loglik(zi) for zi in z])
+        log_q = stats.multivariate_normal(x, cov_x).logpdf(z).reshape(len(z))
     mode, sd, data, offset = {}, {}, {}, 0
     for name, shape in zip(c.out_names, c.out_shapes):
         size = int(np.prod(shape))
@@ -126,6 +131,8 @@ def laplace_loo(fit: LaplaceFit, model: pm.Model):
     object (``elpd``, ``se``, ``pareto_k``...)."""
     import arviz as az
 
+    if fit.log_p is None:
+        raise ValueError("fit: no log densities at the draws; fit it with log_densities=True")
     ll = pm.stats.compute_log_likelihood(fit.idata, model=model, extend_inferencedata=False,
                                          progressbar=False)
     ll = ll.to_dataset() if isinstance(ll, xr.DataTree) else ll
@@ -134,3 +141,34 @@ def laplace_loo(fit: LaplaceFit, model: pm.Model):
     sample = {"chain": [0], "draw": np.arange(len(fit.log_p))}
     as_da = lambda v: xr.DataArray(v.reshape(1, -1), dims=("chain", "draw"), coords=sample)  # noqa: E731
     return az.loo_approximate_posterior(tree, as_da(fit.log_p), as_da(fit.log_q))
+
+
+def compare_loo(idata: xr.DataTree, laplace: LaplaceFit | None, model: pm.Model) -> pd.DataFrame:
+    """PSIS-LOO of the NUTS posterior (``arviz.loo`` on ``idata``'s log_likelihood) and, if
+    given, of the Laplace approximation (:func:`laplace_loo`), one row each: ``elpd_loo`` and
+    its ``se`` (nats), ``p_loo``, ``share_k_high`` (share of observations with Pareto k above
+    ArviZ's ``good_k``: LOO unreliable there), and for Laplace the paired difference to NUTS
+    ``elpd_diff`` with ``se_diff`` = sqrt(n) x sd of the pointwise differences, and both in
+    bits (``elpd_diff_bits``, ``se_diff_bits``)."""
+    import arviz as az
+
+    rows = {}
+    nuts = az.loo(idata, pointwise=True)
+    fits = {"NUTS": nuts}
+    if laplace is not None:
+        fits["Laplace"] = laplace_loo(laplace, model)
+    base = np.ravel(nuts.elpd_i.values)
+    for name, e in fits.items():
+        k = np.ravel(np.asarray(e.pareto_k))
+        row = {"elpd_loo": float(e.elpd), "se": float(e.se), "p_loo": float(e.p),
+               "share_k_high": float(np.mean(k > e.good_k))}
+        if name != "NUTS":
+            d = np.ravel(e.elpd_i.values) - base
+            row["elpd_diff"] = float(d.sum())
+            row["se_diff"] = float(np.sqrt(d.size) * d.std(ddof=1))
+            row["elpd_diff_bits"] = row["elpd_diff"] / np.log(2)
+            row["se_diff_bits"] = row["se_diff"] / np.log(2)
+        rows[name] = row
+    out = pd.DataFrame(rows).T
+    out.index.name = "posterior"
+    return out

@@ -15,7 +15,6 @@ applies ``psense_summary``'s documented diagnosis rule at its threshold (0.05):
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -37,14 +36,11 @@ def diagnosis(prior: float, likelihood: float, threshold: float = THRESHOLD) -> 
     return LIKELIHOOD_DOMINATED
 
 
-def prior_sensitivity(idata: xr.DataTree, model: pm.Model, var_names=None,
-                      threshold: float = THRESHOLD) -> pd.DataFrame:
-    """Per scalar parameter: ``prior`` and ``likelihood`` power-scaling sensitivity and the
-    ``diagnosis``. Needs the model's proper priors (a flat prior cannot be power-scaled); the
-    log prior and the pointwise log-likelihood are computed by PyMC when ``idata`` lacks them
+def sensitivity_data(idata: xr.DataTree, model: pm.Model, var_names=None) -> xr.DataTree:
+    """The DataTree that ArviZ's power-scaling functions read (``psense``,
+    ``plot_psense_dist``): ``posterior`` (``var_names``, default all), ``log_prior`` and
+    ``log_likelihood``, taken from ``idata`` or computed by PyMC when it lacks them
     (``idata`` itself is not changed)."""
-    import arviz as az
-
     post = idata["posterior"].to_dataset()
     names = list(var_names) if var_names is not None else list(post.data_vars)
     groups = {"posterior": post[names]}
@@ -53,11 +49,24 @@ def prior_sensitivity(idata: xr.DataTree, model: pm.Model, var_names=None,
         if group in idata.children:
             groups[group] = idata[group].to_dataset()
         else:
-            groups[group] = compute(idata, model=model, extend_inferencedata=False,
-                                    progressbar=False)
-            groups[group] = groups[group].to_dataset() if isinstance(groups[group], xr.DataTree) \
-                else groups[group]
-    tree = xr.DataTree.from_dict(groups)
+            ds = compute(idata, model=model, extend_inferencedata=False, progressbar=False)
+            groups[group] = ds.to_dataset() if isinstance(ds, xr.DataTree) else ds
+    return xr.DataTree.from_dict(groups)
+
+
+def prior_sensitivity(idata: xr.DataTree, model: pm.Model | None = None, var_names=None,
+                      threshold: float = THRESHOLD) -> pd.DataFrame:
+    """Per scalar parameter: ``prior`` and ``likelihood`` power-scaling sensitivity and the
+    ``diagnosis``. Needs the model's proper priors (a flat prior cannot be power-scaled); the
+    log prior and the pointwise log-likelihood are computed by PyMC when ``idata`` lacks them
+    (:func:`sensitivity_data`; ``model`` may be None when it has both)."""
+    import arviz as az
+
+    if model is None and not {"log_prior", "log_likelihood"} <= set(idata.children):
+        raise ValueError("model: needed to compute the log prior and log-likelihood, which "
+                         "idata lacks")
+    tree = sensitivity_data(idata, model, var_names)
+    names = list(tree["posterior"].data_vars)
     values = {g: az.psense(tree, group=g) for g in ("prior", "likelihood")}
     frames = []
     for name in names:
@@ -71,4 +80,4 @@ def prior_sensitivity(idata: xr.DataTree, model: pm.Model, var_names=None,
 
 
 __all__ = ["CONFLICT", "LIKELIHOOD_DOMINATED", "PRIOR_SENSITIVE", "THRESHOLD", "diagnosis",
-           "prior_sensitivity"]
+           "prior_sensitivity", "sensitivity_data"]
