@@ -134,22 +134,26 @@ def test_interval_coverage_counts_hits_by_hand():
 
     from models.fits import FitSummary, interval_coverage
 
-    def fit(lo, hi, est, se, status="ok"):
+    def fit(lo, hi, est, se, status="ok", laplace=(-1.0, 1.0)):
         mle = SimpleNamespace(status=status, params={"b": np.array([est])}, se={"b": np.array([se])})
+        lap = None if laplace is None else {"b": {"lo": np.array([laplace[0]]),
+                                                  "hi": np.array([laplace[1]])}}
         return FitSummary(0, 0, 10, mle, {"b": {"lo": np.array([lo]), "hi": np.array([hi]),
                                                 "mean": np.array([0.0]), "sd": np.array([1.0])}},
-                          None)
+                          None, lap, "" if lap else "no Laplace approximation")
 
     not_converged = fit(-1, 1, 0.0, 1.0)  # would cover: must not be counted
     not_converged.diagnostics = SimpleNamespace(checks={"r_hat_max": False, "divergences": True})
-    fits = [fit(-1, 1, 0.5, 0.5),               # both cover 0 (|0.5| <= 1.96*0.5)
-            fit(0.2, 1, 3.0, 1.0),              # neither: 0 < 0.2; |3| > 1.96
-            fit(-1, 1, 0.0, 1.0, "does_not_exist"),  # credible covers; Wald counts as a miss
+    fits = [fit(-1, 1, 0.5, 0.5),               # all three cover 0 (|0.5| <= 1.96*0.5)
+            fit(0.2, 1, 3.0, 1.0, laplace=(-0.5, 2)),  # only Laplace covers: 0 < 0.2; |3| > 1.96
+            fit(-1, 1, 0.0, 1.0, "does_not_exist", laplace=None),  # credible covers; Wald and
+            # Laplace (none exists) count as misses
             not_converged,                      # R-hat failed: dropped, counted
             None]                               # a failed fit: left out
     t = interval_coverage(fits, {"b": np.array([0.0])}, {"b": ["b"]}).set_index("interval")
     assert t.loc["Wald 95% (MLE)", "coverage"] == pytest.approx(1 / 3)
     assert t.loc["95% credible (ETI)", "coverage"] == pytest.approx(2 / 3)
+    assert t.loc["Laplace 95% (MAP, curvature)", "coverage"] == pytest.approx(2 / 3)
     assert (t["simulations"] == 3).all() and (t["failed fits"] == 1).all()
     assert (t["dropped (not converged)"] == 1).all()
     assert (t["MLE failed (counted as miss)"] == 1).all()

@@ -152,3 +152,85 @@ def test_laplace_loo_matches_the_exact_leave_one_out_of_a_conjugate_model():
         exact += stats.norm.logpdf(y[i], X[i] @ m, np.sqrt(sigma**2 + X[i] @ V @ X[i]))
     loo = laplace_loo(fit_laplace(model, draws=4000, random_seed=6), model)
     assert float(loo.elpd) == pytest.approx(exact, abs=0.05)
+
+
+def test_centered_funnel_neck_log_density_is_the_closed_form():
+    """The centered eight-schools log density (unconstrained, log Jacobian included) along
+    the neck theta_j = mu, from scipy term by term; it rises like 7 log(1/tau) as tau -> 0."""
+    from models import hierarchical
+
+    es = datasets.eight_schools()
+    y, sd = es["y"].to_numpy(float), es["sigma"].to_numpy(float)
+    model = hierarchical.build(es.y, es.sigma, groups=es.school, centered=True)
+    taus = np.array([1.0, 1e-2, 1e-4])
+    got = hierarchical.neck_logp(model, taus)
+    sy = np.std(y)  # the family's documented priors: mu ~ N(ybar, 5 s_y), tau ~ HalfCauchy(s_y)
+    mu = y.mean()
+    expect = [stats.norm.logpdf(mu, y.mean(), 5 * sy) + stats.halfcauchy.logpdf(t, scale=sy)
+              + np.log(t) + 8 * stats.norm.logpdf(0.0, 0.0, t)
+              + stats.norm.logpdf(y, mu, sd).sum() for t in taus]
+    np.testing.assert_allclose(got, expect, rtol=1e-9)
+    assert got[2] - got[1] == pytest.approx(7 * np.log(100), rel=1e-3)
+
+
+def test_compare_loo_of_nuts_and_laplace_is_the_exact_loo_of_a_conjugate_model():
+    """sigma known, normal prior: both PSIS-LOO estimates are the closed-form LOO, so their
+    paired difference is ~0 and no Pareto k is high."""
+    from models.inference import compare_loo, sample_posterior
+
+    rng = np.random.default_rng(12)
+    n, sigma, tau = 40, 1.0, 1.0
+    X = rng.normal(size=(n, 2))
+    y = X @ np.array([0.8, -0.4]) + rng.normal(0, sigma, n)
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, tau, shape=2)
+        pm.Normal("y_obs", mu=pm.math.dot(X, beta), sigma=sigma, observed=y)
+    exact = 0.0
+    for i in range(n):
+        keep = np.arange(n) != i
+        V = np.linalg.inv(X[keep].T @ X[keep] / sigma**2 + np.eye(2) / tau**2)
+        m = V @ X[keep].T @ y[keep] / sigma**2
+        exact += stats.norm.logpdf(y[i], X[i] @ m, np.sqrt(sigma**2 + X[i] @ V @ X[i]))
+    idata = sample_posterior(model, draws=2000, tune=500, chains=2, random_seed=5)
+    table = compare_loo(idata, fit_laplace(model, draws=4000, random_seed=6), model)
+    assert list(table.index) == ["NUTS", "Laplace"]
+    assert table.loc["NUTS", "elpd_loo"] == pytest.approx(exact, abs=0.1)
+    assert table.loc["Laplace", "elpd_loo"] == pytest.approx(exact, abs=0.05)
+    assert abs(table.loc["Laplace", "elpd_diff"]) < 0.1
+    assert table.loc["Laplace", "elpd_diff"] == pytest.approx(
+        table.loc["Laplace", "elpd_loo"] - table.loc["NUTS", "elpd_loo"], rel=1e-9)
+    assert (table["share_k_high"] == 0).all()
+    assert table.loc["Laplace", "se_diff_bits"] == pytest.approx(
+        table.loc["Laplace", "se_diff"] / np.log(2), rel=1e-12)
+
+
+def test_fit_many_laplace_is_each_data_sets_exact_posterior():
+    """One compiled model, three data sets swapped in: each Laplace summary is THAT data
+    set's conjugate posterior (mean and 95% interval, up to the draws' Monte-Carlo error)."""
+    from models.inference import SamplerConfig
+    from models.inference.fits import FitPlan, fit_many
+
+    rng = np.random.default_rng(21)
+    sigma, tau = 1.0, 0.5
+    with pm.Model() as model:
+        Xd = pm.Data("X", rng.normal(size=(5, 2)))
+        yd = pm.Data("y", rng.normal(size=5))
+        beta = pm.Normal("beta", 0.0, tau, shape=2)
+        pm.Normal("y_obs", mu=pm.math.dot(Xd, beta), sigma=sigma, observed=yd,
+                  shape=Xd.shape[0])
+    data = []
+    for n in (8, 30, 200):
+        X = rng.normal(size=(n, 2))
+        data.append({"X": X, "y": X @ np.array([1.0, -1.0]) + rng.normal(0, sigma, n)})
+    plan = FitPlan(("beta",), SamplerConfig(draws=100, tune=100, chains=1), laplace=True,
+                   laplace_draws=4000)
+    fits, failures = fit_many(model, data, [1, 2, 3], plan)
+    assert failures == []
+    for d, f in zip(data, fits):
+        V = np.linalg.inv(d["X"].T @ d["X"] / sigma**2 + np.eye(2) / tau**2)
+        m = V @ d["X"].T @ d["y"] / sigma**2
+        s = np.sqrt(np.diag(V))
+        lap = f.laplace["beta"]
+        np.testing.assert_allclose(lap["mean"], m, atol=4 * s.max() / np.sqrt(4000))
+        np.testing.assert_allclose(lap["lo"], m - 1.959964 * s, atol=0.1 * s.max())
+        np.testing.assert_allclose(lap["hi"], m + 1.959964 * s, atol=0.1 * s.max())

@@ -182,3 +182,23 @@ def test_reports_index_shows_each_reports_status_and_every_warns_reason(tmp_path
     assert page.count("PASS") == 1 and "FAILED" in page
     assert ("WARN: normal: convergence diagnostics failed; Univariate normal: the model does "
             "not fit the data") in page
+
+
+def test_small_data_sweep_sentence_follows_its_table():
+    """The sweep's sentence reads its cause from the gaps table: the prior's pull where the
+    Laplace gap is under half the MLE's, the likelihood's shape otherwise, no MLE when NaN;
+    'agree' only when both full-data gaps are small against the Monte-Carlo error."""
+    import pandas as pd
+
+    from workflows.small_data import sweep_sentence
+
+    def gaps(m0, l0, m1, l1, noise=0.04):
+        return pd.DataFrame({"MLE gap (post sd)": [m0, m1], "Laplace gap (post sd)": [l0, l1],
+                             "MC error of the posterior mean (post sd)": [noise, noise]},
+                            index=pd.Index([10, 3020], name="N"))
+
+    assert "prior's pull" in sweep_sentence(gaps(1.0, 0.2, 0.05, 0.05))
+    assert "likelihood's non-normal shape" in sweep_sentence(gaps(1.0, 0.6, 0.05, 0.05))
+    assert "the MLE does not exist" in sweep_sentence(gaps(float("nan"), 0.3, 0.05, 0.05))
+    assert "all three agree" in sweep_sentence(gaps(1.0, 0.2, 0.1, 0.1))
+    assert "have not all met" in sweep_sentence(gaps(1.0, 0.2, 0.6, 0.1))

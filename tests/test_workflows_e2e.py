@@ -102,6 +102,27 @@ def _oracle(out, m):
                 assert w["diagnosis"] == ("prior-data conflict" if p_ >= 0.05 and l_ >= 0.05 else
                                           "prior-sensitive" if p_ > 0.05 > l_ else
                                           "likelihood-dominated"), label
+        loo = section.get("loo")
+        if loo:
+            # lppd recomputed with numpy from the saved pointwise log-likelihood: ArviZ's
+            # p_loo is lppd - elpd_loo, so the reported pair must match these draws
+            from scipy.special import logsumexp
+
+            name = files[title]
+            ll = az.from_netcdf(out / name)["log_likelihood"].to_dataset()
+            arr = np.concatenate([ll[v].values.reshape(ll[v].shape[0] * ll[v].shape[1], -1)
+                                  for v in ll.data_vars], axis=1)
+            lppd = float(np.sum(logsumexp(arr, axis=0) - np.log(arr.shape[0])))
+            nuts = loo["NUTS"]
+            assert nuts["p_loo"] == pytest.approx(lppd - nuts["elpd_loo"], rel=1e-6, abs=1e-6)
+            assert nuts["elpd_loo"] <= lppd + 1e-9
+            if "Laplace" in loo:
+                lap = loo["Laplace"]
+                assert lap["elpd_diff"] == pytest.approx(lap["elpd_loo"] - nuts["elpd_loo"],
+                                                         rel=1e-9, abs=1e-9)
+                assert lap["elpd_diff_bits"] == pytest.approx(lap["elpd_diff"] / np.log(2),
+                                                              rel=1e-12)
+            checked += 1
     if files:
         assert checked > 0
 
@@ -194,6 +215,22 @@ def test_small_data_e2e(tmp_path):
         assert r["simulations"] + r["dropped (not converged)"] + r["failed fits"] == 20
         hits = r["coverage"] * r["simulations"]
         assert hits == pytest.approx(round(hits), abs=1e-9)
+    assert {r["interval"] for r in m["coverage"]} == {
+        "Wald 95% (MLE)", "Laplace 95% (MAP, curvature)", "95% credible (ETI)"}
+    # the Laplace column at full N: weak priors, 3,020 households -> within 0.1 SE of
+    # statsmodels' MLE; its interval about mean +- 1.96 SE
+    for r, est, se in zip(full, ref.params.values[1:], ref.bse.values[1:]):
+        assert abs(r["Laplace mean"] - est) < 0.1 * se
+        assert (r["Laplace hi"] - r["Laplace lo"]) == pytest.approx(3.92 * se, rel=0.1)
+    # the gaps table recomputed by hand from the sweep rows
+    gaps = {g["N"]: g for g in m["sweep_gaps"]}
+    for n in {r["N"] for r in m["sweep"]}:
+        rows = [r for r in m["sweep"] if r["N"] == n]
+        lap = max(abs(r["Laplace mean"] - r["post mean"]) / r["post sd"] for r in rows)
+        assert gaps[n]["Laplace gap (post sd)"] == pytest.approx(lap, rel=1e-12)
+        if all(r["MLE status"] == "ok" for r in rows):
+            mle = max(abs(r["MLE"] - r["post mean"]) / r["post sd"] for r in rows)
+            assert gaps[n]["MLE gap (post sd)"] == pytest.approx(mle, rel=1e-12)
 
 
 def test_hierarchical_e2e(tmp_path):
@@ -213,6 +250,15 @@ def test_hierarchical_e2e(tmp_path):
     assert comp["centered"]["divergences"] == divergences
     if divergences:
         assert f"({divergences} divergent transitions)" in (out / "index.html").read_text()
+    # the funnel has no mode for Laplace in the centered form; the non-centered Laplace tau
+    # is compared with the saved posterior's
+    funnel = m["eight_schools"]["laplace_funnel"]
+    assert "not positive definite" in funnel["centered_laplace_error"]
+    neck = [funnel["neck_logp"][k] for k in sorted(funnel["neck_logp"], key=float, reverse=True)]
+    assert neck[0] < neck[1] < neck[2]  # rises as tau -> 0
+    tau = az.from_netcdf(out / "posterior_eight_schools.nc")["posterior"]["tau"].values.ravel()
+    assert funnel["posterior_tau_mean"] == pytest.approx(tau.mean(), rel=1e-9)
+    assert "Why the Laplace approximation fails here" in (out / "index.html").read_text()
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium not installed")
