@@ -22,7 +22,18 @@ def _run(module, tmp_path, *args):
     assert {"index.html", "metrics.json"} <= files
     m = json.loads((out / "metrics.json").read_text())
     _oracle(out, m)
+    _browser(out)
     return out, m
+
+
+def _browser(out):
+    """The page as a reader sees it (headless Chromium, 1400 x 900): verdict and contents on
+    the first screen, no table wider than the page, every image loaded, every link resolves."""
+    import report_audit
+
+    if report_audit.chromium() is None:
+        return  # CI installs Chromium; a machine without it still runs the numbers' checks
+    assert report_audit.problems(report_audit.audit(out / "index.html")) == []
 
 
 # ------------------------------------------------------------------ the oracle

@@ -11,6 +11,7 @@ import argparse
 import html
 import importlib
 import json
+import os
 import sys
 import time
 import warnings
@@ -81,6 +82,7 @@ def main(argv=None) -> int:
     if any(a in ("--data", "--out", "--target", "--predictors") for a in rest):
         p.error("run all takes no --data/--target/--predictors/--out; run one workflow for that")
     results = []
+    os.environ["MLEBAYES_RUN_ALL"] = "1"  # each report links to reports/index.html, written last
     for name in WORKFLOWS:
         start = time.time()
         rc = entry(_module(name).main, rest)

@@ -1,6 +1,8 @@
-"""Report figures. ArviZ draws every diagnostic plot; the one hand-written figure overlays the
-MLE's exact normal approximation N(theta_hat, SE^2) and Wald interval on the posterior
-density, which no ArviZ plot does for an external point estimate."""
+"""Report figures. ArviZ draws every diagnostic plot (rank, energy, PPC, LOO-PIT, power-scaling);
+two hand-written figures compare estimators, which no ArviZ plot does for an external point
+estimate: the MLE's exact normal approximation N(theta_hat, SE^2) and Wald interval over the
+posterior (and Laplace) draws, and every estimator on one standardised scale. One colour per
+estimator everywhere: MLE orange, Laplace purple, posterior green."""
 
 from __future__ import annotations
 
@@ -24,71 +26,87 @@ def identified(mle, idata) -> list[str]:
     return [n for n in mle.params if n in post and np.all(np.isfinite(mle.se[n]))]
 
 
-def mle_as_tree(mle, idata, var_names, seed: int = 0) -> xr.DataTree:
-    """The MLE's asymptotic distribution N(theta_hat, I^-1), as draws shaped exactly like the
-    posterior (same chains and draws), so that ArviZ can plot it beside the posterior; its 95%
-    ETI is the Wald interval up to the Monte-Carlo error of that many draws."""
-    labels = [lab for n in var_names for lab in mle.labels[n]]
-    mean = np.concatenate([np.ravel(mle.params[n]) for n in var_names])
-    cov = mle.cov.loc[labels, labels].to_numpy()
-    chains, draws = idata["posterior"].sizes["chain"], idata["posterior"].sizes["draw"]
-    flat = np.random.default_rng(seed).multivariate_normal(mean, cov, size=(chains, draws),
-                                                           method="eigh")
-    data, offset = {}, 0
-    for n in var_names:
-        shape = np.shape(mle.params[n])
-        size = int(np.prod(shape))
-        template = idata["posterior"][n]
-        arr = flat[..., offset:offset + size].reshape(chains, draws, *shape)
-        data[n] = xr.DataArray(arr, dims=template.dims,
-                               coords={d: template.coords[d] for d in template.dims
-                                       if d not in ("chain", "draw") and d in template.coords})
-        offset += size
-    return xr.DataTree.from_dict({"posterior": xr.Dataset(data)})
-
-
-def forest(mle, idata, var_names=None):
+def posterior_panels(mle, idata, var_names=None) -> list[str]:
+    """The scalar labels :func:`posterior_vs_mle` can draw (a finite MLE and SE)."""
     names = var_names or identified(mle, idata)
-    pc = az.plot_forest({"MLE (Wald)": mle_as_tree(mle, idata, names), "posterior": idata},
-                        var_names=names, combined=True, ci_kind="eti", ci_probs=[0.5, 0.95])
-    pc.add_legend("model")
-    return pc
+    return [label for n in names for label in mle.labels[n]]
 
 
-def posterior_vs_mle(mle, idata, var_names=None, max_panels: int = 16):
-    """Posterior density (histogram) with the MLE, its Wald 95% interval and N(MLE, SE^2)."""
+def posterior_vs_mle(mle, idata, var_names=None, max_panels: int = 16, laplace=None):
+    """Posterior density (histogram) with the MLE, its Wald 95% interval and N(MLE, SE^2),
+    and the Laplace approximation's draws (step histogram) when ``laplace`` is given; the
+    first ``max_panels`` scalars (the caller says how many there were)."""
     names = var_names or identified(mle, idata)
+    lap_post = laplace.idata["posterior"] if laplace is not None else None
     panels = []
     for n in names:
         draws = idata["posterior"][n].values
         draws = draws.reshape(draws.shape[0] * draws.shape[1], -1)
+        lap = None
+        if lap_post is not None and n in lap_post:
+            lap = lap_post[n].values.reshape(lap_post[n].shape[0] * lap_post[n].shape[1], -1)
         for j, label in enumerate(mle.labels[n]):
-            panels.append((label, draws[:, j], np.ravel(mle.params[n])[j], np.ravel(mle.se[n])[j]))
+            panels.append((label, draws[:, j], np.ravel(mle.params[n])[j],
+                           np.ravel(mle.se[n])[j], None if lap is None else lap[:, j]))
     panels = panels[:max_panels]
     cols = min(4, len(panels))
     rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False)
-    for ax, (label, d, m, s) in zip(axes.flat, panels):
-        ax.hist(d, bins=50, density=True, color=POST_COLOR, alpha=0.45, label="posterior")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False,
+                             layout="constrained")
+    for ax, (label, d, m, s, lap) in zip(axes.flat, panels):
+        ax.hist(d, bins=50, density=True, color=POST_COLOR, alpha=0.45, label="posterior (NUTS)")
         lo, hi = np.quantile(d, [0.025, 0.975])
-        ax.axvline(lo, color=POST_COLOR, ls=":", lw=1)
-        ax.axvline(hi, color=POST_COLOR, ls=":", lw=1, label="95% credible (ETI)")
+        ax.axvline(lo, color=POST_COLOR, ls=":", lw=1.2)
+        ax.axvline(hi, color=POST_COLOR, ls=":", lw=1.2, label="95% credible (ETI)")
+        if lap is not None:
+            ax.hist(lap, bins=50, density=True, histtype="step", color=LAPLACE_COLOR, lw=1.3,
+                    range=(min(d.min(), lap.min()), max(d.max(), lap.max())),
+                    label="Laplace (with prior)")
         if np.isfinite(s) and s > 0:
             grid = np.linspace(min(d.min(), m - 4 * s), max(d.max(), m + 4 * s), 300)
-            ax.plot(grid, stats.norm.pdf(grid, m, s), color=MLE_COLOR, lw=1.6,
+            ax.plot(grid, stats.norm.pdf(grid, m, s), color=MLE_COLOR, lw=1.6, ls="--",
                     label="N(MLE, SE²)")
             ax.axvspan(m - 1.96 * s, m + 1.96 * s, color=MLE_COLOR, alpha=0.12,
                        label="Wald 95%")
-        ax.axvline(m, color=MLE_COLOR, lw=1.5, label="MLE")
+        ax.axvline(m, color=MLE_COLOR, lw=2.2, label="MLE")
         ax.set_title(label, fontsize=10)
         ax.set_yticks([])
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=5, frameon=False,
-               bbox_to_anchor=(0.5, 1.0 + 0.02 / rows))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.08 / rows))
+    fig.legend(handles, labels, loc="outside upper center", ncol=6, frameon=False)
     return fig
+
+
+def standardised(road, max_rows: int = 30):
+    """Every estimator on ONE scale whatever the parameters' units: (value - MLE) / SE per
+    parameter, so the MLE's Wald 95% interval is [-1.96, 1.96] in every row; the Laplace
+    interval and the posterior's 95% ETI (with their means) beside it. ``road``: the
+    comparison table (``compare``, with ``compare_laplace``'s columns if available); rows
+    without an MLE cannot be standardised and are left out; at most ``max_rows`` rows, the
+    largest |shift_in_se| first. Returns (figure, rows shown, rows standardisable)."""
+    t = road[np.isfinite(road["mle"].astype(float)) & (road["se"].astype(float) > 0)]
+    n_all = len(t)
+    t = t.reindex(t["shift_in_se"].astype(float).abs().sort_values(ascending=False).index)
+    t = t.iloc[:max_rows]
+    z = lambda col: (t[col].astype(float) - t["mle"].astype(float)) / t["se"].astype(float)  # noqa: E731
+    y = np.arange(len(t))[::-1]
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.32 * len(t)), layout="constrained")
+    ax.axvline(0, color="#999", lw=0.8)
+    ax.hlines(y + 0.22, -1.959964, 1.959964, color=MLE_COLOR, lw=2.5, label="MLE, Wald 95%")
+    ax.plot(np.zeros(len(t)), y + 0.22, "o", color=MLE_COLOR, ms=4)
+    if "laplace_lb" in t:
+        ax.hlines(y, z("laplace_lb"), z("laplace_ub"), color=LAPLACE_COLOR, lw=2.5,
+                  label="Laplace (with prior), 95%")
+        ax.plot(z("laplace_mean"), y, "D", color=LAPLACE_COLOR, ms=4)
+    ax.hlines(y - 0.22, z("eti_lb"), z("eti_ub"), color=POST_COLOR, lw=2.5,
+              label="posterior (NUTS), 95% ETI")
+    ax.plot(z("post_mean"), y - 0.22, "s", color=POST_COLOR, ms=4)
+    ax.set_yticks(y, list(t.index))
+    ax.set_xlabel("(value − MLE) / SE of the MLE")
+    fig.legend(loc="outside upper center", ncol=3, frameon=False, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    return fig, len(t), n_all
 
 
 def rank(idata, var_names):

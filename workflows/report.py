@@ -43,7 +43,10 @@ figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:0.9em;color:#555}
 .meta{font-size:0.85em;color:#555}
 td.why{text-align:left;max-width:28em}table.verdict th{text-align:left}
-div.scroll{overflow-x:auto;max-width:100%}caption{max-width:75em}
+div.scroll{overflow-x:auto;max-width:100%}
+nav.links,nav.toc{font-size:0.9em;margin:0.4em 0}nav.toc{background:#f7f7f7;padding:0.4em 0.8em}
+div.what{font-size:0.85em;color:#555;max-width:22em}
+details.fold{margin:1em 0}details.fold summary{cursor:pointer;font-size:0.9em;color:#333}caption{max-width:75em}
 p{max-width:75em}
 th.group{text-align:center;border-bottom:3px solid #999}
 th.mle{border-bottom-color:#d95f02}th.laplace{border-bottom-color:#7570b3}
@@ -101,7 +104,18 @@ def _group_class(group) -> str:
     return ESTIMATOR_CLASSES.get(str(group), "")
 
 
-def _format_cell(v, digits: int):
+# Tables longer than this fold (``<details>``): the page stays readable, nothing is cut.
+FOLD_ROWS = 20
+
+
+def _is_rhat(column) -> bool:
+    name = str(column[-1] if isinstance(column, tuple) else column).lower().replace("-", "_")
+    return "r_hat" in name or name == "rhat"
+
+
+def _format_cell(v, digits: int, rhat: bool = False):
+    if rhat and isinstance(v, float | np.floating) and np.isfinite(v):
+        return f"<td>{v:.3f}</td>"  # R-hat: 1.004 vs 1.012 is the difference that matters
     if isinstance(v, bool | np.bool_):
         return f'<td class="{"pass" if v else "fail"}">{"PASS" if v else "FAIL"}</td>'
     if isinstance(v, float | np.floating):
@@ -128,6 +142,7 @@ class Report:
     summaries: list[pd.DataFrame] = field(default_factory=list)  # -> summary.csv
     summary_trees: dict = field(default_factory=dict)  # section -> the DataTree it summarises
     verdicts: list[dict] = field(default_factory=list)  # one per fitted model: first screen
+    toc: list[tuple[str, str]] = field(default_factory=list)  # (anchor, heading)
 
     def section_record(self, title: str) -> dict:
         """The metrics.json record of one section (``metrics["sections"][title]``), made on
@@ -149,11 +164,12 @@ class Report:
         self.summaries.append(frame)
 
     def verdict(self, model: str, convergence: tuple[bool, str], fit: tuple[bool, str] | None,
-                mle: tuple[bool, str] | None, expected: bool = False) -> None:
+                mle: tuple[bool, str] | None, expected: bool = False, what: str = "") -> None:
         """One fitted model's verdict, shown first: (passed, reason in words) for convergence,
-        model fit and whether the MLE exists; ``expected``: a failure shown on purpose."""
+        model fit and whether the MLE exists; ``expected``: a failure shown on purpose;
+        ``what``: one line under the model's name (its data and the numbers that matter)."""
         self.verdicts.append({"model": model, "convergence": convergence, "fit": fit,
-                              "mle": mle, "expected": expected})
+                              "mle": mle, "expected": expected, "what": what})
         self.metrics.setdefault("verdicts", {})[model] = {
             key: (None if v is None else {"passed": bool(v[0]), "reason": v[1]})
             for key, v in (("convergence", convergence), ("fit", fit), ("mle", mle))}
@@ -170,7 +186,12 @@ class Report:
         return out
 
     def heading(self, text: str) -> None:
-        self.blocks.append(f"<h2>{html.escape(text)}</h2>")
+        """A section heading with an anchor; listed in the table of contents."""
+        slug = "s-" + "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+        while any(slug == t[0] for t in self.toc):
+            slug += "-"
+        self.toc.append((slug, text))
+        self.blocks.append(f'<h2 id="{slug}">{html.escape(text)}</h2>')
 
     def text(self, text: str, kind: str | None = None) -> None:
         """A paragraph (plain text; blank lines separate paragraphs). ``kind``: note/warn."""
@@ -182,9 +203,13 @@ class Report:
         self.blocks.append(f'<pre class="math">{html.escape(text.strip())}</pre>')
 
     def table(self, df: pd.DataFrame, caption: str = "", digits: int = 4,
-              index: bool = True) -> None:
+              index: bool = True, fold: int = FOLD_ROWS, csv: str | None = None) -> None:
+        """A table; numbers to ``digits`` significant digits (R-hat columns: 3 decimals).
+        Longer than ``fold`` rows: folded (``<details>``, every row still there) with its
+        caption and row count outside, and a link to ``csv`` (a result file) if given."""
         if index and isinstance(df.index, pd.MultiIndex):  # one column per level
             df, index = df.reset_index(), False
+        fixed = [_is_rhat(c) for c in df.columns]
         if isinstance(df.columns, pd.MultiIndex):  # grouped header: a row of groups above
             groups = [(g, len(list(n))) for g, n in itertools.groupby(df.columns.get_level_values(0))]
             top = ('<th rowspan="2">' + html.escape(df.index.name or "") + "</th>" if index else "")
@@ -199,11 +224,18 @@ class Report:
         rows = []
         for idx, row in df.iterrows():
             cells = ([f"<td>{html.escape(str(idx))}</td>"] if index else [])
-            cells += [_format_cell(v, digits) for v in row.to_list()]
+            cells += [_format_cell(v, digits, rhat) for v, rhat in zip(row.to_list(), fixed)]
             rows.append("<tr>" + "".join(cells) + "</tr>")
+        body = f"<thead><tr>{head}</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
+        if len(df) > fold:
+            link = (f' (all rows also in <a href="{html.escape(csv)}">{html.escape(csv)}</a>)'
+                    if csv else "")
+            self.blocks.append(
+                f'<details class="fold"><summary>{html.escape(caption)} <b>[{len(df)} rows: '
+                f"click to show]</b></summary>{link}<div class=\"scroll\"><table>{body}</details>")
+            return
         cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-        self.blocks.append(f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
-                           "<tbody>" + "".join(rows) + "</tbody></table></div>")
+        self.blocks.append(f'<div class="scroll"><table>{cap}{body}')
 
     def figure(self, fig, caption: str) -> None:
         data = base64.b64encode(_figure_png(fig)).decode("ascii")
@@ -225,10 +257,21 @@ class Report:
         self.table(pd.DataFrame({"value": [str(v) for v in rows.values()]},
                                 index=pd.Index(list(rows), name="item")))
 
-    def render(self) -> str:
+    def render(self, files: list[tuple[str, int]] | None = None, index_link: bool = False) -> str:
+        """The page. First screen: the title, links (``index_link``: to the reports' index
+        one level up; ``files``: each result file beside this page, with its size), the
+        table of contents, the verdict per model and what to read first."""
+        links = ['<a href="../index.html">&larr; all reports</a>'] if index_link else []
+        if files:
+            links.append("results: " + ", ".join(
+                f'<a href="{html.escape(n)}">{html.escape(n)}</a> ({_size(b)})' for n, b in files))
+        nav = f'<nav class="links">{" &middot; ".join(links)}</nav>' if links else ""
+        toc = ([("verdict", "Verdict per model")] if self.verdicts else []) + self.toc
+        toc_html = ('<nav class="toc" id="toc"><b>Contents:</b> ' + " &middot; ".join(
+            f'<a href="#{a}">{html.escape(t)}</a>' for a, t in toc) + "</nav>") if toc else ""
         return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
-                f"<h1>{html.escape(self.title)}</h1>" + self._alerts_html()
+                f"<h1>{html.escape(self.title)}</h1>" + nav + toc_html + self._alerts_html()
                 + "\n".join(self.blocks) + "</body></html>")
 
     def _alerts_html(self) -> str:
@@ -243,12 +286,20 @@ class Report:
             rows = "".join(
                 f"<tr><td>{html.escape(v['model'])}"
                 + (" <i>(failure expected: shown on purpose)</i>" if v["expected"] else "")
+                + (f'<div class="what">{html.escape(v["what"])}</div>' if v.get("what") else "")
                 + "</td>" + cell(v["convergence"]) + cell(v["fit"]) + cell(v["mle"], "exists")
                 + "</tr>" for v in self.verdicts)
             head = ("<tr><th>model</th><th colspan=2>convergence (R-hat, ESS, divergences, "
                     "E-BFMI)</th><th colspan=2>model fit (LOO-PIT, Pareto k, predictive "
                     "checks)</th><th colspan=2>MLE</th></tr>")
-            out += f'<table class="verdict"><caption>Verdict per model</caption>{head}{rows}</table>'
+            out += (f'<table class="verdict" id="verdict"><caption>Verdict per model</caption>'
+                    f"{head}{rows}</table>")
+        else:
+            out += ('<div class="note" id="verdict"><p><b>Verdict:</b> no model is sampled in '
+                    "this report, so there is no convergence or model-fit verdict"
+                    + (": see what to read first below." if self.alerts else
+                       "; its numbers are closed forms and simulations, stated with their "
+                       "checks where they are shown.") + "</p></div>")
         if self.alerts:
             items = "".join(f"<li>{html.escape(a)}</li>" for a in self.alerts)
             out += f'<div class="warn"><p><b>Read first:</b></p><ul>{items}</ul></div>'
@@ -278,13 +329,17 @@ class Report:
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)
             _mark(tmp, self.workflow)
-            (tmp / "index.html").write_text(self.render(), encoding="utf-8")
             (tmp / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2,
                                                          allow_nan=False), encoding="utf-8")
             if self.summaries:
                 pd.concat(self.summaries).to_csv(tmp / "summary.csv")
             for name, tree in (posteriors or {}).items():
                 tree.to_netcdf(tmp / f"{name}.nc")
+            files = [(p.name, p.stat().st_size) for p in sorted(tmp.iterdir())
+                     if p.name != MARKER]
+            index_link = (out_dir.resolve().parent / "index.html").is_file() or bool(
+                os.environ.get("MLEBAYES_RUN_ALL"))
+            (tmp / "index.html").write_text(self.render(files, index_link), encoding="utf-8")
             if interrupted():
                 raise KeyboardInterrupt("interrupted while writing; no report written")
             replace_dir(tmp, out_dir)
@@ -292,6 +347,14 @@ class Report:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out_dir / "index.html"
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n} GB"
 
 
 # ------------------------------------------------------------------ output safety

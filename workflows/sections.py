@@ -151,8 +151,9 @@ def _mle_and_comparison(report: Report, f: SectionFit) -> None:
     report.math(spec.math)
     if mle.status != "ok" or mle.not_in_likelihood:
         report.text(f"MLE status: {mle.status}. {sentence(mle.message)}", kind="warn")
-    report.table(mle.table(), caption=f"MLE (log-likelihood {mle.loglik:.2f} nats, "
-                 f"AIC {mle.aic:.2f}, BIC {mle.bic:.2f}, N = {mle.n_obs}, k = {mle.n_params})")
+    report.text(f"MLE: log-likelihood {mle.loglik:.2f} nats, AIC {mle.aic:.2f}, BIC "
+                f"{mle.bic:.2f}, N = {mle.n_obs}, k = {mle.n_params} (estimates and SEs in the "
+                "first columns of the table below).")
     report.table(road_table(table, f.laplace), digits=3, caption="From the MLE to the posterior: the MLE with its Wald 95% "
                  "interval" + (", the Laplace approximation (a normal at the posterior mode, "
                                "with the model's prior: mean, sd, 95% interval of its draws)"
@@ -193,18 +194,35 @@ def _figures(report: Report, f: SectionFit) -> None:
     names = [n for n in plots.identified(mle, idata)
              if spec.var_names is None or n in spec.var_names]
     if names:
-        report.figure(plots.posterior_vs_mle(mle, idata, names),
-                      "Posterior (histogram, dotted 95% ETI) with the MLE, its normal "
-                      "approximation N(MLE, SE²) and Wald 95% interval.")
-        report.figure(plots.forest(mle, idata, names),
-                      "Forest plot: MLE's asymptotic normal (Wald) vs posterior; thick 50%, "
-                      "thin 95% intervals.")
+        labels = plots.posterior_panels(mle, idata, names)
+        shown = min(len(labels), 16)
+        report.figure(plots.posterior_vs_mle(mle, idata, names, max_panels=16, laplace=f.laplace),
+                      "Posterior (green histogram, dotted 95% ETI)"
+                      + (", the Laplace approximation (purple outline)" if f.laplace else "")
+                      + ", the MLE (orange line), its normal approximation N(MLE, SE², dashed) "
+                      "and Wald 95% interval (orange band)"
+                      + (f"; the first {shown} of {len(labels)} parameters, all of them in the "
+                         "standardised plot and the tables" if shown < len(labels) else "") + ".")
+    road = compare_laplace(f.comparison, f.laplace) if f.laplace is not None else f.comparison
+    if np.isfinite(road["mle"].astype(float)).any():
+        fig, shown, total = plots.standardised(road)
+        report.figure(fig, "Every estimator on one scale: (value - MLE) / SE, so the MLE's Wald "
+                      "95% interval is [-1.96, 1.96] in every row whatever the parameter's "
+                      "units; orange MLE, purple Laplace, green posterior (dot/diamond/square: "
+                      "the mean)" + (f"; the {shown} of {total} parameters that moved most"
+                                     if shown < total else "")
+                      + (". Parameters without an MLE are not shown (no SE to scale by)"
+                         if len(road) > total else "") + ".")
+    n_vars = len(idata["posterior"].data_vars)
     report.figure(plots.rank(idata, f.plotted),
                   "Rank ECDF minus the uniform CDF, one line per chain (ArviZ). Chains that "
                   "sample the same distribution stay close together near zero; lines that "
                   "part (one above, one below) are chains in different places. No band is "
                   "drawn: ArviZ prints its multi-chain test's p-value, which is less "
-                  "sensitive than the R-hat in the diagnostics table, the check that decides.")
+                  "sensitive than the R-hat in the diagnostics table, the check that decides"
+                  + (f". Shown: {', '.join(f.plotted)} ({len(f.plotted)} of {n_vars} variables,"
+                     " at most 12 panels); every variable's R-hat is in the posterior summary"
+                     if len(f.plotted) < n_vars else "") + ".")
     report.figure(plots.energy(idata), "Energy plot (ArviZ): marginal energy vs energy "
                   "transition; similar widths = good exploration (E-BFMI).")
     if not spec.ppc:
@@ -390,10 +408,9 @@ def render_section(report: Report, f: SectionFit, quick: bool = False) -> None:
         report.alert(f"{title}: MLE status '{mle.status}': {mle.message}")
     summary = f.summary
     report.add_summary(title, summary, idata)
-    report.table(summary.head(40), caption="Posterior summary: mean, sd, 95% ETI (xarray), "
+    report.table(summary, caption="Posterior summary: mean, sd, 95% ETI (xarray), "
                  "bulk/tail ESS, R-hat, MCSE (ArviZ), each row labelled from its variable's dims "
-                 "and coords" + (f"; first 40 of {len(summary)} rows, all in summary.csv"
-                                 if len(summary) > 40 else ""))
+                 "and coords", csv="summary.csv")
     record = report.section_record(title)
     record.update({
         "mle": {"status": mle.status, "message": mle.message, "loglik": mle.loglik,
@@ -428,7 +445,7 @@ def render_section(report: Report, f: SectionFit, quick: bool = False) -> None:
     if len(flagged):
         conv_text += "; rank test flags " + ", ".join(
             f"{k} (p = {v:.2g})" for k, v in flagged.items())
-    mle_reason = ({"ok": "exists; SEs from the observed information",
+    mle_reason = ({"ok": "SEs from the observed information",
                    "does_not_exist": "does not exist (the likelihood rises without bound)",
                    "singular": "not unique: some parameters are not identified",
                    "not_converged": "the optimiser did not converge"}[mle.status]
@@ -438,7 +455,7 @@ def render_section(report: Report, f: SectionFit, quick: bool = False) -> None:
     if fit is not None:
         fit_text = (fit.passed, fit.summary() + ("; " + "; ".join(fit.advice) if fit.advice else ""))
     report.verdict(title, (diag.passed, conv_text), fit_text, (mle.status == "ok", mle_reason),
-                   expected=spec.expect_failure)
+                   expected=spec.expect_failure, what=_what(f))
     record["fit"] = fit.as_dict() if fit is not None else None
 
 
@@ -460,6 +477,20 @@ def _psense_figure(report: Report, f: SectionFit, top: int = 4) -> None:
                   "raised to the power 0.8 (blue) or 1.25 (orange) by importance reweighting, "
                   "black as fitted; dot and line below: mean and 95% ETI. A curve that moves "
                   "with the prior's power depends on the prior.")
+
+
+def _what(f: SectionFit) -> str:
+    """One line for the first screen: the data size, the model, the largest MLE-to-posterior
+    shift and the range of interval width ratios."""
+    t = f.comparison
+    line = f"N = {f.mle.n_obs}, {f.mle.n_params} MLE parameters; " + f.spec.math.split("\n")[0]
+    shift = t["shift_in_se"].astype(float).abs().dropna()
+    if len(shift):
+        lab = shift.idxmax()
+        ratio = t["width_ratio"].astype(float).dropna()
+        line += (f". Largest MLE-to-posterior shift: {lab} {t.loc[lab, 'shift_in_se']:+.2f} SE; "
+                 f"credible/Wald width {ratio.min():.2f} to {ratio.max():.2f}")
+    return line
 
 
 def _fit_verdict(report: Report, f: SectionFit):
