@@ -18,7 +18,7 @@ def test_every_report_of_run_all_reads_on_one_screen(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLEBAYES_RUN_ALL", raising=False)
-    cli.main(["run", "all", "--quick"])  # WARN exits 1; every page must still read well
+    assert cli.main(["run", "all", "--quick"]) == 0  # a WARN is not a failure
     root = Path("reports")
     found = {}
     for name in WORKFLOWS:

@@ -170,16 +170,19 @@ def test_non_finite_start_is_reported_in_words():
 def test_reports_index_shows_each_reports_status_and_every_warns_reason(tmp_path):
     import json
 
-    metrics = {"a": {"diagnostics_passed": True, "failed_checks": []},
-               "b": {"diagnostics_passed": False, "failed_checks": [
+    metrics = {"a": {"diagnostics_passed": True, "failed_checks": [], "checks": {"m": True}},
+               "d": {"diagnostics_passed": True, "failed_checks": [], "checks": {}},
+               "b": {"diagnostics_passed": False, "checks": {"normal": False}, "failed_checks": [
                    "normal: convergence diagnostics failed",
                    "Univariate normal: the model does not fit the data (see its model-fit checks)"]}}
     for name, m in metrics.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps(m))
-    page = cli.write_index([("a", "first", 1.0, 0), ("b", "second", 2.0, 0), ("c", "third", 3.0, 1)],
-                           root=tmp_path).read_text()
+    page = cli.write_index([("a", "first", 1.0, 0), ("b", "second", 2.0, 0), ("c", "third", 3.0, 1),
+                            ("d", "fourth", 1.0, 0)], root=tmp_path).read_text()
     assert page.count("PASS") == 1 and "FAILED" in page
+    assert "<td class=\"why\">no checks (nothing is sampled" in page  # d: not a PASS
+    assert "settings: " in page and "pymc " in page  # what produced these reports
     assert ("WARN: normal: convergence diagnostics failed; Univariate normal: the model does "
             "not fit the data") in page
 

@@ -29,29 +29,64 @@ def _module(name: str):
 
 
 def _status(root: Path, name: str, rc: int) -> str:
-    """FAILED (no report), else PASS/WARN from the report's own metrics.json."""
-    if rc != 0:
+    """FAILED (no report), "no checks" (nothing sampled, nothing to fail), else PASS/WARN
+    with every reason, from the report's own metrics.json."""
+    if rc != 0:  # no report written this run (an older metrics.json is not this run's)
         return "FAILED"
     try:
         metrics = json.loads((root / name / "metrics.json").read_text())
     except (OSError, ValueError):
         return "FAILED"
     reasons = metrics.get("failed_checks") or []
+    if not reasons and not metrics.get("checks") and not metrics.get("verdicts"):
+        return "no checks (nothing is sampled; closed forms and simulations)"
     if not reasons and metrics.get("diagnostics_passed", True):
         return "PASS"
     return "WARN: " + ("; ".join(reasons) if reasons else "a check failed (see the report)")
 
 
+def _settings(root: Path, names) -> str:
+    """The run's sampler settings, from the first report that records them."""
+    for name in names:
+        try:
+            s = json.loads((root / name / "metrics.json").read_text()).get("settings")
+        except (OSError, ValueError):
+            continue
+        if s:
+            return ", ".join(f"{k} = {v}" for k, v in s.items())
+    return "unknown"
+
+
 def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("reports")) -> Path:
+    """``reports/index.html``: date, settings, versions, one row per workflow with its status
+    and every WARN reason (or "no checks"), and links to the other reports present
+    (``mlebayes run validation`` writes reports/validation/)."""
+    from datetime import datetime, timezone
+
+    from workflows.report import versions
+
     rows = "".join(
         f"<tr><td><a href=\"{n}/index.html\">{n}</a></td><td>{html.escape(d)}</td>"
-        f"<td>{t:.0f} s</td><td>{html.escape(_status(root, n, rc))}</td></tr>"
+        f"<td>{t:.0f} s</td><td class=\"why\">{html.escape(_status(root, n, rc))}</td></tr>"
         for n, d, t, rc in results)
+    others = [n for n in EXTRA if (root / n / "index.html").is_file()]
+    extra = ("<p>Other reports here: " + ", ".join(
+        f'<a href="{n}/index.html">{n}</a>' for n in others) + " (written by <code>mlebayes run "
+        "NAME</code>, not by <code>run all</code>).</p>") if others else (
+        "<p>Not run here: " + ", ".join(EXTRA) + " (<code>mlebayes run validation</code> checks "
+        "the samplers against simulation-based calibration and reference posteriors).</p>")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mlebayes "
-            "reports</title><style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto}"
-            "td,th{border:1px solid #ccc;padding:4px 8px}table{border-collapse:collapse}</style>"
-            "</head><body><h1>MLE vs posterior: workflow reports</h1><table><tr><th>workflow</th>"
-            f"<th>what it shows</th><th>time</th><th>status</th></tr>{rows}</table></body></html>")
+            "reports</title><style>body{font-family:system-ui,sans-serif;max-width:1320px;"
+            "margin:2em auto;padding:0 1em}td,th{border:1px solid #ccc;padding:4px 8px;"
+            "vertical-align:top}table{border-collapse:collapse}td.why{max-width:40em}"
+            ".meta{color:#555;font-size:0.9em}</style>"
+            "</head><body><h1>MLE vs posterior: workflow reports</h1>"
+            f'<p class="meta">Written {stamp}; settings: {html.escape(_settings(root, [r[0] for r in results]))};'
+            f" {html.escape(vers)}.</p><table><tr><th>workflow</th>"
+            f"<th>what it shows</th><th>time</th><th>status</th></tr>{rows}</table>{extra}"
+            "</body></html>")
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / ".index.html.tmp"
     tmp.write_text(page, encoding="utf-8")
