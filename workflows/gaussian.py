@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                      "MLE: μ̂ = ȳ,  Σ̂ = Σ (y_i - ȳ)(y_i - ȳ)ᵀ / N",
                 data_note="Iris (Fisher 1936): four measurements (cm) of 150 flowers; one "
                           "4-dimensional Gaussian for all species together.",
-                ppc=None,
+                ppc="multivariate",
                 seed_offset=1,
                 var_names=("mu", "cov"),
             ), mvn, s, progress=progress)

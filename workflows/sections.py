@@ -25,7 +25,8 @@ from workflows.running import sentence
 class SectionSpec:
     """One MLE-vs-posterior section of a report: what it is called and says, and how to fit.
 
-    ``ppc``: the posterior predictive check to draw ("continuous", "count", "binary" or None);
+    ``ppc``: the posterior predictive check to draw ("continuous", "count", "binary",
+    "multivariate" (vector observations: marginal PPC only, no LOO-PIT) or None);
     ``seed_offset``: added to the workflow's seed for this model; ``var_names``: the variables
     to plot (default all); ``target_accept``: NUTS's, if not the sampler's default;
     ``expect_failure``: the section shows a failure on purpose (the centered funnel)."""
@@ -87,7 +88,9 @@ def fit_section(model: pm.Model, spec: SectionSpec, s: Settings, mle=None,
                                        random_seed=s.seed + spec.seed_offset, progressbar=False)
     fit, fit_error = None, ""
     try:
-        fit = check_fit(idata, spec.ppc if spec.ppc in ("continuous", "count", "binary") else None)
+        if spec.ppc != "multivariate":  # LOO-PIT is per scalar observation (said in the report)
+            fit = check_fit(idata, spec.ppc if spec.ppc in ("continuous", "count", "binary")
+                            else None)
     except Exception as exc:  # noqa: BLE001 - the report says so rather than hide it
         fit_error = str(exc)
     comparison = compare(mle, idata)
@@ -233,6 +236,21 @@ def _figures(report: Report, f: SectionFit) -> None:
     elif spec.ppc == "binary":
         report.figure(az.plot_ppc_pava(idata), "Calibration (PAV-adjusted reliability "
                       "diagram, ArviZ): the curve should follow the diagonal.")
+    elif spec.ppc == "multivariate":
+        obs = idata["observed_data"].to_dataset()
+        inner = [d for n in obs.data_vars for d in obs[n].dims[1:]]
+        report.figure(az.plot_ppc_dist(idata, num_samples=50,
+                                       cols=["__variable__", *dict.fromkeys(inner)],
+                                       figure_kwargs={"layout": "constrained",
+                                                      "figsize": (12, 3)}),
+                      "Posterior predictive check, one panel per coordinate: the observed "
+                      "marginal distribution (black) vs 50 replicated data sets (blue; ArviZ). "
+                      "Where the black curve leaves the blue bundle, the model misses the "
+                      "data's shape in that coordinate.")
+        report.text("LOO-PIT and the model-fit checks are defined here for scalar observations; "
+                    "this model's observations are vectors, so its fit is judged from the "
+                    "marginal predictive checks above.", kind="note")
+        return
     else:
         report.figure(az.plot_ppc_dist(idata, num_samples=50),
                       "Posterior predictive check: observed data vs 50 replicated data sets.")

@@ -214,9 +214,43 @@ def separation(report, s, progress, diags, posteriors):
                 "finite, because the prior, not the data, bounds how steep the boundary can be.",
                 kind="note")
     report.text(separation_laplace_sentence(section, model), kind="note")
+    report.figure(separation_figure(X, yb, section), "The separated data with decision "
+                  "boundaries (where P(versicolor) = 1/2): 60 posterior draws (green), the "
+                  "Laplace approximation's mode (purple, dashed) and where the MLE's optimiser "
+                  "stopped (orange; there is no MLE: any line in the gap separates perfectly, "
+                  "and the likelihood keeps rising as the boundary gets steeper). The posterior "
+                  "keeps every separating line the prior finds plausible, so its spread is the "
+                  "honest uncertainty about where the boundary lies.")
     diags.append(("separation", diag))
     posteriors["posterior_separation"] = idata
     return X, yb
+
+
+def separation_figure(X, y, section):
+    """Data and decision boundaries x2 = -(a + b1 x1) / b2 of posterior draws, Laplace and MLE."""
+    post = section.idata["posterior"]
+    a = post["intercept"].values.ravel()
+    b = post["beta"].values.reshape(-1, 2)
+    x1 = np.linspace(X.iloc[:, 0].min() - 0.3, X.iloc[:, 0].max() + 0.3, 50)
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for k in np.random.default_rng(0).choice(len(a), size=min(60, len(a)), replace=False):
+        ax.plot(x1, -(a[k] + b[k, 0] * x1) / b[k, 1], color=POST_COLOR, alpha=0.25, lw=1)
+    ax.plot([], [], color=POST_COLOR, label="posterior draws")
+    if section.laplace is not None:
+        la, lb = float(section.laplace.mode["intercept"]), np.ravel(section.laplace.mode["beta"])
+        ax.plot(x1, -(la + lb[0] * x1) / lb[1], color=LAPLACE_COLOR, ls="--", lw=2,
+                label="Laplace (MAP)")
+    ma, mb = float(section.mle.params["intercept"]), np.ravel(section.mle.params["beta"])
+    ax.plot(x1, -(ma + mb[0] * x1) / mb[1], color=MLE_COLOR, lw=2,
+            label=f"MLE optimiser's stop ({section.mle.status})")
+    for value, marker, name in ((0, "o", "setosa"), (1, "^", "versicolor")):
+        keep = np.asarray(y) == value
+        ax.scatter(X.iloc[keep, 0], X.iloc[keep, 1], marker=marker, s=22, color="#444" if value
+                   else "white", edgecolor="#444", label=name, zorder=3)
+    ax.set(xlabel=X.columns[0], ylabel=X.columns[1],
+           ylim=(X.iloc[:, 1].min() - 0.3, X.iloc[:, 1].max() + 0.3), xlim=(x1[0], x1[-1]))
+    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    return fig
 
 
 def separation_laplace_sentence(section, model) -> str:

@@ -166,6 +166,15 @@ def _mu_hat(tau, y, sigma):
     return float(np.sum(w * y) / np.sum(w)), w
 
 
+def profile_loglik(taus, y, sigma) -> np.ndarray:
+    """The marginal log-likelihood of tau with mu profiled out (maximised in closed form,
+    the precision-weighted mean), at each of ``taus``: the curve whose maximum is the type-II
+    MLE and whose drop of 1.92 (half the chi-square(1) 95% point) bounds the profile-
+    likelihood 95% interval."""
+    y, sigma = np.asarray(y, float), np.asarray(sigma, float)
+    return np.array([marginal_loglik(_mu_hat(t, y, sigma)[0], t, y, sigma) for t in taus])
+
+
 def type2_mle(y, sigma) -> TypeIIMLE:
     """Maximise the marginal likelihood over tau >= 0, with mu profiled out in closed form.
 
