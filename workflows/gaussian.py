@@ -75,6 +75,7 @@ def main(argv=None) -> int:
                 ppc="multivariate",
                 seed_offset=1,
                 var_names=("mu", "cov"),
+                table_vars=("mu", "cov"),
             ), mvn, s, progress=progress)
         mle2, idata2, diag2 = section.mle, section.idata, section.diagnostics
         closed2 = gaussian.mvn_mle_closed_form(Y)

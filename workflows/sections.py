@@ -29,7 +29,9 @@ class SectionSpec:
     "multivariate" (vector observations: marginal PPC only, no LOO-PIT) or None);
     ``seed_offset``: added to the workflow's seed for this model; ``var_names``: the variables
     to plot (default all); ``target_accept``: NUTS's, if not the sampler's default;
-    ``expect_failure``: the section shows a failure on purpose (the centered funnel)."""
+    ``expect_failure``: the section shows a failure on purpose (the centered funnel);
+    ``table_vars``: the variables whose rows the comparison tables show (e.g. mu and cov, not
+    the packed Cholesky factor; every row stays in metrics.json)."""
 
     title: str
     math: str
@@ -39,6 +41,7 @@ class SectionSpec:
     var_names: tuple[str, ...] | None = None
     target_accept: float | None = None
     expect_failure: bool = False
+    table_vars: tuple[str, ...] | None = None  # rows of the MLE-vs-posterior tables (default all)
 
 
 @dataclass
@@ -138,6 +141,40 @@ ROAD_COLUMNS = {  # (group, column) -> column of compare / compare_laplace
     ("", "width_ratio"): "width_ratio"}
 
 
+def display_rows(table: pd.DataFrame, var_names=None) -> tuple[list[str], str]:
+    """The rows a reader needs: the section's variables of interest (``var_names``, e.g. mu
+    and cov, not the packed Cholesky factor), the lower triangle of a symmetric matrix
+    (``cov[a, b]`` equal to ``cov[b, a]`` in every column), no constants (zero posterior sd
+    and no SE). Returns the labels and a sentence naming what was left out (every row stays
+    in metrics.json and summary.csv)."""
+    keep, dropped = [], []
+    labels = list(table.index)
+    position = {lab: i for i, lab in enumerate(labels)}
+    for lab in labels:
+        name = lab.split("[")[0]
+        if var_names is not None and name not in var_names:
+            dropped.append(lab)
+            continue
+        row = table.loc[lab]
+        if row["post_sd"] == 0 and not (row["se"] > 0):
+            dropped.append(lab)
+            continue
+        inner = lab[len(name) + 1:-1].split(", ") if "[" in lab else []
+        if len(inner) == 2 and inner[0] != inner[1]:
+            mirror = f"{name}[{inner[1]}, {inner[0]}]"
+            if mirror in position and position[mirror] < position[lab] and np.allclose(
+                    table.loc[mirror].to_numpy(float), row.to_numpy(float), equal_nan=True):
+                dropped.append(lab)
+                continue
+        keep.append(lab)
+    if not dropped:
+        return keep, ""
+    names = ", ".join(dict.fromkeys(lab.split("[")[0] for lab in dropped))
+    return keep, (f"{len(dropped)} of {len(labels)} rows not shown (of {names}: other "
+                  "parametrisations, one triangle of a symmetric matrix, constants; all "
+                  "are in metrics.json). ")
+
+
 def road_table(table: pd.DataFrame, laplace=None) -> pd.DataFrame:
     """:func:`compare`'s table (and the Laplace columns when ``laplace`` is given) under
     grouped headers MLE | Laplace | NUTS posterior, in the order of the road between them."""
@@ -157,7 +194,8 @@ def _mle_and_comparison(report: Report, f: SectionFit) -> None:
     report.text(f"MLE: log-likelihood {mle.loglik:.2f} nats, AIC {mle.aic:.2f}, BIC "
                 f"{mle.bic:.2f}, N = {mle.n_obs}, k = {mle.n_params} (estimates and SEs in the "
                 "first columns of the table below).")
-    report.table(road_table(table, f.laplace), digits=3, caption="From the MLE to the posterior: the MLE with its Wald 95% "
+    shown, left_out = display_rows(table, spec.table_vars)
+    report.table(road_table(table.loc[shown], f.laplace), digits=3, caption=left_out + "From the MLE to the posterior: the MLE with its Wald 95% "
                  "interval" + (", the Laplace approximation (a normal at the posterior mode, "
                                "with the model's prior: mean, sd, 95% interval of its draws)"
                                if f.laplace is not None else "")
@@ -285,7 +323,7 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
                         + "; ".join(e for e in (f.laplace_error, f.sensitivity_error) if e),
                         kind="warn")
         return None
-    table = f.comparison[["mle", "se", "post_mean", "post_sd", "shift_in_se"]]
+    table, road = f.comparison[["mle", "se", "post_mean", "post_sd", "shift_in_se"]], None
     if f.laplace is not None:
         road = compare_laplace(f.comparison, f.laplace)
         table = road[["shift_in_se", "laplace_mean", "laplace_sd", "prior_share",
@@ -297,8 +335,13 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
         table = table.join(f.sensitivity[["prior", "likelihood", "diagnosis"]], how="left")
     else:
         report.text(f"No prior sensitivity: {sentence(f.sensitivity_error)}", kind="note")
+    full = table  # every row goes to metrics.json; the page and its sentences read the shown
+    shown, left_out = display_rows(f.comparison, f.spec.table_vars)
+    table = table.loc[[lab for lab in table.index if lab in shown]]
+    if road is not None:
+        road = road.loc[table.index]
     report.table(table.drop(columns=["laplace_mean", "laplace_sd"], errors="ignore"),
-                 caption=WHY_CAPTION, digits=3)
+                 caption=left_out + WHY_CAPTION, digits=3)
     sentences, conflict = [], False
     if f.laplace is not None:
         moved = table[table["shift_in_se"].abs() > 0.5]
@@ -344,7 +387,7 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
             "every parameter is likelihood-dominated (prior sensitivity below 0.05)."))
     if sentences:
         report.text(" ".join(sentences), kind="warn" if conflict else "note")
-    return table
+    return full
 
 
 def _no_mle_sentence(road: pd.DataFrame) -> list[str]:
