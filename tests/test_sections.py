@@ -48,3 +48,41 @@ def test_render_section_writes_what_was_fitted(section):
     assert record["mle"]["params"]["mu"] == section.mle.params["mu"]
     assert record["comparison"] is section.comparison
     assert [v["model"] for v in report.verdicts] == ["normal"]
+
+
+def test_display_rows_keeps_one_triangle_and_drops_constants_and_other_variables():
+    """A hand-made comparison: cov's mirror rows (equal in every column) shown once, a
+    constant (zero posterior sd, no SE) and a variable outside table_vars left out, counted."""
+    import numpy as np
+    import pandas as pd
+
+    from workflows.sections import display_rows
+
+    def row(v, sd=0.1, se=0.1):
+        return {"mle": v, "se": se, "post_mean": v, "post_sd": sd}
+
+    t = pd.DataFrame.from_dict({
+        "mu[a]": row(1.0), "cov[a, a]": row(2.0), "cov[a, b]": row(0.5), "cov[b, a]": row(0.5),
+        "cov[b, b]": row(3.0), "corr[a, a]": row(1.0, sd=0.0, se=np.nan),
+        "chol[0]": row(1.4)}, orient="index")
+    shown, note = display_rows(t, ("mu", "cov", "corr"))
+    assert shown == ["mu[a]", "cov[a, a]", "cov[a, b]", "cov[b, b]"]
+    assert note.startswith("3 of 7 rows not shown (of cov, corr, chol")
+    t.loc["cov[b, a]", "post_mean"] = 0.6  # not symmetric: both rows are information
+    assert "cov[b, a]" in display_rows(t, None)[0]
+
+
+def test_grouped_header_spans_its_columns():
+    import pandas as pd
+
+    from workflows.report import Report
+
+    r = Report("t", "t")
+    df = pd.DataFrame([[1.0, 2.0, 3.0]], index=pd.Index(["x"], name="parameter"),
+                      columns=pd.MultiIndex.from_tuples([("MLE", "estimate"), ("MLE", "SE"),
+                                                         ("", "shift_in_se")]))
+    r.table(df)
+    html = r.blocks[-1]
+    assert '<th colspan="2" class="group mle">MLE</th>' in html
+    assert '<th rowspan="2">parameter</th>' in html and "<th>shift_in_se</th>" in html
+    assert html.count("<td>") == 4  # the label and three numbers: nothing lost
