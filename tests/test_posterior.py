@@ -106,6 +106,10 @@ def test_predictive_log_score_against_scipy(wells_fit):
     assert score.loc["posterior_predictive", "log_score_nats"] == pytest.approx(lppd.sum(), rel=1e-9)
     assert score.loc["posterior_predictive", "per_obs_bits"] == pytest.approx(
         lppd.mean() / np.log(2), rel=1e-9)
+    d = lppd - plugin  # the paired gain and its standard error, from scipy's pointwise values
+    assert score.loc["posterior_predictive", "gain_vs_plugin_nats"] == pytest.approx(d.mean(), rel=1e-9)
+    assert score.loc["posterior_predictive", "gain_se_nats"] == pytest.approx(
+        d.std(ddof=1) / np.sqrt(d.size), rel=1e-9)
     assert model["X"].get_value().shape == (2000, 2)  # training data restored
 
 

@@ -208,6 +208,13 @@ def test_regression_e2e(tmp_path):
         lap = score["laplace_predictive"]
         assert lap["per_obs_bits"] == pytest.approx(lap["per_obs_nats"] / np.log(2), rel=1e-12)
         assert abs(lap["per_obs_nats"] - score["posterior_predictive"]["per_obs_nats"]) < 0.05
+        plug = score["mle_plugin"]["per_obs_nats"]
+        for row in ("posterior_predictive", "laplace_predictive"):
+            # the paired gain is the difference of the two means; its SE is positive
+            r = score[row]
+            assert r["gain_vs_plugin_nats"] == pytest.approx(r["per_obs_nats"] - plug, abs=1e-12)
+            assert r["gain_se_nats"] > 0
+            assert r["gain_se_bits"] == pytest.approx(r["gain_se_nats"] / np.log(2), rel=1e-12)
     assert "calibration" in m["sections"]["Logistic regression"]
     tree = az.from_netcdf(out / "posterior_logistic.nc")
     assert "beta" in tree["posterior"].data_vars

@@ -89,9 +89,7 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
     section = report.section_record(f"{family.capitalize()} regression")
     section["predictive"] = score
     section["split"] = {"train": len(train), "test": len(test), "seed": s.seed + offset}
-    gain = score.loc["posterior_predictive", "per_obs_bits"] - score.loc["mle_plugin", "per_obs_bits"]
-    report.text(f"Posterior predictive minus plug-in: {gain * 1000:+.3f} millibits per held-out "
-                "observation.", kind="note")
+    report.text(gain_sentence(score), kind="note")
     if family in ("logistic", "softmax"):
         k = 2 if family == "logistic" else len(classes)
         plug, post = predictive_class_probs(model, mle, idata, Xte.to_numpy(dtype=float), k)
@@ -112,6 +110,22 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
                          caption="Reliability diagram (posterior predictive, held-out): observed "
                                  "frequency vs mean predicted probability per bin.")
     return diag, idata, (Xtr, ytr)
+
+
+def gain_sentence(score) -> str:
+    """The held-out gains over the plug-in MLE in words, with their paired SEs."""
+    parts = []
+    for row, name in (("posterior_predictive", "posterior predictive"),
+                      ("laplace_predictive", "Laplace predictive")):
+        if row not in score.index:
+            continue
+        r = score.loc[row]
+        z = r.gain_vs_plugin_nats / r.gain_se_nats if r.gain_se_nats > 0 else np.nan
+        parts.append(f"{name} minus plug-in MLE: {r.gain_vs_plugin_nats:+.3g} nats "
+                     f"(SE {r.gain_se_nats:.2g}) = {r.gain_vs_plugin_bits:+.3g} bits "
+                     f"(SE {r.gain_se_bits:.2g}) per held-out observation"
+                     + (" (within 2 SE of no difference)" if abs(z) < 2 else ""))
+    return "Held-out log score, paired over the same test points: " + "; ".join(parts) + "."
 
 
 def main(argv=None) -> int:
