@@ -18,6 +18,9 @@ from scipy import stats  # noqa: E402
 
 # One colour per estimator in every hand-drawn figure (ColorBrewer Dark2).
 MLE_COLOR, LAPLACE_COLOR, POST_COLOR = "#d95f02", "#7570b3", "#1b9e77"
+# Chains get colours none of the estimators use (a blue chain is never "the MLE").
+CHAIN_COLORS = ["#1f77b4", "#7f7f7f", "#17becf", "#8c564b", "#bcbd22", "#e377c2", "#000000",
+                "#aec7e8", "#c49c94", "#9edae5"]
 
 
 def identified(mle, idata) -> list[str]:
@@ -113,7 +116,11 @@ def rank(idata, var_names):
     """Rank ECDF per chain, ArviZ's default multi-chain test ("mtc_c": a p-value, suspicious
     points marked). Not method="envelope": in ArviZ 1.3 its band is drawn for the ECDF while
     the lines are ECDF differences (seen in a rendered figure), so it misleads."""
-    return az.plot_rank(idata, var_names=var_names)
+    n = idata["posterior"].sizes.get("chain", 1)
+    colors = [CHAIN_COLORS[i % len(CHAIN_COLORS)] for i in range(n)]
+    pc = az.plot_rank(idata, var_names=var_names, color=colors)
+    pc.add_legend("chain", loc="outside right upper")
+    return pc
 
 
 def energy(idata):

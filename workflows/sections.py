@@ -256,7 +256,7 @@ def _figures(report: Report, f: SectionFit) -> None:
                          if len(road) > total else "") + ".")
     n_vars = len(idata["posterior"].data_vars)
     report.figure(plots.rank(idata, f.plotted),
-                  "Rank ECDF minus the uniform CDF, one line per chain (ArviZ). Chains that "
+                  "Rank ECDF minus the uniform CDF, one line per chain, coloured as in its legend (ArviZ). Chains that "
                   "sample the same distribution stay close together near zero; lines that "
                   "part (one above, one below) are chains in different places. No band is "
                   "drawn: ArviZ prints its multi-chain test's p-value, which is less "
