@@ -183,8 +183,8 @@ def test_reports_index_shows_each_reports_status_and_every_warns_reason(tmp_path
     assert page.count("PASS") == 1 and "FAILED" in page
     assert "<td class=\"why\">no checks (nothing is sampled" in page  # d: not a PASS
     assert "settings: " in page and "pymc " in page  # what produced these reports
-    assert ("WARN: normal: convergence diagnostics failed; Univariate normal: the model does "
-            "not fit the data") in page
+    assert ("<b>WARN</b><ul><li>normal: convergence diagnostics failed</li><li>Univariate "
+            "normal: the model does not fit the data") in page  # every reason, one per line
 
 
 def test_small_data_sweep_sentence_follows_its_table():

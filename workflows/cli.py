@@ -65,9 +65,15 @@ def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("r
 
     from workflows.report import versions
 
+    def cell(status: str) -> str:
+        if not status.startswith("WARN: "):
+            return html.escape(status)
+        items = status[len("WARN: "):].split("; ")
+        return "<b>WARN</b><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
     rows = "".join(
         f"<tr><td><a href=\"{n}/index.html\">{n}</a></td><td>{html.escape(d)}</td>"
-        f"<td>{t:.0f} s</td><td class=\"why\">{html.escape(_status(root, n, rc))}</td></tr>"
+        f"<td>{t:.0f} s</td><td class=\"why\">{cell(_status(root, n, rc))}</td></tr>"
         for n, d, t, rc in results)
     others = [n for n in EXTRA if (root / n / "index.html").is_file()]
     extra = ("<p>Other reports here: " + ", ".join(
@@ -80,7 +86,7 @@ def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("r
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mlebayes "
             "reports</title><style>body{font-family:system-ui,sans-serif;max-width:1320px;"
             "margin:2em auto;padding:0 1em}td,th{border:1px solid #ccc;padding:4px 8px;"
-            "vertical-align:top}table{border-collapse:collapse}td.why{max-width:40em}"
+            "vertical-align:top}table{border-collapse:collapse}td.why{min-width:28em}td.why ul{margin:0;padding-left:1.2em}"
             ".meta{color:#555;font-size:0.9em}</style>"
             "</head><body><h1>MLE vs posterior: workflow reports</h1>"
             f'<p class="meta">Written {stamp}; settings: {html.escape(_settings(root, [r[0] for r in results]))};'
