@@ -219,11 +219,15 @@ def _mle_and_comparison(report: Report, f: SectionFit) -> None:
                         f"error does not exist (MLE status: {mle.status}); only the posterior "
                         "is reported for them.", kind="warn")
     if len(big):
+        big = big.reindex(big["shift_in_se"].abs().sort_values(ascending=False).index)
         report.text(
-            "Where they disagree: " + "; ".join(
+            f"Where they disagree ({len(big)} of {len(comparable)} parameters; |shift| > 0.5 SE "
+            "or widths differ by more than 20%), largest shift first: " + "; ".join(
                 f"{lab}: posterior mean {r.post_mean:.3g} vs MLE {r.mle:.3g} "
                 f"({r.shift_in_se:+.2f} SE), interval width ratio {r.width_ratio:.2f}"
-                for lab, r in big.iterrows()), kind="note")
+                for lab, r in big.head(5).iterrows())
+            + (f"; and {len(big) - 5} more (the table above)" if len(big) > 5 else "") + ".",
+            kind="note")
     elif len(comparable):
         report.text("MLE and posterior agree: every comparable posterior mean is within 0.5 SE "
                     "of the MLE and every credible interval within 20% of the Wald width.",
