@@ -132,12 +132,10 @@ def test_compare_laplace_says_the_shift_is_the_priors_when_the_posterior_is_norm
     assert (table["nuts_vs_laplace_sd"].abs() < 0.15).all(), table
 
 
-def test_laplace_loo_matches_the_exact_leave_one_out_of_a_conjugate_model():
-    """With sigma known and a normal prior, p(y_i | y_-i) is normal in closed form:
-    N(x_i' m_-i, sigma^2 + x_i' V_-i x_i), the posterior refitted without row i."""
-    from models.inference.laplace import laplace_loo
-
-    rng = np.random.default_rng(11)
+def _conjugate_with_exact_loo(seed: int):
+    """y ~ N(X beta, 1), beta ~ N(0, I), 40 rows: the model and its closed-form LOO, where
+    p(y_i | y_-i) = N(x_i' m_-i, sigma^2 + x_i' V_-i x_i) (the posterior without row i)."""
+    rng = np.random.default_rng(seed)
     n, sigma, tau = 40, 1.0, 1.0
     X = rng.normal(size=(n, 2))
     y = X @ np.array([0.8, -0.4]) + rng.normal(0, sigma, n)
@@ -150,6 +148,15 @@ def test_laplace_loo_matches_the_exact_leave_one_out_of_a_conjugate_model():
         V = np.linalg.inv(X[keep].T @ X[keep] / sigma**2 + np.eye(2) / tau**2)
         m = V @ X[keep].T @ y[keep] / sigma**2
         exact += stats.norm.logpdf(y[i], X[i] @ m, np.sqrt(sigma**2 + X[i] @ V @ X[i]))
+    return model, exact
+
+
+def test_laplace_loo_matches_the_exact_leave_one_out_of_a_conjugate_model():
+    """With sigma known and a normal prior, p(y_i | y_-i) is normal in closed form:
+    N(x_i' m_-i, sigma^2 + x_i' V_-i x_i), the posterior refitted without row i."""
+    from models.inference.laplace import laplace_loo
+
+    model, exact = _conjugate_with_exact_loo(11)
     loo = laplace_loo(fit_laplace(model, draws=4000, random_seed=6), model)
     assert float(loo.elpd) == pytest.approx(exact, abs=0.05)
 
@@ -178,19 +185,7 @@ def test_compare_loo_of_nuts_and_laplace_is_the_exact_loo_of_a_conjugate_model()
     paired difference is ~0 and no Pareto k is high."""
     from models.inference import compare_loo, sample_posterior
 
-    rng = np.random.default_rng(12)
-    n, sigma, tau = 40, 1.0, 1.0
-    X = rng.normal(size=(n, 2))
-    y = X @ np.array([0.8, -0.4]) + rng.normal(0, sigma, n)
-    with pm.Model() as model:
-        beta = pm.Normal("beta", 0.0, tau, shape=2)
-        pm.Normal("y_obs", mu=pm.math.dot(X, beta), sigma=sigma, observed=y)
-    exact = 0.0
-    for i in range(n):
-        keep = np.arange(n) != i
-        V = np.linalg.inv(X[keep].T @ X[keep] / sigma**2 + np.eye(2) / tau**2)
-        m = V @ X[keep].T @ y[keep] / sigma**2
-        exact += stats.norm.logpdf(y[i], X[i] @ m, np.sqrt(sigma**2 + X[i] @ V @ X[i]))
+    model, exact = _conjugate_with_exact_loo(12)
     idata = sample_posterior(model, draws=2000, tune=500, chains=2, random_seed=5)
     table = compare_loo(idata, fit_laplace(model, draws=4000, random_seed=6), model)
     assert list(table.index) == ["NUTS", "Laplace"]

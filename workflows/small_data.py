@@ -176,7 +176,8 @@ def coverage(report, s, progress, X, y, model, truth, pool):
     report.table(table, digits=3, caption="Frequentist coverage of nominal 95% intervals, "
                  "measured by simulation from the full-data MLE (households resampled from the "
                  "survey). A data set whose MLE does not exist or has singular information counts "
-                 "as a miss for the Wald interval; a fit whose posterior did not converge (R-hat > "
+                 "as a miss for the Wald interval (one without a Laplace approximation, for the "
+                 "Laplace interval); a fit whose posterior did not converge (R-hat > "
                  "1.01 or a divergence) is dropped and counted, not scored.")
     dropped = table.groupby(level="N")["dropped (not converged)"].max()
     report.text("Fits dropped because their posterior did not converge: " + ", ".join(
