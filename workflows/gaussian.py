@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     except DataError as exc:
         raise SystemExit(f"error: {exc}") from None
 
-    progress = Progress(NAME, 7 if mvn is not None else 4)
+    progress = Progress(NAME, 8 if mvn is not None else 4)
     report = Report(NAME, "Gaussian: MLE vs posterior")
     closed = gaussian.mle_closed_form(y)
     n = y.size
