@@ -211,12 +211,20 @@ class Report:
             df, index = df.reset_index(), False
         fixed = [_is_rhat(c) for c in df.columns]
         if isinstance(df.columns, pd.MultiIndex):  # grouped header: a row of groups above
-            groups = [(g, len(list(n))) for g, n in itertools.groupby(df.columns.get_level_values(0))]
+            # a column without a sub-label (an index level moved into the columns) spans both
+            # header rows; the others sit under their group
+            pairs = [(str(g), str(c)) for g, c in df.columns]
             top = ('<th rowspan="2">' + html.escape(df.index.name or "") + "</th>" if index else "")
-            top += "".join(f'<th colspan="{n}" class="group {_group_class(g)}">{html.escape(str(g))}</th>'
-                           if n > 1 or g else f"<th>{html.escape(str(g))}</th>" for g, n in groups)
-            sub = "".join(f"<th>{html.escape(str(c))}</th>"
-                          for c in df.columns.get_level_values(1))
+            for _, run in itertools.groupby(pairs, key=lambda p: p[0] if p[1] else ("", p)):
+                run = list(run)
+                if not run[0][1]:
+                    top += f'<th rowspan="2">{html.escape(run[0][0])}</th>'
+                elif len(run) > 1 or run[0][0]:
+                    top += (f'<th colspan="{len(run)}" class="group {_group_class(run[0][0])}">'
+                            f"{html.escape(run[0][0])}</th>")
+                else:
+                    top += "<th></th>"
+            sub = "".join(f"<th>{html.escape(c)}</th>" for _, c in pairs if c)
             head = top + "</tr><tr>" + sub
         else:
             cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]

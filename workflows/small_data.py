@@ -92,7 +92,7 @@ def sweep(report, s, progress, X, y, model, pool):
                   "side (shifted left/right for legibility). Dotted lines: N where the MLE does "
                   "not exist or its information is singular.")
     report.metrics["sweep"] = table.to_dict(orient="records")
-    report.table(table.set_index(["N", "parameter"]), digits=3,
+    report.table(sweep_display(table), digits=3,
                  caption="Data-size sweep: the first N households of one random order.")
     gaps = sweep_gaps(table)
     report.metrics["sweep_gaps"] = gaps.reset_index().to_dict(orient="records")
@@ -102,6 +102,24 @@ def sweep(report, s, progress, X, y, model, pool):
                  "error of the posterior mean, 1/sqrt(min bulk ESS) sd, below which a gap is "
                  "noise.")
     report.text(sweep_sentence(gaps), kind="note")
+
+
+SWEEP_COLUMNS = {  # (group, column) -> column of the sweep rows (metrics.json)
+    ("MLE", "status"): "MLE status", ("MLE", "estimate"): "MLE", ("MLE", "SE"): "SE",
+    ("MLE", "2.5%"): "Wald lo", ("MLE", "97.5%"): "Wald hi",
+    ("Laplace", "mean"): "Laplace mean", ("Laplace", "2.5%"): "Laplace lo",
+    ("Laplace", "97.5%"): "Laplace hi", ("NUTS posterior", "mean"): "post mean",
+    ("NUTS posterior", "sd"): "post sd", ("NUTS posterior", "2.5%"): "ETI lo",
+    ("NUTS posterior", "97.5%"): "ETI hi", ("NUTS posterior", "width ratio"): "width ratio",
+    ("NUTS posterior", "diverg."): "divergences", ("NUTS posterior", "R-hat"): "max R-hat",
+    ("NUTS posterior", "min ESS"): "min ESS"}
+
+
+def sweep_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The sweep rows under grouped headers MLE | Laplace | NUTS posterior (narrower)."""
+    out = table.set_index(["N", "parameter"])[list(SWEEP_COLUMNS.values())]
+    out.columns = pd.MultiIndex.from_tuples(list(SWEEP_COLUMNS))
+    return out
 
 
 def sweep_gaps(table: pd.DataFrame) -> pd.DataFrame:
