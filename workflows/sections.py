@@ -283,19 +283,22 @@ def _figures(report: Report, f: SectionFit) -> None:
         inner = [d for n in obs.data_vars for d in obs[n].dims[1:]]
         report.figure(az.plot_ppc_dist(idata, num_samples=50,
                                        cols=["__variable__", *dict.fromkeys(inner)],
+                                       visuals={"predictive_dist": {"color": plots.POST_COLOR}},
                                        figure_kwargs={"layout": "constrained",
                                                       "figsize": (12, 3)}),
                       "Posterior predictive check, one panel per coordinate: the observed "
-                      "marginal distribution (black) vs 50 replicated data sets (blue; ArviZ). "
-                      "Where the black curve leaves the blue bundle, the model misses the "
+                      "marginal distribution (black) vs 50 replicated data sets (green; ArviZ). "
+                      "Where the black curve leaves the green bundle, the model misses the "
                       "data's shape in that coordinate.")
         report.text("LOO-PIT and the model-fit checks are defined here for scalar observations; "
                     "this model's observations are vectors, so its fit is judged from the "
                     "marginal predictive checks above.", kind="note")
         return
     else:
-        report.figure(az.plot_ppc_dist(idata, num_samples=50),
-                      "Posterior predictive check: observed data vs 50 replicated data sets.")
+        report.figure(az.plot_ppc_dist(idata, num_samples=50,
+                                       visuals={"predictive_dist": {"color": plots.POST_COLOR}}),
+                      "Posterior predictive check: the observed data (black) vs 50 data sets "
+                      "replicated from the posterior (green; ArviZ).")
     try:
         # ArviZ's default test ("pot_c"), not an envelope: LOO-PIT values are dependent,
         # for which ArviZ warns that a simultaneous envelope is not valid
