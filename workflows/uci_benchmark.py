@@ -5,7 +5,13 @@ ensembles."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import pickle
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +20,7 @@ from models.evaluation import bnn
 from models.base import datasets
 from models.inference.distributed import format_failures
 from models.inference import ADAPTATIONS, RHAT_MAX
-from workflows.report import Report, data_hash
+from workflows.report import OutputError, Report, data_hash
 from models.evaluation.uci_reference import PUBLISHED
 from workflows.options import add_fanout, cli_error, fanout_client, parser, settings
 from workflows.running import entry, finish, Progress
@@ -40,6 +46,9 @@ def main(argv=None) -> int:
     g.add_argument("--advi", type=int, default=0,
                    help="mean-field ADVI iterations per split, as a fourth method (default 0: off; "
                         "the bnn workflow uses 30000)")
+    g.add_argument("--splits-dir", default=None,
+                   help="where each finished split is saved as it ends, so a rerun with the same "
+                        "settings skips it (default: OUT.splits beside the report directory)")
     add_fanout(p)
     args = p.parse_args(argv)
     s = settings(NAME, args)
@@ -64,8 +73,76 @@ def main(argv=None) -> int:
         bnn.NetworkSpec((hidden,), args.activation,
                         "he_normal" if args.activation == "relu" else "xavier_normal"),
         config, advi_iterations=args.advi)
+    try:  # checked before any work, like --out: never write into a directory not ours
+        store = SplitStore.open(args.splits_dir or f"{s.out}.splits", proto)
+    except OutputError as exc:
+        raise SystemExit(f"error: {exc}") from None
     with fanout_client(args) as client:
-        return _run(s, names, n_splits, proto, client)
+        return _run(s, names, n_splits, proto, client, store)
+
+
+SPLITS_MARKER = ".mlebayes-splits"
+
+
+@dataclass(frozen=True)
+class SplitStore:
+    """Finished UCI splits on disk, one pickle per (data set, split), for resumable runs
+    (:func:`models.evaluation.bnn.uci_splits` calls ``load`` and ``save``). The directory
+    holds a marker naming the protocol's fingerprint (a hash of the full
+    :class:`BNNProtocol`: network, priors, sampler settings, seed): a different protocol is
+    refused rather than mixed in. Each file is written to a temporary name and renamed, so a
+    killed run leaves whole files only. Nothing but this tool's own files is ever read or
+    replaced (the pickles are read only from a directory holding the marker)."""
+
+    directory: Path
+    fingerprint: str
+
+    @classmethod
+    def open(cls, directory, protocol) -> SplitStore:
+        path = Path(directory)
+        fingerprint = hashlib.sha256(repr(protocol).encode()).hexdigest()[:16]
+        marker = path / SPLITS_MARKER
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise OutputError(f"--splits-dir {path}: exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()):
+            if not marker.is_file():
+                raise OutputError(f"--splits-dir {path}: holds files this tool did not write; "
+                                  "give a new or empty directory (nothing was changed)")
+            saved = json.loads(marker.read_text(encoding="utf-8")).get("protocol")
+            if saved != fingerprint:
+                raise OutputError(f"--splits-dir {path}: holds splits of other settings "
+                                  f"(protocol {saved}, this run {fingerprint}); give another "
+                                  "directory to start afresh (nothing was changed)")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"tool": "mlebayes", "kind": "uci splits",
+                                          "protocol": fingerprint,
+                                          "settings": repr(protocol)}) + "\n", encoding="utf-8")
+        return cls(path, fingerprint)
+
+    def _file(self, name: str, split: int) -> Path:
+        return self.directory / f"{name}-{split:02d}.pkl"
+
+    def load(self, name: str, split: int):
+        f = self._file(name, split)
+        if not f.is_file():
+            return None
+        with f.open("rb") as fh:
+            result = pickle.load(fh)
+        if (result.data, result.split) != (name, split):
+            raise OutputError(f"{f}: holds {result.data} split {result.split}, not {name} "
+                              f"split {split}")
+        return result
+
+    def save(self, result) -> None:
+        f = self._file(result.data, result.split)
+        tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
+        with tmp.open("wb") as fh:
+            pickle.dump(result, fh)
+        os.replace(tmp, f)
+
+    def saved(self) -> list[str]:
+        return sorted(p.name for p in self.directory.glob("*.pkl"))
 
 
 def _describe(report, s, proto, n_splits: int, where: str) -> None:
@@ -159,7 +236,7 @@ def _convergence(nuts: pd.DataFrame) -> pd.DataFrame:
     return conv
 
 
-def _run(s, names, n_splits, proto, client) -> int:
+def _run(s, names, n_splits, proto, client, store=None) -> int:
     n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
     where = (f"{n_workers} Dask worker(s) ({client.dashboard_link})" if client is not None
              else "this process")
@@ -169,8 +246,15 @@ def _run(s, names, n_splits, proto, client) -> int:
     _describe(report, s, proto, n_splits, where)
     progress(f"{n_tasks} splits ({', '.join(names)}) on {where}")
     start = time.perf_counter()
+    resumed = len(store.saved()) if store is not None else 0
+    if store is not None:
+        report.text(f"Each split is saved in {store.directory} as it finishes (protocol "
+                    f"{store.fingerprint}); a rerun with the same settings skips finished splits"
+                    + (f". This run found {resumed} saved split file(s) there." if resumed else
+                       ".") , kind="note")
     results, failures = bnn.uci_splits(names, n_splits, proto, client=client,
-                                       on_done=lambda k, n: progress(f"{k} of {n} splits done"))
+                                       on_done=lambda k, n: progress(f"{k} of {n} splits done"),
+                                       store=store)
     wall = time.perf_counter() - start
     if failures:
         report.alert(f"{len(failures)} split(s) failed twice and are missing from the tables: "

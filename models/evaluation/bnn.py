@@ -300,24 +300,49 @@ def _uci_split(key, name, split, protocol: BNNProtocol, cores):
                        time.perf_counter() - start, (d["X_train"], d["y_train"]))
 
 
+def _uci_split_stored(store, key, name, split, protocol: BNNProtocol, cores):
+    """:func:`_uci_split`, its result saved by ``store`` the moment it exists (in the
+    process that computed it), so an interrupted protocol keeps every finished split."""
+    result = _uci_split(key, name, split, protocol, cores)
+    store.save(result)
+    return result
+
+
 def uci_splits(names: Sequence[str], n_splits: int = 20, protocol: BNNProtocol | None = None,
-               client=None, on_done=None):
+               client=None, on_done=None, store=None):
     """The UCI protocol (:func:`evaluate` with ``protocol``) on splits ``0..n_splits-1`` of each
     data set, one task per (data set, split), in this process or on Dask workers (``client``:
     chains on one core per worker). Split ``k`` uses seed ``protocol.sampler.seed + k`` either
     way. With nutpie every process compiles each data set's model once and swaps each split's
     data in. ``on_done(done, total)`` is called as each split ends.
 
-    Returns ``(results, failures)``: per task a :class:`SplitResult` (or None if it failed
-    twice)."""
+    ``store``: resumable runs. An object with ``load(name, split)`` (a saved
+    :class:`SplitResult` of THIS protocol, or None) and ``save(result)`` (picklable: it is
+    shipped to Dask workers). Saved splits are loaded, not run again; each new split is saved
+    as soon as it finishes (the workflow's store: ``workflows.uci_benchmark.SplitStore``).
+
+    Returns ``(results, failures)``: per (data set, split), in order, a :class:`SplitResult`
+    (or None if it failed twice); failures index that order."""
     protocol = protocol or BNNProtocol(sampler=SamplerConfig(draws=500, tune=500, chains=2,
                                                              seed=0, init="prior"))
     key = uuid.uuid4().hex
     cores = 1 if client is not None else None
     base = protocol.sampler.seed
-    tasks = [(key, name, split, protocol.replace(sampler=protocol.sampler.replace(seed=base + split)),
-              cores) for name in names for split in range(n_splits)]
-    return run_tasks(_uci_split, tasks, client=client, on_done=on_done)
+    order = [(name, split) for name in names for split in range(n_splits)]
+    results = [store.load(name, split) if store is not None else None for name, split in order]
+    todo = [i for i, r in enumerate(results) if r is None]
+    tasks = [(key, order[i][0], order[i][1],
+              protocol.replace(sampler=protocol.sampler.replace(seed=base + order[i][1])), cores)
+             for i in todo]
+    fn = _uci_split
+    if store is not None:
+        fn, tasks = _uci_split_stored, [(store, *t) for t in tasks]
+    done_before = len(order) - len(todo)
+    progress = None if on_done is None else (lambda k, n: on_done(done_before + k, len(order)))
+    new, failures = run_tasks(fn, tasks, client=client, on_done=progress)
+    for i, r in zip(todo, new):
+        results[i] = r
+    return results, [(todo[i], msg) for i, msg in failures]
 
 
 def evaluate_classification(X_train, y_train, X_test, y_test,
