@@ -232,3 +232,22 @@ def test_saved_trees_are_compressed_and_read_back_identical(tmp_path):
             assert a.dtype == b.dtype and np.array_equal(a, b), (group, name)
     raw = tree["posterior_predictive"]["y"].values.nbytes + tree["posterior"]["beta"].values.nbytes
     assert path.stat().st_size < 0.25 * raw
+
+
+def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
+    from models.evaluation import bnn
+    from workflows.bnn import best_method_sentence
+
+    metrics = {bnn.MLE_NET: {"test_ll_nats": -0.56, "rmse": 0.42},
+               bnn.NUTS: {"test_ll_nats": -0.92, "rmse": 0.62},
+               bnn.MAP_NET: {"test_ll_nats": -0.94, "rmse": 0.40}}
+    checks = {bnn.MLE_NET: (False, "optimiser status not_converged"),
+              bnn.NUTS: (True, "function-space diagnostics passed")}
+    text, best = best_method_sentence(metrics, checks)
+    assert best == {"by_test_ll": bnn.MLE_NET, "by_rmse": bnn.MAP_NET, "checks_passed": False,
+                    "checks": "optimiser status not_converged"}
+    assert "MLE net (-0.560 nats per point; NUTS posterior -0.920)" in text
+    assert "treat the ranking with caution" in text
+    metrics[bnn.NUTS]["test_ll_nats"] = -0.5
+    text, best = best_method_sentence(metrics, checks)
+    assert best["by_test_ll"] == bnn.NUTS and "caution" not in text

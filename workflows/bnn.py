@@ -171,6 +171,38 @@ def _held_out(report, args, d, proto, r) -> None:
         report.metrics["advi"] = {"f_sd_mean": advi_sd, "nuts_f_sd_mean": nuts_sd,
                                   **r.extra["advi"]["_meta"]}
     report.metrics["metrics"] = r.metrics
+    text, best = best_method_sentence(r.metrics, _method_checks(r))
+    report.metrics["best_method"] = best
+    report.text(text, kind="warn" if best["checks_passed"] is False else "note")
+
+
+def _method_checks(r) -> dict:
+    """Whether each predictor's own checks passed (None: it has none), in words."""
+    d = r.diagnostics
+    nuts = (bool(d.passed), "function-space diagnostics " + (
+        "passed" if d.passed else f"failed ({d.failures()})"))
+    return {bnn.CONSTANT: (None, "a baseline with nothing to check"),
+            bnn.MLE_NET: (r.mle.status == "ok", f"optimiser status {r.mle.status}"),
+            bnn.MAP_NET: (None, "an optimum, with no convergence check of its own"),
+            bnn.NUTS: nuts, bnn.NUTS_STACKED: nuts,
+            bnn.ADVI: (None, "no convergence diagnostic beyond its ELBO")}
+
+
+def best_method_sentence(metrics: dict, checks: dict) -> tuple[str, dict]:
+    """Which predictor scores best on the test split (test log-likelihood, then RMSE) and
+    whether that predictor's own checks passed, in words; with the record for metrics.json."""
+    ll = {m: v["test_ll_nats"] for m, v in metrics.items()}
+    rmse = {m: v["rmse"] for m, v in metrics.items()}
+    best_ll, best_rmse = max(ll, key=ll.get), min(rmse, key=rmse.get)
+    passed, why = checks.get(best_ll, (None, "no checks recorded"))
+    bayes = [m for m in (bnn.NUTS, bnn.NUTS_STACKED) if m in ll and m != best_ll]
+    text = (f"Best on this test split by log-likelihood: {best_ll} ({ll[best_ll]:.3f} nats per "
+            f"point" + "".join(f"; {m} {ll[m]:.3f}" for m in bayes) + f"); by RMSE: {best_rmse} "
+            f"({rmse[best_rmse]:.3g}). Its checks: {why}"
+            + (". Its numbers are not those of a checked fit: treat the ranking with caution"
+               if passed is False else "") + ".")
+    return text, {"by_test_ll": best_ll, "by_rmse": best_rmse, "checks_passed": passed,
+                  "checks": why}
 
 
 def _function_space_section(report, r, s) -> None:
