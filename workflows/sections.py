@@ -413,8 +413,10 @@ def _no_mle_sentence(road: pd.DataFrame) -> list[str]:
     return ["No MLE for " + names + " (not in the likelihood); the Laplace approximation "
             "there is poor: " + "; ".join(
                 f"{lab}: Laplace mean {r.laplace_mean:.3g} (sd {r.laplace_sd:.3g}) vs posterior "
-                f"{r.post_mean:.3g} (sd {r.post_sd:.3g}), {abs(r.nuts_vs_laplace_sd):.2f} "
-                "posterior sd apart" for lab, r in poor.iterrows()) + "."]
+                f"{r.post_mean:.3g} (sd {r.post_sd:.3g}): means {abs(r.nuts_vs_laplace_sd):.2f} "
+                f"posterior sd apart, Laplace sd {r.laplace_sd / r.post_sd:.2f} times the "
+                "posterior's" for lab, r in poor.iterrows()) + " (poor: more than 0.5 sd apart "
+            "or an sd ratio outside [0.67, 1.5])."]
 
 
 # More than this share of high Pareto k makes PSIS-LOO unreliable (as the model-fit checks).
