@@ -94,8 +94,10 @@ def test_report_write_is_atomic(tmp_path):
     first.text("first version")
     first.write(out)
 
-    class Broken:
-        def to_netcdf(self, path):
+    class Broken:  # a DataTree whose write fails half-way
+        children = {}
+
+        def to_netcdf(self, path, **kwargs):
             Path(path).write_text("half a file")
             raise RuntimeError("disk full")
 

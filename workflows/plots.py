@@ -146,3 +146,39 @@ def psense(tree: xr.DataTree, labels) -> object:
                                ci_kind="eti", ci_prob=0.95,
                                figure_kwargs={"figsize": (11, 1.2 + 2.1 * len(labels)),
                                               "layout": "constrained"})
+
+
+def coefficient_grid(road, name: str = "beta"):
+    """A predictor x class coefficient matrix (softmax's ``beta[predictor, class]``) as small
+    multiples: one panel per predictor (its own y scale), classes along x, the MLE's Wald 95%
+    interval, the Laplace interval and the posterior's 95% ETI side by side in each class.
+    ``road``: the comparison table (with ``compare_laplace``'s columns if available)."""
+    rows = [lab for lab in road.index if lab.startswith(f"{name}[") and ", " in lab]
+    cells = [lab[len(name) + 1:-1].split(", ") for lab in rows]
+    predictors = list(dict.fromkeys(p for p, _ in cells))
+    classes = list(dict.fromkeys(c for _, c in cells))
+    cols = min(3, len(predictors))
+    nrows = int(np.ceil(len(predictors) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 2.6 * nrows), squeeze=False,
+                             layout="constrained")
+    x = np.arange(len(classes))
+    spec = [("mle", "wald_lb", "wald_ub", MLE_COLOR, "o", -0.2, "MLE, Wald 95%"),
+            ("laplace_mean", "laplace_lb", "laplace_ub", LAPLACE_COLOR, "D", 0.0,
+             "Laplace (with prior), 95%"),
+            ("post_mean", "eti_lb", "eti_ub", POST_COLOR, "s", 0.2, "posterior (NUTS), 95% ETI")]
+    for ax, p in zip(axes.flat, predictors):
+        t = road.loc[[f"{name}[{p}, {c}]" for c in classes]]
+        for mid, lo, hi, color, marker, dx, label in spec:
+            if mid not in t:
+                continue
+            m = t[mid].astype(float).to_numpy()
+            ax.errorbar(x + dx, m, yerr=[m - t[lo].astype(float), t[hi].astype(float) - m],
+                        fmt=marker, color=color, ms=4, capsize=2, label=label)
+        ax.axhline(0, color="#999", lw=0.8)
+        ax.set_xticks(x, classes)
+        ax.set_title(p, fontsize=10)
+    for ax in list(axes.flat)[len(predictors):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=3, frameon=False, fontsize=9)
+    return fig
