@@ -10,7 +10,7 @@ import pandas as pd
 from models.evaluation import scores as calibration
 from models.base import datasets
 from models.families import linear, logistic, poisson, softmax
-from models.inference import compare_laplace, predictive_class_probs, predictive_log_score
+from models.inference import predictive_class_probs, predictive_log_score
 from workflows.report import Report, data_hash
 from models.base.splits import random_split
 from models.base.checks import DataError, as_labels
@@ -74,9 +74,7 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
         ), model, s, progress=progress)
     mle, idata, diag, laplace = section.mle, section.idata, section.diagnostics, section.laplace
     if family == "softmax":
-        road = compare_laplace(section.comparison, laplace) if laplace is not None \
-            else section.comparison
-        report.figure(plots.coefficient_grid(road, "beta"),
+        report.figure(plots.coefficient_grid(section.road, "beta"),
                       "Softmax coefficients as a predictor x class grid: one panel per predictor "
                       f"(its own scale), classes along x (class {classes[0]} is the reference, "
                       "its coefficients fixed at 0); in each class the MLE's Wald 95% interval "

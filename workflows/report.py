@@ -96,6 +96,14 @@ def _figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
+def grouped(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
+    """``df``'s columns ``columns.values()`` under the grouped headers ``columns.keys()``
+    ((group, column) pairs; :meth:`Report.table` draws the groups as one header row)."""
+    out = df[list(columns.values())]
+    out.columns = pd.MultiIndex.from_tuples(list(columns))
+    return out
+
+
 # One colour per estimator in tables as in figures (workflows.plots' MLE/Laplace/posterior).
 ESTIMATOR_CLASSES = {"MLE": "mle", "Laplace": "laplace", "NUTS posterior": "posterior"}
 

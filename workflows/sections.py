@@ -17,7 +17,7 @@ from models.inference import (compare, compare_laplace, compare_loo, diagnose, f
                               sensitivity_data)
 from workflows import plots
 from workflows.options import Settings
-from workflows.report import Report
+from workflows.report import Report, grouped
 from workflows.running import sentence
 
 
@@ -65,6 +65,12 @@ class SectionFit:
     sensitivity_data: object = None  # the DataTree psense read (for its plot)
     loo: pd.DataFrame | None = None  # PSIS-LOO of NUTS and of the Laplace approximation
     loo_error: str = ""
+    road: pd.DataFrame | None = None  # comparison with the Laplace columns (compare_laplace)
+
+    def __post_init__(self):
+        if self.road is None:  # computed once: compare_laplace summarises 4000 draws
+            self.road = (compare_laplace(self.comparison, self.laplace)
+                         if self.laplace is not None else self.comparison)
 
 
 def fit_section(model: pm.Model, spec: SectionSpec, s: Settings, mle=None,
@@ -175,14 +181,10 @@ def display_rows(table: pd.DataFrame, var_names=None) -> tuple[list[str], str]:
                   "are in metrics.json). ")
 
 
-def road_table(table: pd.DataFrame, laplace=None) -> pd.DataFrame:
-    """:func:`compare`'s table (and the Laplace columns when ``laplace`` is given) under
+def road_table(road: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare`'s table (with :func:`compare_laplace`'s columns when there are) under
     grouped headers MLE | Laplace | NUTS posterior, in the order of the road between them."""
-    full = compare_laplace(table, laplace) if laplace is not None else table
-    cols = {k: v for k, v in ROAD_COLUMNS.items() if v in full.columns}
-    out = full[list(cols.values())]
-    out.columns = pd.MultiIndex.from_tuples(list(cols))
-    return out
+    return grouped(road, {k: v for k, v in ROAD_COLUMNS.items() if v in road.columns})
 
 
 def _mle_and_comparison(report: Report, f: SectionFit) -> None:
@@ -195,7 +197,7 @@ def _mle_and_comparison(report: Report, f: SectionFit) -> None:
                 f"{mle.bic:.2f}, N = {mle.n_obs}, k = {mle.n_params} (estimates and SEs in the "
                 "first columns of the table below).")
     shown, left_out = display_rows(table, spec.table_vars)
-    report.table(road_table(table.loc[shown], f.laplace), digits=3, caption=left_out + "From the MLE to the posterior: the MLE with its Wald 95% "
+    report.table(road_table(f.road.loc[shown]), digits=3, caption=left_out + "From the MLE to the posterior: the MLE with its Wald 95% "
                  "interval" + (", the Laplace approximation (a normal at the posterior mode, "
                                "with the model's prior: mean, sd, 95% interval of its draws)"
                                if f.laplace is not None else "")
@@ -248,7 +250,7 @@ def _figures(report: Report, f: SectionFit) -> None:
                       "and Wald 95% interval (orange band)"
                       + (f"; the first {shown} of {len(labels)} parameters, all of them in the "
                          "standardised plot and the tables" if shown < len(labels) else "") + ".")
-    road = compare_laplace(f.comparison, f.laplace) if f.laplace is not None else f.comparison
+    road = f.road
     if np.isfinite(road["mle"].astype(float)).any():
         fig, shown, total = plots.standardised(road)
         report.figure(fig, "Every estimator on one scale: (value - MLE) / SE, so the MLE's Wald "
@@ -332,7 +334,7 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
         return None
     table, road = f.comparison[["mle", "se", "post_mean", "post_sd", "shift_in_se"]], None
     if f.laplace is not None:
-        road = compare_laplace(f.comparison, f.laplace)
+        road = f.road
         table = road[["shift_in_se", "laplace_mean", "laplace_sd", "prior_share",
                       "nuts_vs_laplace_sd"]]
     else:

@@ -19,7 +19,7 @@ from models.inference.distributed import format_failures
 from models.inference.fits import FitPlan, fit_many, interval_coverage
 from models.inference import fit_mle
 from workflows.plots import LAPLACE_COLOR, MLE_COLOR, POST_COLOR
-from workflows.report import Report, data_hash
+from workflows.report import Report, data_hash, grouped
 from workflows.options import add_fanout, fanout_client, parser, settings
 from workflows.running import entry, finish, Progress
 from workflows.sections import model_section, SectionSpec
@@ -117,9 +117,7 @@ SWEEP_COLUMNS = {  # (group, column) -> column of the sweep rows (metrics.json)
 
 def sweep_display(table: pd.DataFrame) -> pd.DataFrame:
     """The sweep rows under grouped headers MLE | Laplace | NUTS posterior (narrower)."""
-    out = table.set_index(["N", "parameter"])[list(SWEEP_COLUMNS.values())]
-    out.columns = pd.MultiIndex.from_tuples(list(SWEEP_COLUMNS))
-    return out
+    return grouped(table.set_index(["N", "parameter"]), SWEEP_COLUMNS)
 
 
 def sweep_gaps(table: pd.DataFrame) -> pd.DataFrame:
