@@ -27,6 +27,7 @@ import numpy as np
 import pymc as pm
 
 from models.base.coords import OBS_DIM
+from models.base.modality import declare_unimodal
 from models.families.common import glm, scale_of
 
 
@@ -37,6 +38,12 @@ def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
         "beta": partial(pm.Normal, mu=0.0, sigma=2.5 * sy / scale_of(X)),
         "sigma": partial(pm.Exponential, lam=1.0 / sy),
     }
+
+
+# Why one Newton run from one start finds the MLE (models.base.modality): for any sigma the
+# maximum over beta is least squares, and the profile in sigma has one stationary point.
+UNIMODAL = ("the Gaussian log-likelihood's only stationary point is least squares with "
+            "sigma^2 = mean squared residual")
 
 
 def _likelihood(eta, y_data, p):
@@ -52,5 +59,6 @@ def build(X, y, priors=None, intercept: bool = True) -> pm.Model:
     ``intercept=False``: no intercept (a design with its own constant column, or a model
     through the origin); then constant columns are allowed.
     """
-    return glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
-               intercept=intercept)
+    model = glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
+                intercept=intercept)
+    return declare_unimodal(model, UNIMODAL)

@@ -24,6 +24,7 @@ import numpy as np
 import pymc as pm
 
 from models.base.coords import OBS_DIM
+from models.base.modality import declare_unimodal
 from models.families.common import glm, scale_of
 
 
@@ -34,11 +35,17 @@ def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
+# Why one Newton run from one start finds the MLE (models.base.modality): the Bernoulli-logit
+# log-likelihood is concave in the linear predictor's coefficients.
+UNIMODAL = "the Bernoulli-logit log-likelihood is concave in (intercept, beta)"
+
+
 def _likelihood(eta, y_data, p):
     pm.Bernoulli("y_obs", logit_p=eta, observed=y_data, dims=OBS_DIM)
 
 
 def build(X, y, priors=None) -> pm.Model:
     """Logistic regression of binary ``y`` (0/1 or bool) on the columns of ``X``."""
-    return glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
-               y_kind="binary")
+    model = glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
+                y_kind="binary")
+    return declare_unimodal(model, UNIMODAL)

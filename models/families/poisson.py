@@ -22,6 +22,7 @@ import numpy as np
 import pymc as pm
 
 from models.base.coords import OBS_DIM
+from models.base.modality import declare_unimodal
 from models.families.common import glm, scale_of
 
 
@@ -32,11 +33,16 @@ def default_priors(X: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
+# Why one Newton run from one start finds the MLE (models.base.modality).
+UNIMODAL = "the Poisson log-likelihood with a log link is concave in (intercept, beta)"
+
+
 def _likelihood(eta, y_data, p):
     pm.Poisson("y_obs", mu=pm.math.exp(eta), observed=y_data, dims=OBS_DIM)
 
 
 def build(X, y, priors=None) -> pm.Model:
     """Poisson regression of counts ``y`` on the columns of ``X``."""
-    return glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
-               y_kind="count")
+    model = glm(X, y, priors=priors, defaults=default_priors, likelihood=_likelihood,
+                y_kind="count")
+    return declare_unimodal(model, UNIMODAL)

@@ -27,6 +27,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from models.base.coords import OBS_DIM
+from models.base.modality import declare_unimodal
 from models.families.common import centered_linear_predictor, resolve_priors, scale_of
 from models.base.checks import as_design_matrix, as_labels, check_aligned
 
@@ -37,6 +38,11 @@ def default_priors(X: np.ndarray, n_classes: int) -> dict:
         "intercept": partial(pm.Normal, mu=0.0, sigma=2.5),
         "beta": partial(pm.Normal, mu=0.0, sigma=sd),
     }
+
+
+# Why one Newton run from one start finds the MLE (models.base.modality): with the first class
+# as reference, the multinomial-logit log-likelihood is concave in the coefficients.
+UNIMODAL = "the multinomial-logit log-likelihood (reference class) is concave in its coefficients"
 
 
 def build(X, y, priors=None, classes=None) -> pm.Model:
@@ -62,4 +68,4 @@ def build(X, y, priors=None, classes=None) -> pm.Model:
         eta = centered_linear_predictor(p, X_data, X_values.mean(axis=0), dims="class")
         logits = pt.concatenate([pt.zeros((eta.shape[0], 1)), eta], axis=1)
         pm.Categorical("y_obs", logit_p=logits, observed=y_data, dims=OBS_DIM)
-    return model
+    return declare_unimodal(model, UNIMODAL)

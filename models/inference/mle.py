@@ -20,6 +20,7 @@ from scipy import optimize, special
 
 from models.base.checks import check_positive_int
 from models.base.coords import OBS_DIM
+from models.base.modality import unimodal_reason
 from models.inference.labels import model_labels, scalar_labels
 
 
@@ -76,10 +77,20 @@ def _observed_loglik(model: pm.Model):
     return model.logp(vars=model.observed_RVs, jacobian=False)
 
 
+def _data_shape(var) -> tuple:
+    """Shape of an observed-data variable without compiling anything (``.eval()`` compiles a
+    function on every call, which cost more than a whole GLM fit)."""
+    if isinstance(var, pytensor.compile.SharedVariable):
+        return np.shape(var.get_value(borrow=True))
+    if isinstance(var, pytensor.graph.basic.Constant):
+        return np.shape(var.data)
+    return np.shape(var.eval())
+
+
 def _n_obs(model: pm.Model) -> int:
     """Number of observations: rows of the observed data (leading dimension), summed."""
-    return int(sum(np.shape(model.rvs_to_values[rv].eval())[0] if np.ndim(
-        model.rvs_to_values[rv].eval()) else 1 for rv in model.observed_RVs))
+    shapes = [_data_shape(model.rvs_to_values[rv]) for rv in model.observed_RVs]
+    return int(sum(shape[0] if len(shape) else 1 for shape in shapes))
 
 
 class CompiledMLE:
@@ -88,10 +99,20 @@ class CompiledMLE:
     ``objective="logp"`` compiles the log posterior density instead (priors included, with
     the log-Jacobian of each transform: the density of the unconstrained parameters), whose
     maximum and curvature are the Laplace approximation's (:mod:`models.inference.laplace`).
+
+    ``unimodal``: the model's builder declared the likelihood unimodal (GLMs): each start runs
+    Newton's method (:func:`newton`), and the symbolic Hessian may be compiled. The Hessian is
+    central differences of the exact gradient until :meth:`compile_exact_hessian` compiles it
+    (:func:`fit_mle` does on a model's second fit, so that a single fit does not pay that
+    compilation, about a second, while a sweep pays it once).
     """
 
-    def __init__(self, model: pm.Model, objective: str = "loglik"):
+    def __init__(self, model: pm.Model, objective: str = "loglik", unimodal: bool = False):
         self.model = model
+        self.unimodal = bool(unimodal)
+        self.f_exact_hess = None
+        self.fits = 0
+        self._start_fns = {}
         if objective not in ("loglik", "logp"):
             raise ValueError(f"objective must be 'loglik' or 'logp', got {objective!r}")
         loglik = _observed_loglik(model) if objective == "loglik" else model.logp()
@@ -125,6 +146,7 @@ class CompiledMLE:
         flat = pt.concatenate([pt.flatten(c) for c in constrained])
         [ll_x, flat_x], x = join_nonshared_inputs(self.point0, [loglik, flat], self.free)
         grad = pytensor.grad(ll_x, x)
+        self._grad_graph = (x, grad)
         self.f_ll_grad = compile([x], [ll_x, grad])
         # Second derivatives by central differences of the EXACT compiled gradient (as
         # statsmodels' approx_hess does), not a symbolic Hessian: on a fresh machine numba
@@ -149,9 +171,20 @@ class CompiledMLE:
         fn = compile(self.model.value_vars, exprs, on_unused_input="ignore", mode="FAST_COMPILE")
         return [tuple(np.shape(v)) for v in fn(*[self.point0[v.name] for v in self.model.value_vars])]
 
+    def compile_exact_hessian(self) -> bool:
+        """Compile the symbolic Hessian (once) of a ``unimodal`` model; True if there is one."""
+        if self.unimodal and self.f_exact_hess is None:
+            x, grad = self._grad_graph
+            # vectorize=True: one batched graph for the Hessian's rows, not a Scan loop
+            self.f_exact_hess = compile([x], pytensor.gradient.jacobian(grad, x, vectorize=True))
+        return self.f_exact_hess is not None
+
     def f_hess(self, x, scale=None) -> np.ndarray:
-        """Hessian of the log-likelihood: central differences of the exact gradient
-        (``scale``: each coordinate's natural scale, see :func:`_central_jacobian`)."""
+        """Hessian of the log-likelihood: the compiled symbolic one once there is one, else
+        central differences of the exact gradient (``scale``: each coordinate's natural scale,
+        see :func:`_central_jacobian`)."""
+        if self.f_exact_hess is not None:
+            return np.asarray(self.f_exact_hess(x), dtype=float)
         return _central_jacobian(lambda z: np.asarray(self.f_ll_grad(z)[1], dtype=float), x,
                                  scale)
 
@@ -162,6 +195,17 @@ class CompiledMLE:
 
     def ravel(self, point) -> np.ndarray:
         return DictToArrayBijection.map({v.name: point[v.name] for v in self.free}).data
+
+    def start(self, seed: int | None = None) -> np.ndarray:
+        """The model's initial point (``seed`` None) or a jittered one, unconstrained and flat;
+        the point functions are compiled once per model, not once per fit."""
+        jitter = seed is not None
+        fn = self._start_fns.get(jitter)
+        if fn is None:
+            fn = self._start_fns[jitter] = make_initial_point_fn(
+                model=self.model, jitter_rvs=set(self.model.free_RVs) if jitter else None,
+                return_transformed=True)
+        return self.ravel(fn(0 if seed is None else seed))
 
     def loglik(self, x) -> float:
         return float(self.f_ll_grad(x)[0])
@@ -189,11 +233,58 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def compiled_mle(model: pm.Model) -> CompiledMLE:
-    """The model's compiled log-likelihood, gradient and Hessian (compiled on first use)."""
+    """The model's compiled log-likelihood, gradient and Hessian (compiled on first use; the
+    Hessian symbolically when the model's builder declared the likelihood unimodal)."""
     cached = _COMPILED.get(model)
     if cached is None:
-        cached = _COMPILED[model] = CompiledMLE(model)
+        cached = _COMPILED[model] = CompiledMLE(
+            model, unimodal=unimodal_reason(model) is not None)
     return cached
+
+
+def newton(c: CompiledMLE, x0: np.ndarray, maxiter: int = 100):
+    """Newton's method with backtracking from ``x0``: ``(x, result)``, or ``(None, None)``
+    where it cannot go on (the Hessian is not negative definite, which a unimodal likelihood
+    can still be away from its maximum, or no maximum within ``maxiter`` steps, e.g.
+    separation): the caller falls back to L-BFGS.
+
+    This is the IRLS of GLM software (Fisher scoring equals Newton for canonical links), on the
+    model's own compiled log-likelihood and its Hessian (:meth:`CompiledMLE.f_hess`): a few
+    iterations where L-BFGS needs dozens."""
+    x = np.asarray(x0, dtype=float)
+    ll, g = c.f_ll_grad(x)
+    if not np.isfinite(ll):
+        return None, None
+    kind = ("symbolic Hessian" if c.f_exact_hess is not None
+            else "Hessian by central differences of the exact gradient")
+    for it in range(1, maxiter + 1):
+        H = c.f_hess(x)
+        try:
+            chol = np.linalg.cholesky(-0.5 * (H + H.T))
+        except np.linalg.LinAlgError:
+            return None, None
+        step = np.linalg.solve(chol.T, np.linalg.solve(chol, g))
+        decrement = float(g @ step)  # twice the gain a full step promises
+        if not np.all(np.isfinite(step)):
+            return None, None
+        # accept a step that gains (Armijo) or, at round-off level, shrinks the gradient
+        roundoff = 64 * np.finfo(float).eps * max(1.0, abs(ll))
+        for shrink in 0.5 ** np.arange(12):
+            ll_new, g_new = c.f_ll_grad(x + shrink * step)
+            if np.isfinite(ll_new) and (
+                    ll_new >= ll + 1e-4 * shrink * decrement
+                    or (ll_new >= ll - roundoff and np.max(np.abs(g_new)) < np.max(np.abs(g)))):
+                break
+        else:  # no step gains within round-off: at the maximum to machine precision, or lost
+            if abs(decrement) > 1e-6 * max(1.0, abs(ll)):
+                return None, None
+            return x, optimize.OptimizeResult(x=x, nit=it, success=True, message=(
+                f"Newton ({kind}) converged in {it - 1} steps, to round-off"))
+        x, ll, g = x + shrink * step, ll_new, np.asarray(g_new, dtype=float)
+        if decrement <= roundoff and np.max(np.abs(shrink * step)) <= 1e-10 * (1 + np.max(np.abs(x))):
+            return x, optimize.OptimizeResult(x=x, nit=it, success=True, message=(
+                f"Newton ({kind}) converged in {it} steps"))
+    return None, None
 
 
 def maximise(c: CompiledMLE, x0: np.ndarray, maxiter: int):
@@ -346,21 +437,22 @@ class _Optimum:
 
 def _optimise(model, c: CompiledMLE, n_starts: int, random_seed, maxiter: int,
               initvals) -> _Optimum:
-    """L-BFGS + Newton from each start (the initial point, then jittered ones, or ``initvals``)."""
-    make_start = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
-                                       return_transformed=True)
+    """From each start (the initial point, then jittered ones, or ``initvals``): Newton on the
+    exact Hessian where there is one, else (or where Newton cannot go on) L-BFGS + Newton."""
     rng = np.random.default_rng(random_seed)
     if initvals is not None:
         starts = [c.ravel(make_initial_point_fn(model=model, overrides=iv,
                                                 return_transformed=True)(0)) for iv in initvals]
     else:
-        starts = [c.ravel(model.initial_point())]
-        starts += [c.ravel(make_start(int(rng.integers(2**30)))) for _ in range(n_starts - 1)]
+        starts = [c.start()]
+        starts += [c.start(int(rng.integers(2**30))) for _ in range(n_starts - 1)]
     fits = []
     for x0 in starts:
         if not np.isfinite(c.loglik(x0)):
             continue
-        x, res = maximise(c, x0, maxiter)
+        x, res = newton(c, x0) if c.unimodal else (None, None)
+        if x is None:
+            x, res = maximise(c, x0, maxiter)
         fits.append((c.loglik(x), x, res, x0))
     if not fits:
         raise ValueError("the log-likelihood is not finite at any starting point; check the data "
@@ -376,7 +468,7 @@ def _information(c: CompiledMLE, x: np.ndarray):
     _, grad = c.f_ll_grad(x)
     info = -np.asarray(c.f_hess(x), dtype=float)
     diag = np.diag(info)
-    if np.all(np.isfinite(info)) and np.all(diag > 0):
+    if c.f_exact_hess is None and np.all(np.isfinite(info)) and np.all(diag > 0):
         # again, with steps on each coordinate's own scale 1/sqrt(I_jj) (units-free)
         info = -np.asarray(c.f_hess(x, scale=1.0 / np.sqrt(diag)), dtype=float)
     info = 0.5 * (info + info.T)
@@ -430,6 +522,8 @@ def _status(c: CompiledMLE, o: _Optimum, grad, ident, jac):
     else:
         status = "ok"
         message = f"converged from {len(fits)} start(s); max |gradient| {np.max(np.abs(grad)):.2g}"
+        if unimodal_reason(c.model) and len(fits) == 1:
+            message += f" (one start suffices: {unimodal_reason(c.model)}; {res.message})"
         cov_x = ident.generalized_inverse()
         spread = [f[0] for f in fits if np.isfinite(f[0])]
         if max(spread) - min(spread) > 1e-6 * max(1.0, abs(ll)):
@@ -471,16 +565,20 @@ def _constrained(model, c: CompiledMLE, flat, jac, cov_x, estimable):
     return params, se, labels, cov
 
 
-def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
+def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | None = 0,
             maxiter: int = 20_000, warn: bool = True, initvals: list[dict] | None = None
             ) -> MLEResult:
     """Maximum-likelihood estimate of ``model``'s parameters, priors ignored.
 
     Starts: the model's initial point, then ``n_starts - 1`` jittered ones (uniform(-1, 1) in
-    the unconstrained space, as ``pm.sample`` jitters); the best log-likelihood wins. The
-    optimisation runs in the unconstrained space (log sigma, ...), where the MLE is the same
-    point (invariance); the observed information is the negative Hessian there, and standard
-    errors on the constrained scale follow by the delta method, cov = J I^{-1} J^T.
+    the unconstrained space, as ``pm.sample`` jitters); the best log-likelihood wins.
+    ``n_starts=None`` (default): one start where the model's builder declared the likelihood
+    unimodal (:mod:`models.base.modality`: the GLM families), four otherwise. On a declared
+    model each start runs Newton's method on the exact (symbolic) Hessian, as GLM software
+    does; elsewhere L-BFGS, polished by Newton steps. The optimisation runs in the
+    unconstrained space (log sigma, ...), where the MLE is the same point (invariance); the
+    observed information is the negative Hessian there, and standard errors on the
+    constrained scale follow by the delta method, cov = J I^{-1} J^T.
 
     Problems are reported in ``status``/``message`` (and as an :class:`MLEWarning` when
     ``warn``): "does_not_exist" (the likelihood keeps rising towards infinity, e.g.
@@ -490,8 +588,13 @@ def fit_mle(model: pm.Model, n_starts: int = 4, random_seed: int | None = 0,
     ``initvals``: explicit starts instead (a list of {variable name: constrained value}
     dicts, e.g. prior draws: :func:`models.bnn.prior_starts`).
     """
+    if n_starts is None:
+        n_starts = 1 if unimodal_reason(model) else 4
     n_starts = check_positive_int(n_starts, "n_starts", maximum=1000)
     c = compiled_mle(model)
+    c.fits += 1
+    if c.fits == 2:  # fitted again (a sweep, a bootstrap): the symbolic Hessian pays off now
+        c.compile_exact_hessian()
     o = _optimise(model, c, n_starts, random_seed, maxiter, initvals)
     ll, x, fits = o.ll, o.x, o.fits
     grad, info, ident = _information(c, x)
