@@ -1,4 +1,4 @@
-# Fresh-machine entry points. `make run` and `make test` create/update .venv first.
+# Fresh-machine entry points. `make run` and `make test` create/update .venv first, from uv.lock.
 SHELL := /bin/bash
 PYVER := $(shell cat .python-version 2>/dev/null || echo 3.12)
 # The interpreter .python-version selects: pyenv/uv read that file; python3.12 if on PATH.
@@ -7,18 +7,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# uv installs exactly what uv.lock pins (`make lock` refreshes it on purpose). uv itself lives in
+# its own small venv (.tools/), pinned, so that `uv sync` may manage .venv exactly.
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup run test test-slow validate bench clean
+.PHONY: setup lock run test test-slow validate bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml .python-version
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null || \
 	  { echo "error: Python >= 3.12 is required (found: $$($(PYTHON) --version 2>&1)); install it, e.g. 'pyenv install 3.12'"; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# --frozen: install the lock as it is (fail rather than re-resolve); the dev group (tests) too.
+$(STAMP): pyproject.toml uv.lock .python-version | $(UV)
+	$(UV) sync --frozen --quiet --python $(PYTHON)
 	@touch $(STAMP)
+
+# Re-resolve every dependency to its newest allowed release: a deliberate, reviewed change.
+lock: $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
 
 run: setup
 	$(PY) -m workflows.cli run all
@@ -36,4 +48,4 @@ bench: setup
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .tools .pytest_cache

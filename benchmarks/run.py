@@ -313,6 +313,53 @@ def mle_section() -> list[dict]:
     return rows
 
 
+def _timed(cmd: list[str], cwd: Path, env: dict) -> float:
+    start = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
+    if p.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr.strip()[-300:]}")
+    return time.perf_counter() - start
+
+
+def setup_section() -> list[dict]:
+    """Fresh-clone install time, before (pip into a venv, as `make setup` did) and after (uv
+    from uv.lock, as it does now), each with an empty and then a warm package cache. The
+    committed tree (git archive HEAD) is installed into temporary directories; the machine's
+    own caches are not touched (each method gets a cache directory of its own)."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mlebayes-setup-") as tmp:
+        tmp = Path(tmp)
+        src = tmp / "src"
+        src.mkdir()
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x"], cwd=src, input=archive, check=True)
+        python = sys.executable if sys.prefix == sys.base_prefix else str(
+            Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "UV_PYTHON_DOWNLOADS": "never"}
+        env.pop("VIRTUAL_ENV", None)
+        for cache in ("empty", "warm"):
+            venv = tmp / f"pip-{cache}"
+            e = {**env, "PIP_CACHE_DIR": str(tmp / "pip-cache")}
+            t = _timed([python, "-m", "venv", str(venv)], src, e)
+            t += _timed([str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "--upgrade",
+                         "pip"], src, e)
+            t += _timed([str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "-e", ".",
+                         "--group", "dev"], src, e)
+            rows.append({"method": "before: pip install -e . (dev group), resolved at install",
+                         "cache": cache, "seconds": t})
+            print(json.dumps(rows[-1]), flush=True)
+        for cache in ("empty", "warm"):
+            work = tmp / f"uv-{cache}"
+            subprocess.run(["cp", "-r", str(src), str(work)], check=True)
+            e = {**env, "UV_CACHE_DIR": str(tmp / "uv-cache"), "PIP_CACHE_DIR": str(tmp / "uvpip")}
+            t = _timed(["make", "setup", f"PYTHON={python}"], work, e)
+            rows.append({"method": "after: make setup = uv sync --frozen from uv.lock (uv "
+                                   "bootstrapped by pip)", "cache": cache, "seconds": t})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def compile_once_section(n_fits: int, draws: int, tune: int) -> dict:
     import warnings
 
@@ -391,7 +438,7 @@ def main(argv=None) -> int:
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--fits", type=int, default=None, help="fits in the compile-once comparison (default 100)")
     p.add_argument("--sbc-sims", type=int, default=None, help="SBC simulations per family (default 200)")
-    p.add_argument("--sections", default="samplers,gradient_floor,mle,compile_once,sbc")
+    p.add_argument("--sections", default="setup,samplers,gradient_floor,mle,compile_once,sbc")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     p.add_argument("--rows-from", type=Path, default=None,
                    help="JSON lines of sampler rows printed by an earlier run, merged into the table "
@@ -420,6 +467,13 @@ def main(argv=None) -> int:
     md = [f"# Benchmarks\n\n`python benchmarks/run.py {' '.join(argv or sys.argv[1:])}` on "
           f"{datetime.date.today().isoformat()}: {platform.platform()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; {versions()}.\n"]
+    if "setup" in sections:
+        rows = setup_section()
+        md.append("## Set-up: a fresh clone's install, before (pip) and after (uv.lock)\n")
+        md.append(_md_table(rows, ["method", "cache", "seconds"]))
+        md.append("\nempty: no package cache (every wheel downloaded); warm: the same method's "
+                  "cache from the run above. Both install the runtime and the dev group (tests, "
+                  "statsmodels, JAX); the uv rows include installing uv itself into .tools/.\n")
     if "samplers" in sections:
         earlier = []
         if args.rows_from:
