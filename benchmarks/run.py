@@ -1,14 +1,23 @@
-"""Benchmarks, measured side by side in one run; writes ``benchmarks/results.md``.
+"""Benchmarks, measured side by side in one run; writes ``benchmarks/results.md`` (``make
+bench``; every table comes from that one run, none is edited by hand or merged from another).
 
-    python benchmarks/run.py            # full (about 40-60 min on 2 cores)
-    python benchmarks/run.py --quick    # a few minutes: 2 models, fewer draws and fits
+    python benchmarks/run.py            # full (about an hour on 2 cores)
+    python benchmarks/run.py --quick    # quicker: --quick workflows, 2 models, fewer draws
+    python benchmarks/run.py --sections mle,setup   # some sections only
 
 Sections:
 
-1. Samplers (nutpie, pymc, numpyro, blackjax) on each workflow model: compile time with a
+0. Set-up: a fresh clone's install before (pip) and after (uv sync from uv.lock), with an
+   empty and a warm package cache.
+0. The main job: ``mlebayes run all`` before (one workflow at a time, every .nc group saved
+   lossless) and after (two at a time, small files): wall time, seconds per stage of each
+   workflow, the size of reports/, and whether both runs wrote the same numbers.
+1. Samplers (nutpie, pymc, numpyro; blackjax on request) on the models ``make run`` samples,
+   at its settings (4 chains x 1000 draws after 1000 tuning): compile time with a
    fresh and a warm cache, sampling time, minimum bulk ESS per second (sampling only and end
    to end), divergences, and the overhead over the gradient floor: sampling time / (gradient
-   evaluations x time of one compiled logp+gradient call in the sampler's own backend). Each
+   evaluations x time of one compiled logp+gradient call in the sampler's own backend); then
+   each sampler's end-to-end ESS/s relative to nutpie's, per model. Each
    (model, sampler) runs in a child process twice: with an empty PyTensor/numba compile
    directory ("fresh") and then with the one the first run filled ("warm"); JAX keeps no
    cache between processes, so its fresh and warm compile times measure the same thing.
@@ -42,6 +51,11 @@ sys.path.insert(0, str(ROOT))
 
 MODELS = ["logistic", "linear", "eight_schools", "varying_intercepts", "bnn_1x8", "bnn_2x8"]
 SAMPLERS = ["nutpie", "pymc", "numpyro", "blackjax"]
+# The default sampler comparison: the models `make run` samples most, at its settings (4 chains
+# x 1000 draws after 1000 tuning), for the three samplers the issue asks about. The BNNs are
+# measured with --models bnn_1x8,bnn_2x8 (PyMC's own NUTS needs many minutes on them).
+DEFAULT_MODELS = ["logistic", "linear", "eight_schools", "varying_intercepts"]
+DEFAULT_SAMPLERS = ["nutpie", "pymc", "numpyro"]
 
 
 def build(name: str):
@@ -210,6 +224,22 @@ def run_child(model_name, sampler, args, cache_dir: Path) -> dict:
     return json.loads(lines[-1])
 
 
+def sampler_choice(rows: list[dict]) -> list[dict]:
+    """Per model: each sampler's end-to-end ESS/s over nutpie's, and the fastest."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        by = {r["sampler"]: r.get("ess_per_s_end_to_end") for r in rows
+              if r["model"] == model and not r.get("error")}
+        base = by.get("nutpie")
+        row = {"model": model, "make run uses": "nutpie"}
+        for sampler, v in by.items():
+            row[sampler] = v / base if base and v is not None else float("nan")
+        ok = {k: v for k, v in by.items() if v is not None}
+        row["fastest"] = max(ok, key=ok.get) if ok else ""
+        out.append(row)
+    return out
+
+
 def samplers_section(args) -> list[dict]:
     rows = []
     for model_name in args.models:
@@ -360,6 +390,63 @@ def setup_section() -> list[dict]:
     return rows
 
 
+MAIN_JOB = {"before": ["--jobs", "1", "--save", "full"], "after": []}
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main_job_section(extra: list[str]) -> tuple[list[dict], list[dict], str]:
+    """`mlebayes run all` (what `make run` runs) before and after, in this one bench run:
+    before = one workflow at a time with every .nc group saved lossless (`--jobs 1 --save
+    full`, how make run ran until now); after = the defaults (two workflows at a time, `--save
+    small`). Each run in an empty working directory (run all writes ./reports). Returns the
+    per-workflow rows, the per-run rows and what tests/compare_reports.py says of the two."""
+    rows, runs = [], []
+    with tempfile.TemporaryDirectory(prefix="mlebayes-mainjob-") as tmp:
+        for label, options in MAIN_JOB.items():
+            work = Path(tmp) / label
+            work.mkdir()
+            cmd = [sys.executable, "-m", "workflows.cli", "run", "all", *options, *extra]
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            start = time.perf_counter()
+            p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                               timeout=5400)
+            wall = time.perf_counter() - start
+            record = json.loads((work / "reports" / "run_all.json").read_text()) \
+                if (work / "reports" / "run_all.json").is_file() else []
+            for r in record:
+                t = r["timings"]
+                rows.append({"run": label, "workflow": r["workflow"], "seconds": r["seconds"],
+                             **{k: t.get(k, 0.0) for k in STAGES},
+                             "other": r["seconds"] - sum(t.values()),
+                             "status": r["status"].split(":")[0]})
+            nc = sorted((work / "reports").rglob("*.nc"), key=lambda f: -f.stat().st_size)
+            runs.append({"run": label, "options": " ".join(options) or "(defaults)",
+                         "wall s": wall, "workflow s summed": sum(r["seconds"] for r in record),
+                         "reports MB": _dir_size(work / "reports") / 1e6,
+                         "largest file": f"{nc[0].relative_to(work / 'reports')} "
+                                         f"{nc[0].stat().st_size / 1e6:.1f} MB" if nc else "",
+                         "returncode": p.returncode})
+            print(json.dumps(runs[-1]), flush=True)
+        cmp = subprocess.run([sys.executable, str(ROOT / "tests" / "compare_reports.py"),
+                              str(Path(tmp) / "before" / "reports"),
+                              str(Path(tmp) / "after" / "reports")],
+                             capture_output=True, text=True)
+        lines = [ln for ln in cmp.stdout.splitlines() if ln.strip()]
+        numbers = [ln for ln in lines if "saved_groups" not in ln and ".save" not in ln
+                   and "compared" not in ln]
+        verdict = (lines[-1] if lines else "no output") + (
+            "; the only differences are the files' declared groups and the save setting"
+            if not numbers else "; differences in numbers: " + " | ".join(numbers[:5]))
+    return rows, runs, verdict
+
+
+STAGES = ["compile", "sampling", "pointwise log-likelihood", "predictive draws", "MLE",
+          "Laplace", "SMC (compile + sampling)", "many fits (fan-out)", "rendering figures"]
+
+
 def compile_once_section(n_fits: int, draws: int, tune: int) -> dict:
     import warnings
 
@@ -432,17 +519,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="2 models, 300 draws, 10 fits, 20 SBC sims")
     p.add_argument("--models", default=None, help=f"comma-separated from {MODELS}")
-    p.add_argument("--samplers", default=",".join(SAMPLERS))
+    p.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS), help=f"from {SAMPLERS}")
     p.add_argument("--draws", type=int, default=None)
     p.add_argument("--tune", type=int, default=None)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--fits", type=int, default=None, help="fits in the compile-once comparison (default 100)")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--fits", type=int, default=None, help="fits in the compile-once comparison (default 30)")
     p.add_argument("--sbc-sims", type=int, default=None, help="SBC simulations per family (default 200)")
-    p.add_argument("--sections", default="setup,samplers,gradient_floor,mle,compile_once,sbc")
+    p.add_argument("--sections", default="setup,main_job,samplers,gradient_floor,mle,compile_once,sbc")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
-    p.add_argument("--rows-from", type=Path, default=None,
-                   help="JSON lines of sampler rows printed by an earlier run, merged into the table "
-                        "(to complete an interrupted run without redoing it)")
     p.add_argument("--child", nargs=2, metavar=("MODEL", "SAMPLER"), help=argparse.SUPPRESS)
     p.add_argument("--mle-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -455,13 +539,13 @@ def main(argv=None) -> int:
         print(json.dumps(child(*args.child, args.draws, args.tune, args.chains, seed=1)))
         return 0
     args.models = (args.models.split(",") if args.models
-                   else (["logistic", "bnn_1x8"] if args.quick else MODELS))
+                   else (["logistic", "bnn_1x8"] if args.quick else DEFAULT_MODELS))
     args.samplers = args.samplers.split(",")
     bad = [m for m in args.models if m not in MODELS] + [s for s in args.samplers if s not in SAMPLERS]
     if bad:
         raise SystemExit(f"error: unknown model or sampler {bad}; models: {MODELS}; samplers: {SAMPLERS}")
     sections = args.sections.split(",")
-    fits = args.fits or (10 if args.quick else 100)
+    fits = args.fits or (10 if args.quick else 30)
     sims = args.sbc_sims or (20 if args.quick else 200)
     started = time.time()
     md = [f"# Benchmarks\n\n`python benchmarks/run.py {' '.join(argv or sys.argv[1:])}` on "
@@ -474,14 +558,18 @@ def main(argv=None) -> int:
         md.append("\nempty: no package cache (every wheel downloaded); warm: the same method's "
                   "cache from the run above. Both install the runtime and the dev group (tests, "
                   "statsmodels, JAX); the uv rows include installing uv itself into .tools/.\n")
+    if "main_job" in sections:
+        rows, runs, verdict = main_job_section(["--quick"] if args.quick else [])
+        md.append("## The main job: `mlebayes run all` (= `make run`), before and after\n")
+        md.append(_md_table(runs, list(runs[0].keys())))
+        md.append(f"\nSame seed, same numbers? `tests/compare_reports.py before after`: {verdict}.\n")
+        md.append("Per workflow, seconds per stage (other: imports, summaries, LOO, drawing "
+                  "figures, writing files):\n")
+        md.append(_md_table(rows, ["run", "workflow", "seconds", *STAGES, "other", "status"],
+                            digits=3))
+        md.append("")
     if "samplers" in sections:
-        earlier = []
-        if args.rows_from:
-            earlier = [json.loads(ln) for ln in args.rows_from.read_text().splitlines()
-                       if ln.startswith("{") and '"sampler"' in ln]
-            md.append(f"Sampler rows for {sorted({(r['model'], r['sampler']) for r in earlier})} "
-                      f"come from an earlier run with the same settings ({args.rows_from.name}).\n")
-        rows = earlier + samplers_section(args)
+        rows = samplers_section(args)
         md.append(f"## Samplers ({args.chains} chains x {args.draws} draws after {args.tune} tuning)\n")
         md.append(_md_table(rows, ["model", "sampler", "compile_fresh_s", "compile_s", "sampling_s",
                                    "ess_bulk_min", "ess_per_s_sampling", "ess_per_s_end_to_end",
@@ -494,6 +582,11 @@ def main(argv=None) -> int:
                   "timed inside a jitted loop as their samplers run it); for numpyro/blackjax the "
                   "warm-up's gradient evaluations are estimated as tune x the draws' mean steps "
                   "(PyMC keeps no warm-up stats for them).\n")
+        md.append("### Sampler choice per model: end-to-end ESS/s (warm cache) relative to nutpie\n")
+        md.append(_md_table(sampler_choice(rows), ["model", *args.samplers, "fastest",
+                                                   "make run uses"]))
+        md.append("\nA ratio above 1: that sampler gives more effective draws per second of "
+                  "compiling plus sampling than nutpie, the default of every workflow.\n")
     if "gradient_floor" in sections:
         rows = gradient_floor_section(args.models)
         md.append("## Gradient floor: one logp+gradient evaluation per backend (microseconds)\n")

@@ -88,23 +88,24 @@ def test_config_file_sets_options_and_rejects_unknown_keys(tmp_path):
         settings("x", parser("x", "").parse_args(["--config", str(cfg)]))
 
 
-def test_report_write_is_atomic(tmp_path):
+def test_report_write_is_atomic(tmp_path, monkeypatch):
+    import xarray as xr
+
     out = tmp_path / "r"
     first = Report("t", "first")
     first.text("first version")
     first.write(out)
 
-    class Broken:  # a DataTree whose write fails half-way
-        children = {}
+    def broken(self, path, **kwargs):  # a DataTree write that fails half-way
+        Path(path).write_text("half a file")
+        raise RuntimeError("disk full")
 
-        def to_netcdf(self, path, **kwargs):
-            Path(path).write_text("half a file")
-            raise RuntimeError("disk full")
-
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", broken)
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"a": (("chain", "draw"), [[1.0]])})})
     second = Report("t", "second")
     second.text("second version")
     with pytest.raises(RuntimeError, match="disk full"):
-        second.write(out, {"posterior": Broken()})
+        second.write(out, {"posterior": tree})
     assert "first version" in (out / "index.html").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no temp directories left
     assert sorted(p.name for p in out.iterdir()) == [".mlebayes-report", "index.html",
@@ -209,31 +210,48 @@ def test_small_data_sweep_sentence_follows_its_table():
     assert "have not all met" in sweep_sentence(gaps(1.0, 0.2, 0.6, 0.1))
 
 
-def test_saved_trees_are_compressed_and_read_back_identical(tmp_path):
-    """save_tree is lossless: every value and dtype reads back equal; a 0/1 predictive array
-    (what most of a logistic report's file was) shrinks to a fraction of its raw size."""
+def test_small_files_keep_the_posterior_exactly_and_loo_is_recomputed_from_them(tmp_path):
+    """save_tree "small": posterior, sample_stats and data read back identical (values and
+    dtypes), the pointwise log-likelihood and predictive draws are left out, and az.loo on the
+    log-likelihood recomputed from the saved file and the model equals az.loo on the original
+    draws exactly; "full" keeps every group, identical."""
     import arviz as az
     import numpy as np
-    import xarray as xr
+    import pymc as pm
 
+    from models.inference import sample_posterior
     from workflows.report import save_tree
 
-    rng = np.random.default_rng(0)
-    tree = xr.DataTree.from_dict({
-        "posterior": xr.Dataset({"beta": (("chain", "draw", "k"), rng.normal(size=(2, 500, 3))),
-                                 "s": ((), 1.5)}),
-        "posterior_predictive": xr.Dataset(
-            {"y": (("chain", "draw", "obs"), rng.integers(0, 2, size=(2, 500, 400)))}),
-        "sample_stats": xr.Dataset({"diverging": (("chain", "draw"), rng.random((2, 500)) < 0.01)})})
-    path = tmp_path / "t.nc"
-    save_tree(tree, path)
-    back = az.from_netcdf(path)
+    y = np.random.default_rng(0).normal(1.0, 1.0, size=40)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 10)
+        pm.Normal("y", mu, 1.0, observed=y)
+    tree = sample_posterior(model, draws=200, tune=200, chains=2, random_seed=1)
+    pm.sample_posterior_predictive(tree, model=model, extend_inferencedata=True,
+                                   random_seed=2, progressbar=False)
+    save_tree(tree, tmp_path / "small.nc")
+    small = az.from_netcdf(tmp_path / "small.nc")
+    assert "log_likelihood" not in small.children
+    assert "posterior_predictive" not in small.children
+    # (nutpie's per-draw divergence messages, an object array of None, are not numbers)
+    numeric = {g: [v for v in tree[g].data_vars if tree[g][v].dtype != object]
+               for g in tree.children}
+    for group in ("posterior", "observed_data", "sample_stats"):
+        for name in numeric[group]:
+            a, b = tree[group][name].values, small[group][name].values
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), (group, name)
+    pm.compute_log_likelihood(small, model=model, progressbar=False)
+    assert az.loo(small).elpd == az.loo(tree).elpd
+
+    save_tree(tree, tmp_path / "full.nc", save="full")
+    full = az.from_netcdf(tmp_path / "full.nc")
+    assert set(full.children) == set(tree.children)
     for group in tree.children:
-        for name in tree[group].data_vars:
-            a, b = tree[group][name].values, back[group][name].values
-            assert a.dtype == b.dtype and np.array_equal(a, b), (group, name)
-    raw = tree["posterior_predictive"]["y"].values.nbytes + tree["posterior"]["beta"].values.nbytes
-    assert path.stat().st_size < 0.25 * raw
+        for name in numeric[group]:
+            a, b = tree[group][name].values, full[group][name].values
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), (group, name)
+    raw = sum(tree[g][v].values.nbytes for g in tree.children for v in tree[g].data_vars)
+    assert (tmp_path / "small.nc").stat().st_size < 0.5 * (tmp_path / "full.nc").stat().st_size < raw
 
 
 def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
@@ -253,3 +271,35 @@ def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
     metrics[bnn.NUTS]["test_ll_nats"] = -0.5
     text, best = best_method_sentence(metrics, checks)
     assert best["by_test_ll"] == bnn.NUTS and "caution" not in text
+
+
+def test_stopwatch_counts_nested_stages_once_and_records_sampler_time(monkeypatch):
+    """Stages on a fake clock: a stage inside another is not counted twice, so the stages
+    never add up to more than the wall time; a decorated function is its stage."""
+    from models.base import stopwatch
+
+    clock = iter(range(100))
+    monkeypatch.setattr(stopwatch.time, "perf_counter", lambda: float(next(clock)))
+    stopwatch.reset()
+
+    @stopwatch.timed("MLE")
+    def fit():
+        with stopwatch.stage("compile"):  # inside MLE: counted as MLE only
+            pass
+
+    with stopwatch.stage("sampling"):  # clock 0 -> 1
+        pass
+    fit()  # MLE: clock 2 -> 4 (the inner stage reads 3 when it starts, and is not counted)
+    stopwatch.add("compile", 2.5)
+    assert stopwatch.totals() == {"compile": 2.5, "MLE": 2.0, "sampling": 1.0}
+    stopwatch.reset()
+    assert stopwatch.totals() == {}
+
+
+def test_run_all_jobs_option_is_checked_before_anything_runs(capsys):
+    from workflows import cli
+
+    for bad in ("0", "x", "17"):
+        with pytest.raises(SystemExit):
+            cli.main(["run", "all", "--jobs", bad])
+        assert "--jobs must be a whole number from 1 to 16" in capsys.readouterr().err

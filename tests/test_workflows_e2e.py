@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +17,11 @@ from workflows import gaussian, hierarchical, likelihood_basics, regression, sma
 
 
 def _run(module, tmp_path, *args):
+    """A --quick run; full .nc files (the oracle re-reads the pointwise log-likelihood)
+    unless the test asks for --save small."""
     out = tmp_path / module.NAME
-    assert module.main(["--quick", "--out", str(out), *args]) == 0
+    save = [] if "--save" in args else ["--save", "full"]
+    assert module.main(["--quick", "--out", str(out), *save, *args]) == 0
     files = {p.name for p in out.iterdir()}
     assert {"index.html", "metrics.json"} <= files
     m = json.loads((out / "metrics.json").read_text())
@@ -115,8 +119,9 @@ def _oracle(out, m):
                                           "likelihood-dominated"), label
         loo = section.get("loo")
         if loo:
-            # lppd recomputed with numpy from the saved pointwise log-likelihood: ArviZ's
-            # p_loo is lppd - elpd_loo, so the reported pair must match these draws
+            # lppd recomputed with numpy from the saved pointwise log-likelihood (the e2e
+            # runs save full files): ArviZ's p_loo is lppd - elpd_loo, so the reported pair
+            # must match these draws
             from scipy.special import logsumexp
 
             name = files[title]
@@ -221,7 +226,12 @@ def test_regression_e2e(tmp_path):
 
 
 def test_small_data_e2e(tmp_path):
-    _, m = _run(small_data, tmp_path)
+    out, m = _run(small_data, tmp_path, "--save", "small")
+    # the default small file: the posterior, not the rows x draws groups (recomputable)
+    saved = az.from_netcdf(out / "posterior_separation.nc")
+    assert "posterior" in saved.children and "log_likelihood" not in saved.children
+    assert m["saved_groups"]["posterior_separation"]["log_likelihood"] == "not saved"
+    assert "not saved: log_likelihood" in (out / "index.html").read_text()
     X, y = datasets.wells()
     ref = sm.Logit(y, sm.add_constant(X)).fit(disp=0)
     full = [r for r in m["sweep"] if r["N"] == len(y)]

@@ -2,7 +2,7 @@
 
     mlebayes list
     mlebayes run <workflow> [options]     # options: mlebayes run <workflow> --help
-    mlebayes run all [--quick] [...]      # every workflow, then reports/index.html
+    mlebayes run all [--quick] [--jobs N] [...]   # every workflow, then reports/index.html
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import html
 import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -57,6 +58,20 @@ def _settings(root: Path, names) -> str:
     return "unknown"
 
 
+def _timings(root: Path, name: str) -> dict:
+    """Seconds per stage of one workflow's run, from its metrics.json ({} if none)."""
+    try:
+        return json.loads((root / name / "metrics.json").read_text()).get("timings") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _time_cell(seconds: float, timings: dict) -> str:
+    parts = [f"{k} {v:.0f}" for k, v in timings.items() if v >= 0.5]
+    return (f"{seconds:.0f} s" + (f'<div class="meta">{html.escape(", ".join(parts))}</div>'
+                                   if parts else ""))
+
+
 def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("reports")) -> Path:
     """``reports/index.html``: date, settings, versions, one row per workflow with its status
     and every WARN reason (or "no checks"), and links to the other reports present
@@ -73,7 +88,8 @@ def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("r
 
     rows = "".join(
         f"<tr><td><a href=\"{n}/index.html\">{n}</a></td><td>{html.escape(d)}</td>"
-        f"<td>{t:.0f} s</td><td class=\"why\">{cell(_status(root, n, rc))}</td></tr>"
+        f"<td>{_time_cell(t, _timings(root, n))}</td>"
+        f"<td class=\"why\">{cell(_status(root, n, rc))}</td></tr>"
         for n, d, t, rc in results)
     others = [n for n in EXTRA if (root / n / "index.html").is_file()]
     extra = ("<p>Other reports here: " + ", ".join(
@@ -91,9 +107,16 @@ def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("r
             "</head><body><h1>MLE vs posterior: workflow reports</h1>"
             f'<p class="meta">Written {stamp}; settings: {html.escape(_settings(root, [r[0] for r in results]))};'
             f" {html.escape(vers)}.</p><table><tr><th>workflow</th>"
-            f"<th>what it shows</th><th>time</th><th>status</th></tr>{rows}</table>{extra}"
+            f"<th>what it shows</th><th>time (seconds per stage)</th><th>status</th></tr>{rows}</table>"
+            "<p class=\"meta\">Stages: compile (PyTensor/numba, nutpie), sampling, pointwise "
+            "log-likelihood, predictive draws, MLE, Laplace, rendering figures; the rest of a "
+            "workflow's time (imports, summaries, LOO, drawing, writing) is not split.</p>"
+            f"{extra}"
             "</body></html>")
     root.mkdir(parents=True, exist_ok=True)
+    record = [{"workflow": n, "seconds": t, "returncode": rc, "status": _status(root, n, rc),
+               "timings": _timings(root, n)} for n, d, t, rc in results]
+    (root / "run_all.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     tmp = root / ".index.html.tmp"
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(root / "index.html")
@@ -122,17 +145,79 @@ def main(argv=None) -> int:
         return entry(_module(args.workflow).main, rest)
     if any(a in ("--data", "--out", "--target", "--predictors") for a in rest):
         p.error("run all takes no --data/--target/--predictors/--out; run one workflow for that")
-    results = []
+    jobs, rest = _jobs(p, rest)
     os.environ["MLEBAYES_RUN_ALL"] = "1"  # each report links to reports/index.html, written last
+    start = time.time()
+    results = _run_parallel(rest, jobs) if jobs > 1 else _run_in_process(rest, entry)
+    if results is None or any(r[3] == 130 for r in results):
+        return 130  # interrupted: stop here, leave the index as it was
+    index = write_index(results)
+    print(f"all workflows done in {time.time() - start:.0f} s ({jobs} at a time; "
+          f"{sum(r[2] for r in results):.0f} s summed); open {index.resolve()}")
+    return max(r[3] for r in results)
+
+
+def _jobs(p: argparse.ArgumentParser, rest: list[str]) -> tuple[int, list[str]]:
+    """``--jobs N`` (workflows at a time; default: the number of cores, at most 2)."""
+    jobs = min(2, os.cpu_count() or 1)
+    out, it = [], iter(rest)
+    for a in it:
+        if a == "--jobs" or a.startswith("--jobs="):
+            value = a.split("=", 1)[1] if "=" in a else next(it, "")
+            if not value.isdigit() or not 1 <= int(value) <= 16:
+                p.error(f"--jobs must be a whole number from 1 to 16, got {value!r}")
+            jobs = int(value)
+        else:
+            out.append(a)
+    return jobs, out
+
+
+def _run_in_process(rest: list[str], entry) -> list:
+    results = []
     for name in WORKFLOWS:
         start = time.time()
         rc = entry(_module(name).main, rest)
         results.append((name, _module(name).DESCRIPTION, time.time() - start, rc))
-        if rc == 130:  # interrupted: stop here, leave the index as it was
-            return 130
-    index = write_index(results)
-    print(f"all workflows done in {sum(r[2] for r in results):.0f} s; open {index.resolve()}")
-    return max(r[3] for r in results)
+        if rc == 130:
+            break
+    return results
+
+
+# Longest first (seconds measured at the default settings on 2 cores), so that the last
+# workflow to start is a short one and the two processes finish close together.
+EXPECTED_SECONDS = {"small_data": 144, "evidence": 107, "regression": 93, "bnn": 73,
+                    "hierarchical": 54, "gaussian": 31, "signal_propagation": 12,
+                    "likelihood_basics": 3}
+
+
+def _run_parallel(rest: list[str], jobs: int) -> list | None:
+    """Each workflow in its own process, ``jobs`` at a time: compiling a model is
+    single-threaded, so a second workflow uses the core the first leaves idle. The results
+    do not depend on it (every workflow seeds its own samplers). Their progress lines
+    interleave; each carries its workflow's name. Returns None if interrupted."""
+    order = sorted(WORKFLOWS, key=lambda n: -EXPECTED_SECONDS.get(n, 60))
+    running, done = {}, {}
+    try:
+        while order or running:
+            while order and len(running) < jobs:
+                name = order.pop(0)
+                cmd = [sys.executable, "-m", "workflows.cli", "run", name, *rest]
+                running[name] = (subprocess.Popen(cmd), time.time())
+            time.sleep(0.2)
+            for name, (proc, start) in list(running.items()):
+                if proc.poll() is not None:
+                    done[name] = (time.time() - start, proc.returncode)
+                    del running[name]
+                    if proc.returncode == 130:
+                        order.clear()
+    except KeyboardInterrupt:  # the children got the same Ctrl-C: let them stop cleanly
+        for proc, _ in running.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return None
+    return [(n, _module(n).DESCRIPTION, *done[n]) for n in WORKFLOWS if n in done]
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ class Settings:
     data: Path | None = None
     target: str | None = None
     predictors: list[str] | None = None
+    save: str = "small"  # what the .nc files hold: "small" or "full" (workflows.report.SAVE)
 
     @property
     def draws(self) -> int:
@@ -63,6 +64,7 @@ class Settings:
     def as_dict(self) -> dict:
         return {"draws": self.draws, "tune": self.tune, "chains": self.chains,
                 "sampler": self.sampler, "quick": self.quick,
+                "save": self.save,
                 "data": str(self.data) if self.data else "bundled"}
 
 
@@ -84,6 +86,10 @@ def parser(name: str, description: str, takes_data: bool = False) -> argparse.Ar
                    help=f"smoke run: {QUICK['draws']} draws, {QUICK['tune']} tune, {QUICK['chains']} chains, fewer sweep steps")
     p.add_argument("--out", type=Path, default=None,
                    help=f"report directory (default reports/{name})")
+    p.add_argument("--save", choices=("small", "full"), default=None,
+                   help="what each posterior .nc file holds: small (default: posterior, "
+                        "sample_stats and the data) or full (also the pointwise "
+                        "log-likelihood and the predictive draws, which are recomputable)")
     p.add_argument("--config", type=Path, default=None,
                    help="TOML file with any of these options as keys (command-line flags win)")
     if takes_data:
@@ -127,6 +133,7 @@ CONFIG_TYPES = {
     "draws": _is_int, "tune": _is_int, "chains": _is_int, "seed": _is_int,
     "sampler": lambda v: isinstance(v, str), "out": lambda v: isinstance(v, str),
     "quick": lambda v: isinstance(v, bool), "data": lambda v: isinstance(v, str),
+    "save": lambda v: v in ("small", "full"),
     "target": lambda v: isinstance(v, str),
     "predictors": lambda v: isinstance(v, str) or (isinstance(v, list)
                                                    and all(isinstance(x, str) for x in v)),
@@ -137,6 +144,7 @@ CONFIG_EXPECTED = {
     "draws": "an integer", "tune": "an integer", "chains": "an integer",
     "seed": "an integer (0 to 4294967295)", "sampler": f"one of {SAMPLERS}",
     "out": "a path (a string)", "quick": "true or false (TOML booleans, no quotes)",
+    "save": '"small" or "full"',
     "data": "a path (a string)", "target": "a column name (a string)",
     "predictors": 'a list of column names or one comma-separated string, e.g. ["a", "b"]',
 }
@@ -146,7 +154,7 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
     """Merge defaults < TOML config < command line, and validate before anything runs."""
     values = {"draws": 1000, "tune": 1000, "chains": 4, "seed": 20261124, "sampler": "nutpie",
               "out": REPORTS / name, "quick": False, "data": None, "target": None,
-              "predictors": None}
+              "predictors": None, "save": "small"}
     if args.config is not None:
         try:
             config = tomllib.loads(Path(args.config).read_text())
@@ -184,4 +192,4 @@ def settings(name: str, args: argparse.Namespace) -> Settings:
         predictors = [c.strip() for c in predictors.split(",") if c.strip()]
     return Settings(config, Path(out), bool(values["quick"]),
                     Path(values["data"]) if values["data"] else None, values["target"],
-                    predictors)
+                    predictors, values["save"])

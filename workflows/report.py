@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.base import stopwatch
 from models.base.interrupts import interrupted
 
 CSS = """
@@ -91,7 +92,8 @@ def _figure_png(fig) -> bytes:
     if hasattr(figure, "item"):  # a 0-d DataArray/ndarray wrapping the Figure
         figure = figure.item()
     buf = io.BytesIO()
-    figure.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    with stopwatch.stage("rendering figures"):
+        figure.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return buf.getvalue()
 
@@ -281,6 +283,17 @@ class Report:
         if files:
             links.append("results: " + ", ".join(
                 f'<a href="{html.escape(n)}">{html.escape(n)}</a> ({_size(b)})' for n, b in files))
+        saved = self.metrics.get("saved_groups") or {}
+        kinds = {}
+        for groups in saved.values():
+            for group, how in groups.items():
+                kinds.setdefault(how, set()).add(group)
+        if kinds:  # what the .nc files hold, in one line
+            links.append("the .nc files hold " + ", ".join(sorted(kinds.get("saved", ())))
+                         + (f"; not saved: {', '.join(sorted(kinds['not saved']))} (recomputed "
+                            "from the posterior by pm.compute_log_likelihood and "
+                            "pm.sample_posterior_predictive; --save full keeps them)"
+                            if "not saved" in kinds else ""))
         nav = f'<nav class="links">{" &middot; ".join(links)}</nav>' if links else ""
         toc = ([("verdict", "Verdict per model")] if self.verdicts else []) + self.toc
         toc_html = ('<nav class="toc" id="toc"><b>Contents:</b> ' + " &middot; ".join(
@@ -324,9 +337,11 @@ class Report:
                     'model-fit checks.</p></div>')
         return out
 
-    def write(self, out_dir: str | os.PathLike, posteriors: dict | None = None) -> Path:
+    def write(self, out_dir: str | os.PathLike, posteriors: dict | None = None,
+              save: str = "small") -> Path:
         """Write ``index.html``, ``metrics.json``, ``summary.csv`` and each posterior DataTree
-        as ``<name>.nc``, atomically (all or nothing), into a directory marked as ours.
+        as ``<name>.nc`` (as :func:`save_tree` stores it, ``save`` "small" or "full"),
+        atomically (all or nothing), into a directory marked as ours.
 
         Refuses (:class:`OutputError`) to replace anything this tool did not write, and
         (KeyboardInterrupt) to write at all after an interrupt that a library swallowed."""
@@ -345,12 +360,15 @@ class Report:
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)
             _mark(tmp, self.workflow)
+            if posteriors:
+                self.metrics["saved_groups"] = {name: saved_groups(tree, save)
+                                                for name, tree in posteriors.items()}
             (tmp / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2,
                                                          allow_nan=False), encoding="utf-8")
             if self.summaries:
                 pd.concat(self.summaries).to_csv(tmp / "summary.csv")
             for name, tree in (posteriors or {}).items():
-                save_tree(tree, tmp / f"{name}.nc")
+                save_tree(tree, tmp / f"{name}.nc", save)
             files = [(p.name, p.stat().st_size) for p in sorted(tmp.iterdir())
                      if p.name != MARKER]
             index_link = (out_dir.resolve().parent / "index.html").is_file() or bool(
@@ -365,15 +383,40 @@ class Report:
         return out_dir / "index.html"
 
 
-def save_tree(tree, path: Path) -> None:
-    """A DataTree as netCDF4 with every variable compressed (zlib level 4 with the byte
-    shuffle filter; lossless: every value reads back identical). Measured on the fresh-clone
-    ``make run`` trees: the wells posterior file 146 -> 59 MB (its float64 pointwise
-    log-likelihood is most of that), integer predictive draws to almost nothing."""
+# What a saved posterior file holds with save="small" (the default; "full" keeps every group,
+# as before). Kept: what reuse needs and only sampling again could recreate (posterior,
+# sample_stats, the data). Left out: what is rows x draws and recomputed from the saved
+# posterior and the model in seconds: the pointwise log-likelihood (pm.compute_log_likelihood;
+# then az.loo) and the predictive and prior draws (pm.sample_posterior_predictive). The
+# pointwise log-likelihood alone was most of each file: wells, 3,020 rows x 4,000 draws, is
+# 97 MB of float64, most of the 59 MB its compressed file took (random mantissas do not
+# compress).
+SAVE = ("small", "full")
+OPTIONAL_GROUPS = ("log_likelihood", "posterior_predictive", "prior", "prior_predictive")
+
+
+def saved_groups(tree, save: str = "small") -> dict:
+    """Which groups :func:`save_tree` writes: {group: "saved" | "not saved"}."""
+    if save not in SAVE:
+        raise ValueError(f"save must be one of {SAVE}, got {save!r}")
+    return {group: "not saved" if save == "small" and group in OPTIONAL_GROUPS else "saved"
+            for group in tree.children}
+
+
+def save_tree(tree, path: Path, save: str = "small") -> None:
+    """Write a DataTree as netCDF4, every array compressed losslessly (zlib level 4 with the
+    byte shuffle filter: every value reads back identical). ``save="small"`` leaves out the
+    OPTIONAL_GROUPS (recomputable from the posterior and the model); ``"full"`` keeps all."""
+    import xarray as xr
+
+    kept = {group: tree[group].to_dataset()
+            for group, how in saved_groups(tree, save).items() if how == "saved"}
+    out = xr.DataTree.from_dict(kept)
+    out.attrs = dict(tree.attrs)
     encoding = {f"/{group}": {v: {"zlib": True, "complevel": 4, "shuffle": True}
-                              for v in tree[group].data_vars if tree[group][v].ndim}
-                for group in tree.children}
-    tree.to_netcdf(path, encoding=encoding)
+                              for v in ds.data_vars if ds[v].ndim}
+                for group, ds in kept.items()}
+    out.to_netcdf(path, encoding=encoding)
 
 
 def _size(n: int) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from models.base import stopwatch
 from models.base.interrupts import interrupted, note_interrupt
 from workflows.options import Settings
 from workflows.report import OutputError, Report
@@ -48,6 +49,7 @@ def entry(main, argv=None) -> int:
         with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
             signal.signal(sig, handler)
             installed.append(sig)
+    stopwatch.reset()
     try:
         rc = main(argv)
         if interrupted():
@@ -110,7 +112,9 @@ def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict
     report.metrics["fit_passed"] = not misfit
     report.metrics["checks"] = {label: bool(d.passed) for label, d in diags}
     report.metrics["failed_checks"] = reasons
-    path = report.write(s.out, posteriors)
+    # seconds per stage so far (writing the report itself comes after this is recorded)
+    report.metrics["timings"] = stopwatch.totals()
+    path = report.write(s.out, posteriors, save=s.save)
     word = "FAIL" if required else "WARN"
     verdict = "PASS" if not reasons else f"{word} ({'; '.join(reasons)})"
     print(f"{name}: {verdict}  report: {path}", flush=True)

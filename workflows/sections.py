@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
+from models.base import stopwatch
 from models.inference import (compare, compare_laplace, compare_loo, diagnose, fit_laplace,
                               fit_mle, posterior_summary, prior_sensitivity, rank_test,
                               sensitivity_data)
@@ -93,8 +94,9 @@ def fit_section(model: pm.Model, spec: SectionSpec, s: Settings, mle=None,
             panels += size
     if spec.ppc:
         step(f"posterior predictive: {spec.title}")
-        pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True,
-                                       random_seed=s.seed + spec.seed_offset, progressbar=False)
+        with stopwatch.stage("predictive draws"):
+            pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True,
+                                           random_seed=s.seed + spec.seed_offset, progressbar=False)
     fit, fit_error = None, ""
     try:
         if spec.ppc != "multivariate":  # LOO-PIT is per scalar observation (said in the report)

@@ -23,6 +23,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
+from models.base import stopwatch
+
 _CACHE: dict = {}
 _CACHE_SIZE = 4  # compiled models kept per process; older ones are dropped (dicts keep order)
 
@@ -80,6 +82,7 @@ def _call(fn, args):
     return fn(*args)
 
 
+@stopwatch.timed("many fits (fan-out)")
 def run_tasks(fn: Callable, tasks: Sequence[tuple], client=None, retries: int = 1,
               on_done: Callable[[int, int], None] | None = None):
     """Run ``fn(*task)`` for every task; returns ``(results, failures)``.

@@ -29,6 +29,7 @@ import numpy as np
 import pymc as pm
 from scipy import linalg, special
 
+from models.base import stopwatch
 from models.base.checks import check_positive_int
 
 LN2 = float(np.log(2.0))
@@ -203,8 +204,9 @@ def smc_log_evidence(model: pm.Model, draws: int = 2000, chains: int = 4,
     if improper:
         raise ValueError(f"the evidence needs proper priors; {improper} are improper (Flat/HalfFlat)")
     start = time.perf_counter()
-    idata = pm.sample_smc(draws=draws, chains=chains, random_seed=random_seed, cores=cores,
-                          progressbar=False, model=model, compute_convergence_checks=False)
+    with stopwatch.stage("SMC (compile + sampling)"):
+        idata = pm.sample_smc(draws=draws, chains=chains, random_seed=random_seed, cores=cores,
+                              progressbar=False, model=model, compute_convergence_checks=False)
     seconds = time.perf_counter() - start
     raw = idata.sample_stats["log_marginal_likelihood"].values
     per_chain = []

@@ -28,6 +28,7 @@ import pymc as pm
 import xarray as xr
 from scipy import stats
 
+from models.base import stopwatch
 from models.inference.mle import CompiledMLE, compiled_mle, maximise
 
 # One compiled log posterior per model (weakly held), like the MLE's compiled likelihood.
@@ -65,6 +66,7 @@ def _compiled(model: pm.Model, prior: bool) -> CompiledMLE:
     return cached
 
 
+@stopwatch.timed("Laplace")
 def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
                 random_seed: int | None = 0, maxiter: int = 20_000,
                 log_densities: bool = True) -> LaplaceFit:

@@ -18,6 +18,7 @@ from pymc.pytensorf import compile, join_nonshared_inputs
 from pytensor.graph.traversal import ancestors
 from scipy import optimize, special
 
+from models.base import stopwatch
 from models.base.checks import check_positive_int
 from models.base.coords import OBS_DIM
 from models.base.modality import unimodal_reason
@@ -565,6 +566,7 @@ def _constrained(model, c: CompiledMLE, flat, jac, cov_x, estimable):
     return params, se, labels, cov
 
 
+@stopwatch.timed("MLE")
 def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | None = 0,
             maxiter: int = 20_000, warn: bool = True, initvals: list[dict] | None = None
             ) -> MLEResult:

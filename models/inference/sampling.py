@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 
 import numpy as np
 import pymc as pm
 import xarray as xr
 
+from models.base import stopwatch
 from models.base.coords import OBS_DIM
 from models.base.interrupts import interrupted
 from models.inference.config import SamplerConfig
@@ -77,10 +79,17 @@ def sample_posterior(model: pm.Model, config: SamplerConfig | None = None, *,
         else:
             kwargs["initvals"] = prior_initvals(model, c.chains, c.seed)
     check_start(model)
+    outer, start = stopwatch.outermost(), time.perf_counter()
     idata = pm.sample(draws=c.draws, tune=c.tune, chains=c.chains, random_seed=c.seed,
                       nuts_sampler=c.sampler, progressbar=progressbar, model=model, **kwargs)
+    if outer:  # the samplers record their sampling time; the rest of pm.sample is compiling
+        total = time.perf_counter() - start
+        sampling = float(idata["posterior"].attrs.get("sampling_time", total))
+        stopwatch.add("compile", max(total - sampling, 0.0))
+        stopwatch.add("sampling", sampling)
     check_complete(idata, c.draws, c.chains)
-    pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    with stopwatch.stage("pointwise log-likelihood"):
+        pm.compute_log_likelihood(idata, model=model, progressbar=False)
     return idata
 
 
@@ -137,8 +146,9 @@ class CompiledSampler:
         self._nutpie = nutpie
         self.model = model
         self.config = config
-        self.compiled = nutpie.compile_pymc_model(
-            model, **(NUTPIE_PRIOR_INIT if config.init == "prior" else {}))
+        with stopwatch.stage("compile"):
+            self.compiled = nutpie.compile_pymc_model(
+                model, **(NUTPIE_PRIOR_INIT if config.init == "prior" else {}))
 
     def with_config(self, config: SamplerConfig) -> CompiledSampler:
         """The same compiled model with other draws/tune/chains/seed/target acceptance (the
@@ -161,8 +171,9 @@ class CompiledSampler:
             options["target_accept"] = c.target_accept
         if cores:
             options["cores"] = int(cores)
-        tree = self._nutpie.sample(compiled, draws=c.draws, tune=c.tune, chains=c.chains,
-                                   seed=c.seed if seed is None else seed, progress_bar=False,
-                                   **options)
+        with stopwatch.stage("sampling"):
+            tree = self._nutpie.sample(compiled, draws=c.draws, tune=c.tune, chains=c.chains,
+                                       seed=c.seed if seed is None else seed,
+                                       progress_bar=False, **options)
         check_complete(tree, c.draws, c.chains)
         return tree
