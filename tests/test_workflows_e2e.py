@@ -118,10 +118,11 @@ def _oracle(out, m):
                                           "prior-sensitive" if p_ > 0.05 > l_ else
                                           "likelihood-dominated"), label
         loo = section.get("loo")
-        if loo:
+        saved = m.get("saved_groups", {}).get(files.get(title, "").removesuffix(".nc"), {})
+        if loo and saved.get("log_likelihood") != "not saved":
             # lppd recomputed with numpy from the saved pointwise log-likelihood (the e2e
-            # runs save full files): ArviZ's p_loo is lppd - elpd_loo, so the reported pair
-            # must match these draws
+            # runs save full files, but for one --save small run): ArviZ's p_loo is
+            # lppd - elpd_loo, so the reported pair must match these draws
             from scipy.special import logsumexp
 
             name = files[title]
