@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 # Not results: how long it took, when, where, with which library versions.
-SKIP = {"seconds", "wall_seconds", "fanout_seconds", "time", "timing", "versions", "date",
+SKIP = {"seconds", "wall_seconds", "fanout_seconds", "time", "timing", "timings", "versions", "date",
         "created", "elapsed", "python", "platform", "seconds_per_split", "wall"}
 
 
