@@ -336,15 +336,27 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert m["advi"]["iterations"] == 5000 and m["advi"]["f_sd_mean"] > 0
     stacking = m["function_space"]["chain_stacking"]
     assert sum(stacking["stacking weight"]) == pytest.approx(1.0, abs=1e-6)
+    # ensemble-started chains (the default): one per member, judged chain by chain; the
+    # verdict's numbers are the per-chain table's worst values
+    fs = m["function_space"]
+    assert fs["chains_from"] == "ensemble"
+    assert len(fs["within_chain"]["chain"]) == m["settings"]["chains"]
+    assert m["sections"]["function space"]["diagnostics"]["r_hat_max"] == pytest.approx(
+        max(fs["within_chain"]["split_rhat_max"]))
+    assert {"deep ensemble (MAP nets)", "last-layer Laplace"} <= set(m["metrics"])
     _, m = _run(uci_benchmark, tmp_path, "--datasets", "yacht", "--splits", "1", "--advi", "2000")
     published = [r for r in m["summary"] if r["method"] == "published: PBP"]
     assert published and published[0]["RMSE"] == 1.02
     methods = [r["method"] for r in m["summary"]]
-    assert methods[:5] == ["MLE net", "MAP net", "NUTS posterior", "NUTS, chains stacked",
-                           "ADVI (mean-field)"]
-    assert all(method.startswith("published") for method in methods[5:])
+    assert methods[:7] == ["MLE net", "MAP net", "deep ensemble (MAP nets)", "last-layer Laplace",
+                           "NUTS posterior", "NUTS, chains stacked", "ADVI (mean-field)"]
+    assert all(method.startswith("published") for method in methods[7:])
     nuts = [r for r in m["per_split"] if r["method"] == "NUTS posterior"][0]
     assert np.isfinite(nuts["f_rhat_max"])  # function-space diagnostics on the NUTS row
+    # the summary's count of passed splits is the per-split verdicts' own count
+    row = [r for r in m["summary"] if r["method"] == "NUTS posterior"][0]
+    assert row["checks passed"] == f"{int(nuts['checks_passed'])}/1"
+    assert m["checks"]["yacht split 0"] == nuts["checks_passed"]
 
 
 def test_bnn_classification_e2e(tmp_path):

@@ -58,6 +58,12 @@ def add_arguments(p):
                         "corrections for the strongly correlated weights; diag: nutpie's default)")
     g.add_argument("--target-accept", type=float, default=None,
                    help="NUTS target acceptance in (0, 1) (default 0.9 for this workflow)")
+    g.add_argument("--chains-from", choices=bnn.CHAIN_STARTS, default="ensemble",
+                   help="--task regression: where the NUTS chains start. ensemble (default): "
+                        "chain k at member k of a deep ensemble of MAP nets (one member per "
+                        "chain), each chain judged on its own and the predictive the chains' "
+                        "mixture (Sommer et al. 2024); prior: each chain at a prior draw, judged "
+                        "across chains")
     g.add_argument("--advi", type=int, default=None,
                    help="mean-field ADVI iterations for --task regression, shown beside NUTS "
                         "(default 30000; --quick: 5000; 0: no ADVI)")
@@ -85,15 +91,21 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
         net = bnn.NetworkSpec(hidden, args.activation, prior)
     except ValueError as exc:
         raise cli_error(exc) from None
-    return bnn.BNNProtocol(net, config, advi_iterations=advi)
+    return bnn.BNNProtocol(net, config, advi_iterations=advi,
+                           chains_from=getattr(args, "chains_from", "prior"))
 
 
 def _sampler_note(report, proto, s) -> None:
     o = proto.sampler
-    report.text(f"NUTS ({s.sampler}): {s.chains} chains x {s.draws} draws after {s.tune} tuning "
+    if proto.chains_from == "ensemble":
+        start = ("chain k started at member k of the deep ensemble (a MAP net trained from "
+                 "the k-th prior draw), Sommer et al. 2024: each chain explores the mode its "
+                 "member found and is judged on its own; the predictive is the chains' mixture")
+    else:
+        start = "chains started from prior draws (the initialisation is the prior)"
+    report.text(f"NUTS ({o.sampler}): {o.chains} chains x {o.draws} draws after {o.tune} tuning "
                 f"steps, mass-matrix adaptation {o.adaptation}, target acceptance "
-                f"{o.target_accept}, chains started from prior draws (the initialisation is "
-                "the prior).", kind="note")
+                f"{o.target_accept}, {start}.", kind="note")
 
 
 def main(argv=None) -> int:
@@ -170,6 +182,16 @@ def _held_out(report, args, d, proto, r) -> None:
                     "between weights that NUTS explores.", kind="note")
         report.metrics["advi"] = {"f_sd_mean": advi_sd, "nuts_f_sd_mean": nuts_sd,
                                   **r.extra["advi"]["_meta"]}
+    la = r.function_space["laplace"]
+    report.text(f"Deep ensemble: the {len(r.extra['members'])} MAP nets the chains start from, "
+                "each trained from its own prior draw, mixed with equal weights (the first is "
+                "the MAP net row). Last-layer Laplace: the MAP net's hidden layers held fixed, "
+                "its output layer's exact Gaussian posterior (Bayesian linear regression on "
+                "the hidden units), with the prior precision and noise sd chosen by the "
+                f"evidence: precision {la['prior_precision']:.3g} (prior sd "
+                f"{la['prior_precision'] ** -0.5:.3g}), σ {la['sigma']:.3g} (standardised "
+                "units); its predictive is normal with the output layer's variance plus σ².",
+                kind="note")
     report.metrics["metrics"] = r.metrics
     text, best = best_method_sentence(r.metrics, _method_checks(r))
     report.metrics["best_method"] = best
@@ -179,11 +201,16 @@ def _held_out(report, args, d, proto, r) -> None:
 def _method_checks(r) -> dict:
     """Whether each predictor's own checks passed (None: it has none), in words."""
     d = r.diagnostics
-    nuts = (bool(d.passed), "function-space diagnostics " + (
+    scope = ("within-chain function-space diagnostics"
+             if r.function_space.get("chains_from") == "ensemble" else "function-space diagnostics")
+    nuts = (bool(d.passed), scope + " " + (
         "passed" if d.passed else f"failed ({d.failures()})"))
     return {bnn.CONSTANT: (None, "a baseline with nothing to check"),
             bnn.MLE_NET: (r.mle.status == "ok", f"optimiser status {r.mle.status}"),
             bnn.MAP_NET: (None, "an optimum, with no convergence check of its own"),
+            bnn.DEEP_ENSEMBLE: (None, "optima, with no convergence check of their own"),
+            bnn.LAPLACE: (None, "exact for the output layer given the MAP net's hidden layers, "
+                                "which it holds fixed: nothing to check"),
             bnn.NUTS: nuts, bnn.NUTS_STACKED: nuts,
             bnn.ADVI: (None, "no convergence diagnostic beyond its ELBO")}
 
@@ -209,7 +236,24 @@ def _function_space_section(report, r, s) -> None:
     """Function-space diagnostics (the checks that decide), chain stacking, the verdict."""
     report.heading("Diagnostics in function space")
     fs = r.function_space
-    report.diagnostics(r.diagnostics, "(predictions f(x) at the test points: these must pass)")
+    ensemble = fs.get("chains_from") == "ensemble"
+    if ensemble:
+        report.diagnostics(r.diagnostics, "(predictions f(x) at the test points, EACH CHAIN "
+                           "ALONE: split R-hat of its two halves, its own bulk and tail ESS, "
+                           "divergences, E-BFMI; these must pass)")
+        per_chain = pd.DataFrame(fs["within_chain"]).set_index("chain")
+        per_chain["test LL, own predictive (nats)"] = fs["chain_test_ll_nats"]
+        report.table(per_chain, digits=3, caption="Per chain (each started at its own deep-"
+                     "ensemble member): the worst test point's split R-hat and ESS of f; a "
+                     "chain passes with R-hat <= 1.01, both ESS >= 100, no divergences and "
+                     "E-BFMI >= 0.3.")
+        report.text(f"Between-chain f R-hat {fs['f_rhat_max']:.3f}: how far apart the members' "
+                    "modes are, not a convergence check here (each chain explores its own mode; "
+                    "with one chain per member, ArviZ's nested R-hat with the members as "
+                    "superchains is this same number). The pooled draws weight each mode "
+                    "1/chains, not by its posterior mass.", kind="note")
+    else:
+        report.diagnostics(r.diagnostics, "(predictions f(x) at the test points: these must pass)")
     chain_ll = fs["chain_test_ll_nats"]
     report.table(pd.DataFrame({"value": [fs["f_rhat_within_chain_max"],
                                          min(chain_ll), max(chain_ll),
@@ -222,7 +266,7 @@ def _function_space_section(report, r, s) -> None:
                                               "weight R-hat max (hidden units canonically ordered)",
                                               "divergent transitions", "iterations at max tree depth"],
                                              name="informational")))
-    if fs["f_rhat_max"] > 1.01 >= fs["f_rhat_within_chain_max"]:
+    if not ensemble and fs["f_rhat_max"] > 1.01 >= fs["f_rhat_within_chain_max"]:
         report.text("Every chain is stationary on its own (within-chain R-hat ≤ 1.01) but the "
                     "chains disagree: they found different functions (modes). The pooled draws "
                     "are an equal-weight mixture of those modes, not the posterior's own weights; "
@@ -255,7 +299,8 @@ def _function_space_section(report, r, s) -> None:
     if not r.diagnostics.passed:
         report.alert("Function-space diagnostics failed (see the table): "
                      + ", ".join(k for k, ok in r.diagnostics.checks.items() if not ok)
-                     + (". A --quick run is too short for ESS >= 400." if s.quick else "."))
+                     + (". A --quick run is too short for these ESS thresholds." if s.quick
+                        else "."))
 
 
 def _prediction_plots(report, args, d, proto, r) -> None:
@@ -295,6 +340,21 @@ def _prediction_plots(report, args, d, proto, r) -> None:
         coords={"chain": np.arange(sub.shape[0]), "draw": np.arange(sub.shape[1]),
                 "test_point": np.arange(sub.shape[2])})})
     report.figure(az.plot_rank(tree), "Rank ECDF of f at 4 test points (ArviZ).")
+    running = r.extra["running_lppd"]
+    fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
+    t = np.arange(1, running.shape[1] + 1)
+    for c in range(running.shape[0] - 1):
+        ax.plot(t, running[c], lw=1, label=f"chain {c}")
+    ax.plot(t, running[-1], color="black", lw=2, label="all chains (mixture)")
+    ax.set(xlabel="draws used (after warm-up)", ylabel="test log predictive density (nats/point)")
+    lo = np.quantile(running[:, running.shape[1] // 10:], 0.01)
+    ax.set_ylim(lo - 0.05 * abs(lo), None)
+    ax.legend(frameon=False, fontsize=8, ncol=3)
+    report.figure(fig, "Running test log predictive density: each chain's predictive from its "
+                  "first t draws, and the mixture of all chains (black). A curve still drifting "
+                  "at the right has not settled; flat curves at different heights are chains in "
+                  "modes that predict differently. The y-axis starts after the first tenth of "
+                  "the draws.")
     report.figure(az.plot_energy(r.idata), "Energy plot (ArviZ).")
 
 
@@ -310,7 +370,8 @@ def _verdict(report, r, s) -> None:
     """The network's verdict for the first screen: convergence judged in function space
     (the predictions), the MLE net's status; no likelihood-based fit test here."""
     d = r.diagnostics
-    text = (f"function space: max R-hat {d.r_hat_max:.3f}, min bulk/tail ESS "
+    per = " per chain" if r.function_space.get("chains_from") == "ensemble" else ""
+    text = (f"function space{per}: max R-hat {d.r_hat_max:.3f}, min bulk/tail ESS "
             f"{d.ess_bulk_min:.0f}/{d.ess_tail_min:.0f}, {d.divergences} divergences")
     if not d.passed:
         text = "failed: " + d.failures()

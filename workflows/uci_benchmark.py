@@ -46,6 +46,10 @@ def main(argv=None) -> int:
     g.add_argument("--advi", type=int, default=0,
                    help="mean-field ADVI iterations per split, as a fourth method (default 0: off; "
                         "the bnn workflow uses 30000)")
+    g.add_argument("--chains-from", choices=bnn.CHAIN_STARTS, default="ensemble",
+                   help="where the NUTS chains start: ensemble (default; chain k at deep-ensemble "
+                        "member k, each chain judged on its own) or prior (prior draws, judged "
+                        "across chains)")
     g.add_argument("--splits-dir", default=None,
                    help="where each finished split is saved as it ends, so a rerun with the same "
                         "settings skips it (default: OUT.splits beside the report directory)")
@@ -72,7 +76,7 @@ def main(argv=None) -> int:
     proto = bnn.BNNProtocol(
         bnn.NetworkSpec((hidden,), args.activation,
                         "he_normal" if args.activation == "relu" else "xavier_normal"),
-        config, advi_iterations=args.advi)
+        config, advi_iterations=args.advi, chains_from=args.chains_from)
     try:  # checked before any work, like --out: never write into a directory not ours
         store = SplitStore.open(args.splits_dir or f"{s.out}.splits", proto)
     except OutputError as exc:
@@ -157,7 +161,14 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                 f"target standardised by the training split, metrics in original units. NUTS: "
                 f"{s.chains} chains x {s.draws} draws after {s.tune} tuning steps ({s.sampler}, "
                 f"adaptation {net['adaptation']}, target acceptance "
-                f"{net['target_accept'] or 'default'}), each chain started at a prior draw. One "
+                f"{net['target_accept'] or 'default'}), "
+                + ("chain k started at member k of a deep ensemble of MAP nets (one member per "
+                   "chain, each from its own prior draw; the 'deep ensemble' rows are those "
+                   "members) and judged on its own: split R-hat of its halves, its own bulk and "
+                   "tail ESS >= 100, no divergences, E-BFMI >= 0.3 (Sommer et al. 2024). "
+                   if proto.chains_from == "ensemble" else "each chain started at a prior draw. ")
+                + "Last-layer Laplace: around the first member (the MAP net), output-layer "
+                "precision and noise by the evidence. One "
                 f"task per split, on {where}; each process compiles each data set's model once "
                 "and swaps every split's data in. (The published protocol is 50 ReLU units.)"
                 + (" 'NUTS, chains stacked': the same draws, chains weighted by stacking of "
@@ -186,6 +197,8 @@ def _collect(results):
             if method not in r.metrics:
                 continue  # ADVI off, or one chain (nothing to stack)
             rows.append({"data": name, "split": split, "method": method, **r.metrics[method]})
+            if method == bnn.NUTS_STACKED:  # the same draws, so the same checks
+                rows[-1]["checks_passed"] = bool(r.diagnostics.passed)
             if method == bnn.NUTS:
                 rows[-1].update({
                     "f_rhat_max": fs["f_rhat_max"], "f_ess_bulk_min": fs["f_ess_bulk_min"],
@@ -193,7 +206,7 @@ def _collect(results):
                     "chain_ll_min": min(chain_ll), "chain_ll_max": max(chain_ll),
                     "max_chain_weight": max(weights),
                     "stacking_reliable": fs.get("chain_stacking_reliable", False),
-                    "divergences": fs["divergences"]})
+                    "divergences": fs["divergences"], "checks_passed": bool(r.diagnostics.passed)})
         diags.append((f"{name} split {split}", r.diagnostics))
     return rows, diags, hashes, timing
 
@@ -203,13 +216,16 @@ def _summary(per_split: pd.DataFrame) -> pd.DataFrame:
     summary = []
     for (name, method), g in per_split.groupby(["data", "method"], sort=False):
         n = len(g)
-        summary.append({"data": name, "method": method, "splits": n,
+        passed = (f"{int(g['checks_passed'].sum())}/{n}"
+                  if method in (bnn.NUTS, bnn.NUTS_STACKED) else "no checks")
+        summary.append({"data": name, "method": method, "splits": n, "checks passed": passed,
                         "RMSE": g["rmse"].mean(), "RMSE se": g["rmse"].std(ddof=1) / np.sqrt(n) if n > 1 else np.nan,
                         "test LL": g["test_ll_nats"].mean(),
                         "test LL se": g["test_ll_nats"].std(ddof=1) / np.sqrt(n) if n > 1 else np.nan})
         if method == per_split.loc[per_split["data"] == name, "method"].iloc[-1]:
             for ref, (rmse, ll) in PUBLISHED[name].items():
                 summary.append({"data": name, "method": f"published: {ref}", "splits": 20,
+                                "checks passed": "",
                                 "RMSE": rmse, "RMSE se": np.nan, "test LL": ll, "test LL se": np.nan})
     summary = pd.DataFrame(summary).set_index(["data", "method"])
     return summary
@@ -222,6 +238,7 @@ def _convergence(nuts: pd.DataFrame) -> pd.DataFrame:
         stationary = g["f_rhat_within_chain_max"] <= RHAT_MAX
         mixed = g["f_rhat_max"] <= RHAT_MAX
         conv.append({"data": name, "splits": len(g),
+                     "NUTS checks passed": int(g["checks_passed"].sum()),
                      "chains agree (f R-hat ≤ 1.01)": int(mixed.sum()),
                      "each chain stationary, chains disagree": int((stationary & ~mixed).sum()),
                      "chains disagree, a chain not stationary": int((~stationary & ~mixed).sum()),
@@ -266,7 +283,10 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     per_split = pd.DataFrame(rows)
     summary = _summary(per_split)
     report.table(summary, digits=3, caption="Mean ± standard error over splits (test LL: nats "
-                 "per point, higher is better). Published rows: the papers' 20-split means.")
+                 "per point, higher is better). 'checks passed': on how many splits the NUTS "
+                 "checks passed (within each chain for ensemble-started chains); the mean is "
+                 "over every split, passed or not, so read it with that count. Published rows: "
+                 "the papers' 20-split means.")
     nuts = per_split[per_split["method"] == bnn.NUTS]
     conv = _convergence(nuts)
     report.table(conv, digits=3, caption="NUTS convergence in function space, per data set. f R-hat: "
@@ -298,12 +318,12 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
         ["rmse", "test_ll_nats", "shift_auroc"]], digits=3,
         caption="Every split: test RMSE (original units), test LL (nats per point), input-shift AUROC.")
     nuts_cols = ["f_rhat_max", "f_ess_bulk_min", "f_rhat_within_chain_max", "chain_ll_min",
-                 "chain_ll_max", "stacking_reliable", "max_chain_weight", "divergences"]
+                 "chain_ll_max", "divergences", "checks_passed"]
     report.table(nuts.set_index(["data", "split"])[nuts_cols], digits=3,
                  caption="Every split, NUTS in function space: R-hat and bulk ESS of f at the test "
                          "points, the largest within-chain R-hat, the worst and best chain's own "
-                         "test LL, whether PSIS-LOO allowed stacking, the largest chain weight "
-                         "used, divergent transitions.")
+                         "test LL, divergent transitions, whether the NUTS checks passed "
+                         "(stacking per split: metrics.json's per_split).")
     report.metrics.update({"summary": summary.reset_index().to_dict(orient="records"),
                            "per_split": per_split.to_dict(orient="records"), "seconds": timing,
                            "wall_seconds": wall, "dask_workers": n_workers})

@@ -21,23 +21,27 @@ import pymc as pm
 import arviz as az
 import pandas as pd
 import xarray as xr
-from scipy import special
+from scipy import special, stats
 
 from models.base import datasets
 from models.base.checks import as_design_matrix
 from models.base.splits import Standardizer, random_split
 from models.evaluation import scores as calibration
+from models.evaluation.last_layer import LastLayerLaplace, fit_last_layer  # noqa: F401
 from models.evaluation.scores import (auroc, binary_entropy, predictive_entropy,  # noqa: F401
+                                      gaussian_predictive_metrics,
                                       predictive_regression_metrics, weighted_sd)
 from models.families.bnn import (ACTIVATIONS, LIKELIHOODS, PRIORS, activation_fn,  # noqa: F401
                                  build, canonical_hidden_order, forward, numpy_activation,
                                  weight_prior, weight_variance, NetworkSpec, network_spec)
 from models.inference.config import SamplerConfig
-from models.inference.diagnostics import EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics
+from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics,
+                                          within_chain_check)
 from models.inference.distributed import run_tasks, worker_cached
 from models.inference.mle import MLEResult, fit_mle
 from models.inference.predictive import stack_chains
-from models.inference.sampling import CompiledSampler, prior_initvals, sample_posterior, set_data
+from models.inference.sampling import (CompiledSampler, prior_initvals, sample_from_starts,
+                                       sample_posterior, set_data)
 
 
 def prior_starts(model: pm.Model, n: int, seed: int = 0) -> list[dict]:
@@ -124,7 +128,12 @@ MAP_NET = "MAP net"
 NUTS = "NUTS posterior"
 NUTS_STACKED = "NUTS, chains stacked"
 ADVI = "ADVI (mean-field)"
-METHODS = (MLE_NET, MAP_NET, NUTS, NUTS_STACKED, ADVI)
+DEEP_ENSEMBLE = "deep ensemble (MAP nets)"
+LAPLACE = "last-layer Laplace"
+METHODS = (MLE_NET, MAP_NET, DEEP_ENSEMBLE, LAPLACE, NUTS, NUTS_STACKED, ADVI)
+# where NUTS chains start: "ensemble" (chain k at deep-ensemble member k, Sommer et al. 2024;
+# judged within each chain) or "prior" (each chain at its own prior draw; judged across chains)
+CHAIN_STARTS = ("ensemble", "prior")
 
 
 @dataclass(frozen=True)
@@ -132,16 +141,21 @@ class BNNProtocol:
     """How a network is fitted and scored: the network (:class:`NetworkSpec`), NUTS settings
     (:class:`SamplerConfig`; every chain starts at its own prior draw, so ``init`` is always
     "prior": the initialisation scale IS the prior), the input shift of the OOD check (in
-    training sds), the optimiser's iteration cap for the MLE and MAP nets, and mean-field ADVI
-    iterations (0: no ADVI)."""
+    training sds), the optimiser's iteration cap for the MLE and MAP nets, mean-field ADVI
+    iterations (0: no ADVI), and where the NUTS chains start (``chains_from``: "ensemble",
+    the default: chain k at deep-ensemble member k, judged chain by chain; "prior": each chain
+    at its own prior draw, judged across chains)."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
     shift: float = 3.0
     mle_maxiter: int = 3000
     advi_iterations: int = 0
+    chains_from: str = "ensemble"
 
     def __post_init__(self):
+        if self.chains_from not in CHAIN_STARTS:
+            raise ValueError(f"chains_from must be one of {CHAIN_STARTS}, got {self.chains_from!r}")
         if self.sampler.init != "prior":
             object.__setattr__(self, "sampler", self.sampler.replace(init="prior"))
         if self.sampler.seed is None:
@@ -210,29 +224,52 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     else:
         model = compiled.model
         set_data(model, X=d["X_train"], y=d["y_train"])
-    starts = prior_starts(model, 3, seed=seed)
-    mle = fit_mle(model, initvals=starts, maxiter=protocol.mle_maxiter, warn=False)
-    map_params = _map_params(model, starts[0], protocol.mle_maxiter)
-    if compiled is None:
+    K = config.chains
+    starts = prior_starts(model, max(3, K), seed=seed)
+    mle = fit_mle(model, initvals=starts[:3], maxiter=protocol.mle_maxiter, warn=False)
+    members = deep_ensemble(model, starts[:K], protocol.mle_maxiter)
+    map_params = members[0]
+    if protocol.chains_from == "ensemble":
+        sampler = compiled.with_config(config) if compiled is not None else None
+        idata = (sampler.sample_from(members, cores=cores, X=d["X_train"], y=d["y_train"])
+                 if sampler is not None else
+                 sample_from_starts(model, members, config, cores=cores))
+    elif compiled is None:
         idata = sample_posterior(model, config)
     else:  # the protocol's settings, on the compiled model (which must start from the prior)
         idata = compiled.with_config(config).sample(cores=cores, X=d["X_train"], y=d["y_train"])
     L = net.depth
     fs, fdiag, f_post = function_space_check(idata, d["X_test"], activation, L)
+    fs["chains_from"] = protocol.chains_from
+    if protocol.chains_from == "ensemble":
+        # chains sit in the members' modes: each chain is judged on its own; the between-chain
+        # R-hat above stays as information (how far apart the modes are)
+        per_chain, fdiag = within_chain_check(f_post, idata)
+        fs["within_chain"] = per_chain.reset_index().to_dict(orient="list")
     S = f_post.shape[0] * f_post.shape[1]
     sigma_post = _flat_draws(idata, "sigma").reshape(S)
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
+    f_members = np.stack([forward(p, d["X_test"], activation, L)[:, 0] for p in members])
+    sigma_members = np.array([float(p["sigma"]) for p in members])
+    laplace = fit_last_layer(map_params, d["X_train"], d["y_train"], activation, L)
+    la_mean, la_var = laplace.predict(d["X_test"])
     metrics = {
         CONSTANT: predictive_regression_metrics(
             np.zeros((1, len(y))), np.ones(1), y, m, sd),
         MLE_NET: predictive_regression_metrics(
             forward(mle.params, d["X_test"], activation, L)[None, :, 0],
             np.asarray(mle.params["sigma"]).reshape(1), y, m, sd),
-        MAP_NET: predictive_regression_metrics(
-            forward(map_params, d["X_test"], activation, L)[None, :, 0],
-            np.asarray(map_params["sigma"]).reshape(1), y, m, sd),
+        MAP_NET: predictive_regression_metrics(f_members[:1], sigma_members[:1], y, m, sd),
+        DEEP_ENSEMBLE: predictive_regression_metrics(f_members, sigma_members, y, m, sd),
+        LAPLACE: gaussian_predictive_metrics(la_mean, la_var + laplace.sigma ** 2, y, m, sd),
         NUTS: predictive_regression_metrics(f_post.reshape(S, -1), sigma_post, y, m, sd),
     }
+    metrics[DEEP_ENSEMBLE]["shift_auroc"] = auroc(
+        f_members.std(axis=0),
+        np.stack([forward(p, d["X_test"] + shift, activation, L)[:, 0] for p in members]).std(axis=0))
+    metrics[LAPLACE]["shift_auroc"] = auroc(la_var, laplace.predict(d["X_test"] + shift)[1])
+    fs["laplace"] = {"prior_precision": laplace.prior_precision, "sigma": laplace.sigma,
+                     "log_evidence": laplace.log_evidence}
     post_params = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:])
                    for n in map_params if n != "sigma"}
     f_in = forward(post_params, d["X_test"], activation, L)[..., 0]
@@ -263,8 +300,11 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
         metrics[ADVI] = predictive_regression_metrics(f_advi, advi["sigma"], y, m, sd)
         metrics[ADVI]["shift_auroc"] = auroc(
             f_advi.std(axis=0), forward(advi, d["X_test"] + shift, activation, L)[..., 0].std(axis=0))
+    running = running_lppd(f_post, _flat_draws(idata, "sigma"), y, m, sd)
     return Evaluation(model, mle, map_params, idata, metrics, fs, fdiag,
-                      extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi})
+                      extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
+                             "members": members, "f_members": f_members, "laplace": laplace,
+                             "laplace_f": (la_mean, la_var), "running_lppd": running})
 
 
 
@@ -382,6 +422,29 @@ def evaluate_classification(X_train, y_train, X_test, y_test,
                       "shift_auroc_entropy": auroc(binary_entropy(probs), binary_entropy(probs_shift))}
     fs, diag, _ = function_space_check(idata, X_test, activation, L)
     return Evaluation(model, mle, None, idata, out, fs, diag)
+
+
+def deep_ensemble(model, starts: list[dict], maxiter: int) -> list[dict]:
+    """A deep ensemble (Lakshminarayanan et al. 2017, with the model's own prior as weight
+    decay and a shared noise sd per member): one MAP net (:func:`_map_params`) from each
+    prior-drawn start. Its predictive is the equal-weight mixture of the members' normals."""
+    return [_map_params(model, start, maxiter) for start in starts]
+
+
+def running_lppd(f, sigma, y_original, y_mean, y_sd) -> np.ndarray:
+    """(chain, draw): the test log predictive density per point (original units) of each
+    chain's predictive from its first t draws, t = 1..draws; with the pooled mixture's as one
+    more row at the end. A chain whose curve still drifts at the end has not settled; curves
+    that level off at different heights are chains in modes that predict differently."""
+    f, sigma = np.asarray(f, float), np.asarray(sigma, float)
+    mu = f * y_sd + y_mean  # (chain, draw, N)
+    logp = stats.norm.logpdf(np.asarray(y_original)[None, None, :], mu,
+                             sigma[..., None] * y_sd)
+    t = np.arange(1, f.shape[1] + 1)[None, :, None]
+    per_chain = (np.logaddexp.accumulate(logp, axis=1) - np.log(t)).mean(axis=-1)
+    pooled = np.logaddexp.accumulate(
+        special.logsumexp(logp, axis=0), axis=0) - np.log(t[0] * f.shape[0])
+    return np.vstack([per_chain, pooled.mean(axis=-1)[None]])
 
 
 def _map_params(model, start: dict, maxiter: int) -> dict:

@@ -74,6 +74,16 @@ def predictive_regression_metrics(f, sigma, y_original, y_mean, y_sd, weights=No
     return {"rmse": rmse, "test_ll_nats": float(ll.mean()), "test_ll_bits": float(ll.mean() / np.log(2))}
 
 
+def gaussian_predictive_metrics(mean, var, y_original, y_mean, y_sd) -> dict:
+    """RMSE and mean test log-likelihood (nats, bits), in ORIGINAL units, of a normal
+    predictive N(``mean``, ``var``) per test point given in standardised units (a Laplace or
+    other Gaussian predictive, where the density is known in closed form)."""
+    mu = np.asarray(mean, float) * y_sd + y_mean
+    ll = stats.norm.logpdf(y_original, mu, np.sqrt(np.asarray(var, float)) * y_sd)
+    rmse = float(np.sqrt(np.mean((mu - y_original) ** 2)))
+    return {"rmse": rmse, "test_ll_nats": float(ll.mean()), "test_ll_bits": float(ll.mean() / np.log(2))}
+
+
 def weighted_sd(f, w) -> np.ndarray:
     """sd over draws (axis 0) of ``f`` under draw weights ``w`` summing to 1."""
     mean = w @ f

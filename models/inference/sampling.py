@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 
 import numpy as np
@@ -107,6 +108,56 @@ def prior_initvals(model: pm.Model, chains: int, seed: int | None) -> list[dict]
     return [{rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws)} for i in range(chains)]
 
 
+def flat_start(model: pm.Model, point: dict) -> np.ndarray:
+    """``point`` (constrained values of every free variable) as nutpie's flat vector of
+    unconstrained values, in nutpie's order (``model.free_RVs``)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    missing = [rv.name for rv in model.free_RVs if rv.name not in point]
+    if missing:
+        raise ValueError(f"start point: no value for {missing}")
+    values = make_initial_point_fn(model=model, overrides={k: np.asarray(v) for k, v in point.items()
+                                                           if k in model.named_vars},
+                                   return_transformed=True, jitter_rvs=set())(0)
+    return np.concatenate([np.ravel(values[model.rvs_to_values[rv].name])
+                           for rv in model.free_RVs]).astype("float64")
+
+
+# Start jitter: nutpie refuses a start where any gradient entry is exactly zero (its first
+# mass matrix is scaled by the gradient), which is what an optimum's coordinates can be.
+START_JITTER = 1e-6
+
+
+def _fixed_start(x: np.ndarray):
+    """nutpie's initial-point function for one chain: ``x`` plus N(0, START_JITTER²) noise
+    seeded by nutpie's seed (nutpie calls it with the keyword ``seed``)."""
+    def initial_point(seed=None):
+        return x + START_JITTER * np.random.default_rng(seed).standard_normal(x.shape)
+    return initial_point
+
+
+def sample_from_starts(model: pm.Model, starts: list[dict], config: SamplerConfig | None = None,
+                       cores: int | None = None) -> xr.DataTree:
+    """NUTS with one chain from each point in ``starts`` (``config.chains`` is ignored: one
+    chain per start). nutpie: :meth:`CompiledSampler.sample_from`. The other samplers take
+    per-chain ``initvals`` through ``pm.sample`` (PyMC's own NUTS without its start jitter)."""
+    config = config or SamplerConfig()
+    check_start(model)
+    if config.sampler == "nutpie":
+        return CompiledSampler(model, config).sample_from(starts, cores=cores)
+    kwargs = {"init": "adapt_diag"} if config.sampler == "pymc" else {}
+    if config.target_accept is not None:
+        kwargs["target_accept"] = config.target_accept
+    if cores:
+        kwargs["cores"] = int(cores)
+    with stopwatch.stage("sampling"):
+        idata = pm.sample(draws=config.draws, tune=config.tune, chains=len(starts),
+                          random_seed=config.seed, nuts_sampler=config.sampler, model=model,
+                          initvals=[dict(s) for s in starts], progressbar=False, **kwargs)
+    check_complete(idata, config.draws, len(starts))
+    return idata
+
+
 def check_complete(idata, draws: int, chains: int) -> None:
     """Samplers (PyMC's, nutpie) catch Ctrl-C and return the draws so far; a partial posterior
     must never reach a report, so an interrupted run is re-raised as KeyboardInterrupt."""
@@ -159,6 +210,53 @@ class CompiledSampler:
         other = copy.copy(self)
         other.config = config
         return other
+
+    def sample_from(self, starts: list[dict], seed: int | None = None, cores: int | None = None,
+                    **data) -> xr.DataTree:
+        """One chain from each point in ``starts`` (``{free variable: value}``, constrained
+        values, e.g. the members of a deep ensemble), with ``data`` swapped in: chain ``k``
+        starts at ``starts[k]`` (plus N(0, 1e-6²) noise so that no gradient entry is exactly
+        zero, which nutpie refuses), then warms up for ``config.tune`` steps.
+
+        nutpie draws every chain's start from one initial-point function and PyMC refuses
+        per-chain ``initvals`` for nutpie, so each start is its own one-chain nutpie run on the
+        same compiled model (its initial-point function replaced by the start), ``cores`` of
+        them at a time; chain k's seed is word k of
+        ``numpy.random.SeedSequence(seed).generate_state(len(starts))``. Returns posterior and sample_stats with chains ``0..len(starts)-1``.
+        """
+        import dataclasses
+
+        c = self.config
+        if not starts:
+            raise ValueError("sample_from: starts must list at least one point")
+        compiled = self.compiled.with_data(**{k: np.asarray(v) for k, v in data.items()}) \
+            if data else self.compiled
+        options = {"adaptation": c.adaptation}
+        if c.target_accept is not None:
+            options["target_accept"] = c.target_accept
+        seeds = np.random.SeedSequence(c.seed if seed is None else seed).generate_state(len(starts))
+        flats = [flat_start(self.model, point) for point in starts]
+        at_once = max(1, int(cores or os.cpu_count() or 1))
+        trees = []
+        with stopwatch.stage("sampling"):
+            for first in range(0, len(flats), at_once):
+                running = [self._nutpie.sample(
+                    dataclasses.replace(compiled, initial_point_func=_fixed_start(x)),
+                    draws=c.draws, tune=c.tune, chains=1, cores=1, seed=int(seeds[first + i]),
+                    progress_bar=False, blocking=False, **options)
+                    for i, x in enumerate(flats[first:first + at_once])]
+                try:
+                    trees += [r.wait() for r in running]
+                except BaseException:
+                    for r in running:
+                        with contextlib.suppress(Exception):
+                            r.abort()
+                    raise
+        tree = xr.DataTree.from_dict({group: xr.concat(
+            [t[group].to_dataset().assign_coords(chain=[k]) for k, t in enumerate(trees)],
+            dim="chain") for group in ("posterior", "sample_stats")})
+        check_complete(tree, c.draws, len(starts))
+        return tree
 
     def sample(self, seed: int | None = None, cores: int | None = None, **data) -> xr.DataTree:
         """One fit with ``data`` swapped in (``X=..., y=...``); ``seed`` (default the config's)

@@ -1,0 +1,118 @@
+"""The BNN methods beyond plain NUTS: last-layer Laplace (against scikit-learn's Bayesian linear
+regression), chains started at deep-ensemble members (on a tiny net whose two members are the
+same function in two weight-space modes), per-chain diagnostics and the running LPPD."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from models import bnn
+from models.evaluation.last_layer import fit_last_layer, hidden_features
+from models.inference import SamplerConfig, sample_from_starts, within_chain_check
+
+
+def _net(rng, d_in=3, hidden=6):
+    return {"w1": rng.normal(size=(d_in, hidden)), "b1": 0.1 * rng.normal(size=hidden),
+            "w_out": rng.normal(size=(hidden, 1)), "b_out": np.zeros(1), "sigma": np.array(0.3)}
+
+
+def test_last_layer_laplace_is_bayesian_linear_regression_with_evidence_chosen_precisions(rng):
+    # Independent: scikit-learn's BayesianRidge on the hidden features (plus a column of ones,
+    # no separate intercept) maximises the same evidence over the weight precision (lambda_)
+    # and the noise precision (alpha_) by MacKay's fixed-point updates; flat hyperpriors.
+    from sklearn.linear_model import BayesianRidge
+
+    params = _net(rng)
+    X = rng.normal(size=(80, 3))
+    phi = hidden_features(params, X, "tanh", 1)
+    y = phi @ rng.normal(size=7) + 0.3 * rng.normal(size=80)
+    fit = fit_last_layer(params, X, y, "tanh", 1)
+    ref = BayesianRidge(fit_intercept=False, alpha_1=0, alpha_2=0, lambda_1=0, lambda_2=0,
+                        tol=1e-12, max_iter=100_000, compute_score=True).fit(phi, y)
+    assert fit.prior_precision == pytest.approx(ref.lambda_, rel=1e-5)
+    assert fit.sigma == pytest.approx(ref.alpha_ ** -0.5, rel=1e-6)
+    np.testing.assert_allclose(fit.mean, ref.coef_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fit.cov, ref.sigma_, rtol=0, atol=1e-6)
+    assert fit.log_evidence == pytest.approx(ref.scores_[-1], rel=1e-9)
+    X_new = rng.normal(size=(6, 3))
+    mean, var_f = fit.predict(X_new)
+    ref_mean, ref_sd = ref.predict(hidden_features(params, X_new, "tanh", 1), return_std=True)
+    np.testing.assert_allclose(mean, ref_mean, atol=1e-6)
+    np.testing.assert_allclose(np.sqrt(var_f + fit.sigma ** 2), ref_sd, rtol=1e-6)
+
+
+def test_gaussian_predictive_metrics_in_original_units(rng):
+    mean, var = rng.normal(size=9), rng.uniform(0.2, 2, size=9)
+    y = rng.normal(size=9) * 4 + 10
+    got = bnn.gaussian_predictive_metrics(mean, var, y, 10.0, 4.0)
+    ll = np.log(stats.norm.pdf(y, 10 + 4 * mean, 4 * np.sqrt(var)))  # density, then log
+    assert got["test_ll_nats"] == pytest.approx(ll.mean(), rel=1e-12)
+    assert got["test_ll_bits"] == pytest.approx(ll.mean() / np.log(2), rel=1e-12)
+    assert got["rmse"] == pytest.approx(np.sqrt(np.mean((10 + 4 * mean - y) ** 2)), rel=1e-12)
+
+
+def test_running_lppd_against_the_mixture_density_by_hand(rng):
+    f = rng.normal(size=(2, 5, 4))
+    sigma = rng.uniform(0.5, 1.5, size=(2, 5))
+    y = rng.normal(size=4) * 2 + 1
+    run = bnn.running_lppd(f, sigma, y, 1.0, 2.0)
+    assert run.shape == (3, 5)
+    for t in (1, 3, 5):
+        dens = stats.norm.pdf(y, 1 + 2 * f[0, :t], 2 * sigma[0, :t, None]).mean(axis=0)
+        assert run[0, t - 1] == pytest.approx(np.log(dens).mean(), rel=1e-12)
+        both = stats.norm.pdf(y, 1 + 2 * f[:, :t], 2 * sigma[:, :t, None]).mean(axis=(0, 1))
+        assert run[2, t - 1] == pytest.approx(np.log(both).mean(), rel=1e-12)
+
+
+def test_within_chain_check_passes_modes_and_fails_a_drifting_chain(rng):
+    import xarray as xr
+
+    def tree(n_chains, n_draws, divergent=None):
+        div = np.zeros((n_chains, n_draws), dtype=bool)
+        if divergent is not None:
+            div[divergent, 0] = True
+        energy = rng.normal(size=(n_chains, n_draws))  # iid energy: E-BFMI about 2
+        return xr.DataTree.from_dict({"sample_stats": xr.Dataset(
+            {"diverging": (("chain", "draw"), div), "energy": (("chain", "draw"), energy)})})
+
+    # four iid chains at four different centres: every chain passes on its own
+    modes = np.arange(4)[:, None, None] * 5 + rng.normal(size=(4, 1000, 3))
+    frame, diag = within_chain_check(modes, tree(4, 1000))
+    assert diag.passed and frame["passed"].all()
+    assert diag.ess_bulk_min > 500  # iid draws: ESS near the number of draws
+    # chain 2 drifts: it alone fails, and so does the whole
+    drift = rng.normal(size=(4, 1000, 3))
+    drift[2] += np.linspace(0, 4, 1000)[:, None]
+    frame, diag = within_chain_check(drift, tree(4, 1000))
+    assert list(frame["passed"]) == [True, True, False, True] and not diag.passed
+    assert not diag.checks["r_hat_max"]
+    # one divergent transition in chain 1 fails chain 1
+    frame, diag = within_chain_check(modes, tree(4, 1000, divergent=1))
+    assert list(frame["passed"]) == [True, False, True, True] and diag.divergences == 1
+
+
+def test_chains_start_at_their_ensemble_members_and_stay_in_their_modes(rng):
+    # A tiny tanh net and its exact mirror image (every hidden unit's signs flipped): the same
+    # function, two weight-space modes. Chains started at each must keep the sign of their
+    # start's output weights (no chain crosses between the modes) and agree in function space.
+    X = rng.uniform(-2, 2, size=(60, 1))
+    y = np.tanh(1.5 * X[:, 0]) + 0.1 * rng.normal(size=60)
+    model = bnn.build(X, y, hidden=(1,), activation="tanh", prior="xavier_normal")
+    (start,) = bnn.deep_ensemble(model, bnn.prior_starts(model, 1, seed=3), 3000)
+    mirror = dict(start, w1=-start["w1"], b1=-start["b1"], w_out=-start["w_out"])
+    pattern = [1, -1, -1, 1, -1]  # which start each chain gets: no accident matches all five
+    tree = sample_from_starts(model, [start if p > 0 else mirror for p in pattern],
+                              SamplerConfig(draws=400, tune=300, seed=5))
+    w_out = tree["posterior"]["w_out"].values[..., 0, 0]  # (chain, draw)
+    s = np.sign(float(start["w_out"][0, 0]))
+    assert abs(float(start["w_out"][0, 0])) > 0.5  # the MAP net uses its unit
+    for chain, p in enumerate(pattern):
+        assert np.all(np.sign(w_out[chain]) == p * s)
+    Xt = np.linspace(-2, 2, 7)[:, None]
+    f = bnn.forward({k: tree["posterior"][k].values for k in ("w1", "b1", "w_out", "b_out")},
+                    Xt, "tanh", 1)[..., 0]
+    # same function: the chains' mean predictions agree to Monte Carlo error
+    se = np.sqrt(f.var(axis=1).sum(axis=0) / 100)  # at least 100 effective draws per chain
+    assert np.all(np.abs(f[0].mean(0) - f[1].mean(0)) < 4 * se)
+    frame, diag = within_chain_check(f, tree)
+    assert len(frame) == 5 and np.isfinite(diag.r_hat_max)
