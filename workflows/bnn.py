@@ -339,7 +339,11 @@ def _prediction_plots(report, args, d, proto, r) -> None:
         {"f_test": (("chain", "draw", "test_point"), sub)},
         coords={"chain": np.arange(sub.shape[0]), "draw": np.arange(sub.shape[1]),
                 "test_point": np.arange(sub.shape[2])})})
-    report.figure(az.plot_rank(tree), "Rank ECDF of f at 4 test points (ArviZ).")
+    report.figure(az.plot_rank(tree), "Rank ECDF of f at 4 test points (ArviZ), all chains "
+                  "ranked together" + (": chains started at different ensemble members sit in "
+                  "different modes, so their curves separate (and the p-values are small) by "
+                  "design; each chain's own convergence is the per-chain table's."
+                  if r.function_space.get("chains_from") == "ensemble" else "."))
     running = r.extra["running_lppd"]
     fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
     t = np.arange(1, running.shape[1] + 1)

@@ -120,7 +120,7 @@ FOLD_ROWS = 20
 
 def _is_rhat(column) -> bool:
     name = str(column[-1] if isinstance(column, tuple) else column).lower().replace("-", "_")
-    return "r_hat" in name or name == "rhat"
+    return "r_hat" in name or "rhat" in name
 
 
 def _format_cell(v, digits: int, rhat: bool = False):
