@@ -150,11 +150,13 @@ CONFIG_EXPECTED = {
 }
 
 
-def settings(name: str, args: argparse.Namespace) -> Settings:
-    """Merge defaults < TOML config < command line, and validate before anything runs."""
+def settings(name: str, args: argparse.Namespace, defaults: dict | None = None) -> Settings:
+    """Merge defaults < this workflow's ``defaults`` < TOML config < command line, and
+    validate before anything runs."""
     values = {"draws": 1000, "tune": 1000, "chains": 4, "seed": 20261124, "sampler": "nutpie",
               "out": REPORTS / name, "quick": False, "data": None, "target": None,
               "predictors": None, "save": "small"}
+    values.update(defaults or {})
     if args.config is not None:
         try:
             config = tomllib.loads(Path(args.config).read_text())

@@ -39,7 +39,9 @@ class Diagnostics:
     def failures(self) -> str:
         """The failed checks in words: 'r_hat_max = 1.012 (needs <= 1.01), ...'."""
         frame = self.to_frame()
-        return ", ".join(f"{k} = {r['value']:.4g} (needs {r['threshold']})"
+        # R-hat to 4 decimals: 1.0102 fails where "1.01" would read as a pass
+        return ", ".join(f"{k} = " + (f"{r['value']:.4f}" if k == "r_hat_max" else f"{r['value']:.4g}")
+                         + f" (needs {r['threshold']})"
                          for k, r in frame.iterrows() if not r["passed"])
 
     def to_frame(self) -> pd.DataFrame:
