@@ -116,3 +116,60 @@ def test_chains_start_at_their_ensemble_members_and_stay_in_their_modes(rng):
     assert np.all(np.abs(f[0].mean(0) - f[1].mean(0)) < 4 * se)
     frame, diag = within_chain_check(f, tree)
     assert len(frame) == 5 and np.isfinite(diag.r_hat_max)
+
+
+@pytest.mark.parametrize("hidden, activation", [((4,), "relu"), ((3, 4), "tanh"), ((2,), "sigmoid")])
+def test_ggn_jacobian_matches_finite_differences_of_the_forward_pass(rng, hidden, activation):
+    from models.evaluation.ggn import jacobian, parameter_names
+
+    widths = [3, *hidden, 1]
+    params = {}
+    for layer in range(1, len(hidden) + 1):
+        params[f"w{layer}"] = rng.normal(size=(widths[layer - 1], widths[layer]))
+        params[f"b{layer}"] = rng.normal(size=widths[layer])
+    params["w_out"], params["b_out"] = rng.normal(size=(hidden[-1], 1)), rng.normal(size=1)
+    X = rng.normal(size=(5, 3))
+    J = jacobian(params, X, activation, len(hidden))
+    cols, h = [], 1e-6
+    for name in parameter_names(len(hidden)):
+        for idx in np.ndindex(params[name].shape):
+            up, down = dict(params), dict(params)
+            up[name], down[name] = params[name].copy(), params[name].copy()
+            up[name][idx] += h
+            down[name][idx] -= h
+            cols.append((bnn.forward(up, X, activation, len(hidden))[:, 0]
+                         - bnn.forward(down, X, activation, len(hidden))[:, 0]) / (2 * h))
+    np.testing.assert_allclose(J, np.column_stack(cols), rtol=1e-6, atol=1e-7)
+
+
+def test_ggn_laplace_precision_and_evidence_by_direct_computation(rng):
+    # Independent: the output layer's block of the GGN precision is the last layer's
+    # Bayesian-linear-regression precision Phi'Phi / sigma^2 + alpha I (features from
+    # last_layer.hidden_features), and the chosen alpha maximises the Laplace evidence
+    # written with slogdet on a grid.
+    from models.evaluation.ggn import fit_ggn_laplace, flat_parameters, jacobian
+
+    params = _net(rng)
+    X = rng.normal(size=(50, 3))
+    y = bnn.forward(params, X, "tanh", 1)[:, 0] + 0.3 * rng.normal(size=50)
+    fit = fit_ggn_laplace(params, X, y, "tanh", 1)
+    precision = np.linalg.inv(fit.cov)
+    phi = hidden_features(params, X, "tanh", 1)
+    out = slice(3 * 6 + 6, 3 * 6 + 6 + 7)  # w_out (6) then b_out (1) after w1, b1
+    np.testing.assert_allclose(precision[out, out],
+                               phi.T @ phi / 0.3 ** 2 + fit.prior_precision * np.eye(7),
+                               rtol=1e-6, atol=1e-6)
+    J, theta = jacobian(params, X, "tanh", 1), flat_parameters(params, 1)
+    resid = y - bnn.forward(params, X, "tanh", 1)[:, 0]
+
+    def evidence(alpha):
+        _, logdet = np.linalg.slogdet(J.T @ J / 0.09 + alpha * np.eye(len(theta)))
+        return (stats.norm.logpdf(resid, 0, 0.3).sum() - alpha / 2 * theta @ theta
+                + len(theta) / 2 * np.log(alpha) - logdet / 2)
+
+    assert fit.log_evidence == pytest.approx(evidence(fit.prior_precision), rel=1e-10)
+    for factor in (0.9, 1.1, 0.5, 2.0):
+        assert evidence(fit.prior_precision * factor) < evidence(fit.prior_precision)
+    mean, var = fit.predict(X[:4])
+    np.testing.assert_allclose(mean, bnn.forward(params, X[:4], "tanh", 1)[:, 0])
+    np.testing.assert_allclose(var, np.einsum("ij,jk,ik->i", J[:4], fit.cov, J[:4]))

@@ -343,14 +343,16 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert len(fs["within_chain"]["chain"]) == m["settings"]["chains"]
     assert m["sections"]["function space"]["diagnostics"]["r_hat_max"] == pytest.approx(
         max(fs["within_chain"]["split_rhat_max"]))
-    assert {"deep ensemble (MAP nets)", "last-layer Laplace"} <= set(m["metrics"])
+    assert {"deep ensemble (MAP nets)", "last-layer Laplace", "GGN Laplace (linearised)"} <= set(
+        m["metrics"])
     _, m = _run(uci_benchmark, tmp_path, "--datasets", "yacht", "--splits", "1", "--advi", "2000")
     published = [r for r in m["summary"] if r["method"] == "published: PBP"]
     assert published and published[0]["RMSE"] == 1.02
     methods = [r["method"] for r in m["summary"]]
-    assert methods[:7] == ["MLE net", "MAP net", "deep ensemble (MAP nets)", "last-layer Laplace",
-                           "NUTS posterior", "NUTS, chains stacked", "ADVI (mean-field)"]
-    assert all(method.startswith("published") for method in methods[7:])
+    assert methods[:8] == ["MLE net", "MAP net", "deep ensemble (MAP nets)", "last-layer Laplace",
+                           "GGN Laplace (linearised)", "NUTS posterior", "NUTS, chains stacked",
+                           "ADVI (mean-field)"]
+    assert all(method.startswith("published") for method in methods[8:])
     nuts = [r for r in m["per_split"] if r["method"] == "NUTS posterior"][0]
     assert np.isfinite(nuts["f_rhat_max"])  # function-space diagnostics on the NUTS row
     # the summary's count of passed splits is the per-split verdicts' own count

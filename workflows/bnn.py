@@ -208,7 +208,13 @@ def _held_out(report, args, d, proto, r) -> None:
                 "the hidden units), with the prior precision and noise sd chosen by the "
                 f"evidence: precision {la['prior_precision']:.3g} (prior sd "
                 f"{la['prior_precision'] ** -0.5:.3g}), σ {la['sigma']:.3g} (standardised "
-                "units); its predictive is normal with the output layer's variance plus σ².",
+                "units); its predictive is normal with the output layer's variance plus σ². "
+                f"GGN Laplace: every one of the net's {r.function_space['ggn_laplace']['parameters']} "
+                "weights and biases, a Gaussian around the MAP net with the generalised "
+                "Gauss-Newton precision JᵀJ/σ² plus the evidence-chosen prior precision "
+                f"{r.function_space['ggn_laplace']['prior_precision']:.3g}, σ the MAP net's "
+                f"({r.function_space['ggn_laplace']['sigma']:.3g}); its predictive linearises "
+                "the network at the MAP weights.",
                 kind="note")
     report.metrics["metrics"] = r.metrics
     text, best = best_method_sentence(r.metrics, _method_checks(r))
@@ -229,6 +235,7 @@ def _method_checks(r) -> dict:
             bnn.DEEP_ENSEMBLE: (None, "optima, with no convergence check of their own"),
             bnn.LAPLACE: (None, "exact for the output layer given the MAP net's hidden layers, "
                                 "which it holds fixed: nothing to check"),
+            bnn.GGN_LAPLACE: (None, "a Gaussian around the MAP net with no check of its own"),
             bnn.NUTS: nuts, bnn.NUTS_STACKED: nuts,
             bnn.ADVI: (None, "no convergence diagnostic beyond its ELBO")}
 

@@ -27,6 +27,7 @@ from models.base import datasets
 from models.base.checks import as_design_matrix
 from models.base.splits import Standardizer, random_split
 from models.evaluation import scores as calibration
+from models.evaluation.ggn import GGNLaplace, fit_ggn_laplace  # noqa: F401
 from models.evaluation.last_layer import LastLayerLaplace, fit_last_layer  # noqa: F401
 from models.evaluation.scores import (auroc, binary_entropy, predictive_entropy,  # noqa: F401
                                       gaussian_predictive_metrics,
@@ -130,7 +131,8 @@ NUTS_STACKED = "NUTS, chains stacked"
 ADVI = "ADVI (mean-field)"
 DEEP_ENSEMBLE = "deep ensemble (MAP nets)"
 LAPLACE = "last-layer Laplace"
-METHODS = (MLE_NET, MAP_NET, DEEP_ENSEMBLE, LAPLACE, NUTS, NUTS_STACKED, ADVI)
+GGN_LAPLACE = "GGN Laplace (linearised)"
+METHODS = (MLE_NET, MAP_NET, DEEP_ENSEMBLE, LAPLACE, GGN_LAPLACE, NUTS, NUTS_STACKED, ADVI)
 # where NUTS chains start: "ensemble" (chain k at deep-ensemble member k, Sommer et al. 2024;
 # judged within each chain) or "prior" (each chain at its own prior draw; judged across chains)
 CHAIN_STARTS = ("ensemble", "prior")
@@ -270,6 +272,13 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     metrics[LAPLACE]["shift_auroc"] = auroc(la_var, laplace.predict(d["X_test"] + shift)[1])
     fs["laplace"] = {"prior_precision": laplace.prior_precision, "sigma": laplace.sigma,
                      "log_evidence": laplace.log_evidence}
+    ggn = fit_ggn_laplace(map_params, d["X_train"], d["y_train"], activation, L)
+    ggn_mean, ggn_var = ggn.predict(d["X_test"])
+    metrics[GGN_LAPLACE] = gaussian_predictive_metrics(ggn_mean, ggn_var + ggn.sigma ** 2,
+                                                       y, m, sd)
+    metrics[GGN_LAPLACE]["shift_auroc"] = auroc(ggn_var, ggn.predict(d["X_test"] + shift)[1])
+    fs["ggn_laplace"] = {"prior_precision": ggn.prior_precision, "sigma": ggn.sigma,
+                         "log_evidence": ggn.log_evidence, "parameters": int(len(ggn.cov))}
     post_params = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:])
                    for n in map_params if n != "sigma"}
     f_in = forward(post_params, d["X_test"], activation, L)[..., 0]
@@ -301,6 +310,7 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
         metrics[ADVI]["shift_auroc"] = auroc(
             f_advi.std(axis=0), forward(advi, d["X_test"] + shift, activation, L)[..., 0].std(axis=0))
     running = running_lppd(f_post, _flat_draws(idata, "sigma"), y, m, sd)
+    metrics = {k: metrics[k] for k in (CONSTANT, *METHODS) if k in metrics}  # table order
     return Evaluation(model, mle, map_params, idata, metrics, fs, fdiag,
                       extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
                              "members": members, "f_members": f_members, "laplace": laplace,
