@@ -186,7 +186,7 @@ def _held_out(report, args, d, proto, r) -> None:
     table = pd.DataFrame(r.metrics).T
     table.index.name = "predictor"
     report.table(table, caption="Test RMSE and mean log-likelihood per point (original units); "
-                 f"shift_auroc: how well the predictive sd of f separates test inputs from the same "
+                 "shift_auroc: how well the predictive sd of f separates test inputs from the same "
                  "inputs shifted by +3 training sds (0.5 = chance; a point estimate has no sd).")
     if r.extra["advi"] is not None:
         nuts_sd = float(r.extra["f_post"].std(axis=(0, 1)).mean())
@@ -201,7 +201,10 @@ def _held_out(report, args, d, proto, r) -> None:
         report.metrics["advi"] = {"f_sd_mean": advi_sd, "nuts_f_sd_mean": nuts_sd,
                                   **r.extra["advi"]["_meta"]}
     la = r.function_space["laplace"]
-    report.text(f"Deep ensemble: the {len(r.extra['members'])} MAP nets the chains start from, "
+    members = (f"the {len(r.extra['members'])} MAP nets the chains start from"
+               if r.function_space.get("chains_from") == "ensemble"
+               else f"{len(r.extra['members'])} MAP nets (one per chain; the chains start at prior draws)")
+    report.text(f"Deep ensemble: {members}, "
                 "each trained from its own prior draw, mixed with equal weights (the first is "
                 "the MAP net row). Last-layer Laplace: the MAP net's hidden layers held fixed, "
                 "its output layer's exact Gaussian posterior (Bayesian linear regression on "
