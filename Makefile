@@ -24,8 +24,12 @@ $(UV):
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # --frozen: install the lock as it is (fail rather than re-resolve); the dev group (tests) too.
+# --compile-bytecode: write every package's .pyc once, here. These machines set
+# PYTHONDONTWRITEBYTECODE=1, so without it every process compiled pymc, pytensor, arviz and
+# numba's sources again: `import pymc, arviz` took 16-17 s, 5.3 s with the .pyc files, and the
+# first fit_mle in a process 4.2 s -> 1.6 s (measured 2026-11-26, see the README).
 $(STAMP): pyproject.toml uv.lock .python-version | $(UV)
-	$(UV) sync --frozen --quiet --python $(PYTHON)
+	$(UV) sync --frozen --quiet --compile-bytecode --python $(PYTHON)
 	@touch $(STAMP)
 
 # Re-resolve every dependency to its newest allowed release: a deliberate, reviewed change.
