@@ -345,6 +345,28 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
         max(fs["within_chain"]["split_rhat_max"]))
     assert {"deep ensemble (MAP nets)", "last-layer Laplace", "GGN Laplace (linearised)"} <= set(
         m["metrics"])
+    # The deep-ensemble and last-layer Laplace rows recomputed from the saved members and the
+    # split: the mixture density with scipy, the output layer by scikit-learn's BayesianRidge.
+    from scipy import stats
+    from sklearn.linear_model import BayesianRidge
+
+    from models.evaluation import bnn
+    from models.evaluation.last_layer import hidden_features
+
+    d = datasets.uci("yacht", 3)
+    members = [{k: np.asarray(v) for k, v in p.items()} for p in m["deep_ensemble_members"]]
+    assert len(members) == m["settings"]["chains"]
+    y, mean_, sd_ = d["y_test_original"], d["y_mean"], d["y_sd"]
+    mu = np.stack([bnn.forward(p, d["X_test"], "tanh", 1)[:, 0] for p in members]) * sd_ + mean_
+    scale = np.array([float(p["sigma"]) for p in members])[:, None] * sd_
+    ll = np.log(stats.norm.pdf(y[None], mu, scale).mean(axis=0)).mean()
+    assert m["metrics"]["deep ensemble (MAP nets)"]["test_ll_nats"] == pytest.approx(ll, rel=1e-9)
+    ref = BayesianRidge(fit_intercept=False, alpha_1=0, alpha_2=0, lambda_1=0, lambda_2=0,
+                        tol=1e-12, max_iter=100_000).fit(
+        hidden_features(members[0], d["X_train"], "tanh", 1), d["y_train"])
+    f_mean, f_sd = ref.predict(hidden_features(members[0], d["X_test"], "tanh", 1), return_std=True)
+    ll = stats.norm.logpdf(y, f_mean * sd_ + mean_, f_sd * sd_).mean()
+    assert m["metrics"]["last-layer Laplace"]["test_ll_nats"] == pytest.approx(ll, rel=1e-5)
     _, m = _run(uci_benchmark, tmp_path, "--datasets", "yacht", "--splits", "1", "--advi", "2000")
     published = [r for r in m["summary"] if r["method"] == "published: PBP"]
     assert published and published[0]["RMSE"] == 1.02

@@ -220,6 +220,10 @@ def _held_out(report, args, d, proto, r) -> None:
                 "the network at the MAP weights.",
                 kind="note")
     report.metrics["metrics"] = r.metrics
+    # the members' weights, so that the deep-ensemble and Laplace rows can be recomputed from
+    # metrics.json and the split alone (the NUTS rows from the saved posterior)
+    report.metrics["deep_ensemble_members"] = [
+        {k: np.asarray(v).tolist() for k, v in member.items()} for member in r.extra["members"]]
     text, best = best_method_sentence(r.metrics, _method_checks(r))
     report.metrics["best_method"] = best
     report.text(text, kind="warn" if best["checks_passed"] is False else "note")
