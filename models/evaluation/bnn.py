@@ -198,7 +198,7 @@ class Evaluation:
 
 def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
              cores: int | None = None) -> Evaluation:
-    """Fit one regression split (``models.base.datasets.uci`` format) three ways and score them.
+    """Fit one regression split (``models.base.datasets.uci`` format) every way and score them.
 
     ``protocol``: :class:`BNNProtocol` (default: 50 ReLU units, He prior, nutpie 4 x 1000).
     ``compiled``: a :class:`models.inference.CompiledSampler` of a model built by :func:`build`
@@ -212,11 +212,18 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     unreliable (then it equals the pooled row); the weights are in
     ``function_space["chain_stacking"]``, the verdict in ``["chain_stacking_reliable"]``.
 
-    MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored), MAP net (``pm.find_MAP``
-    from a prior draw: the prior acts as weight decay) and the NUTS posterior. Metrics on the
-    test split in original units; the input-shift check adds ``protocol.shift`` training sds to
-    every input and asks whether predictive uncertainty (sd of f) flags the shifted points
-    (AUROC). ``extra``: ``f_post`` (chain, draw, test point), ``sd_in``, ``sd_out``, ``advi``.
+    MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored); a deep ensemble of one
+    MAP net per chain (:func:`deep_ensemble`, ``pm.find_MAP`` from its own prior draw: the prior
+    acts as weight decay), whose first member is the MAP net; last-layer Laplace
+    (:func:`fit_last_layer`) and GGN Laplace (:func:`fit_ggn_laplace`) around the MAP net; and
+    the NUTS posterior. With ``protocol.chains_from == "ensemble"`` chain k starts at member k
+    and the Diagnostics judge each chain alone (:func:`models.inference.within_chain_check`;
+    the per-chain rows in ``function_space["within_chain"]``); with "prior" every chain starts
+    at a prior draw and the chains are judged together. Metrics on the test split in original
+    units; the input-shift check adds ``protocol.shift`` training sds to every input and asks
+    whether predictive uncertainty (sd of f) flags the shifted points (AUROC). ``extra``:
+    ``f_post`` (chain, draw, test point), ``sd_in``, ``sd_out``, ``advi``, ``members``,
+    ``f_members``, ``laplace``, ``laplace_f``, ``running_lppd`` (:func:`running_lppd`).
     """
     protocol = protocol or BNNProtocol()
     net, config, seed = protocol.net, protocol.sampler, protocol.sampler.seed
