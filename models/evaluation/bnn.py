@@ -37,7 +37,7 @@ from models.families.bnn import (ACTIVATIONS, LIKELIHOODS, PRIORS, activation_fn
                                  weight_prior, weight_variance, NetworkSpec, network_spec)
 from models.inference.config import SamplerConfig
 from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics,
-                                          within_chain_check)
+                                          split_rhat_one_chain, within_chain_check)
 from models.inference.distributed import run_tasks, worker_cached
 from models.inference.mle import MLEResult, fit_mle
 from models.inference.predictive import stack_chains
@@ -75,12 +75,7 @@ def function_space_diagnostics(idata, X_test, activation: str, n_hidden: int) ->
     # Split R-hat of each chain on its own (its two halves): near 1 when every chain is
     # stationary, so a large between-chain R-hat then means chains settled in different modes
     # (different functions), not that they are still moving.
-    # (ArviZ returns NaN for one chain, so its halves are passed as two chains.)
-    half = f.shape[1] // 2
-    within = [float(az.rhat(xr.DataTree.from_dict({"posterior": xr.Dataset(
-        {"f_test": (("chain", "draw", "test_point"),
-                    f[c, :2 * half].reshape(2, half, f.shape[2]))})})).dataset["f_test"].max())
-        for c in range(f.shape[0])]
+    within = [float(np.max(split_rhat_one_chain(f[c]))) for c in range(f.shape[0])]
     out = {
         "f_rhat_max": float(az.rhat(tree).dataset["f_test"].max()),
         "f_rhat_within_chain_max": max(within),
