@@ -196,7 +196,8 @@ def _collect(results):
         for method in bnn.METHODS:
             if method not in r.metrics:
                 continue  # ADVI off, or one chain (nothing to stack)
-            rows.append({"data": name, "split": split, "method": method, **r.metrics[method]})
+            rows.append({"data": name, "split": split, "method": method, **r.metrics[method],
+                         "seconds": fs.get("method_seconds", {}).get(method, np.nan)})
             if method == bnn.NUTS_STACKED:  # the same draws, so the same checks
                 rows[-1]["checks_passed"] = bool(r.diagnostics.passed)
             if method == bnn.NUTS:
@@ -221,7 +222,8 @@ def _summary(per_split: pd.DataFrame) -> pd.DataFrame:
         summary.append({"data": name, "method": method, "splits": n, "checks passed": passed,
                         "RMSE": g["rmse"].mean(), "RMSE se": g["rmse"].std(ddof=1) / np.sqrt(n) if n > 1 else np.nan,
                         "test LL": g["test_ll_nats"].mean(),
-                        "test LL se": g["test_ll_nats"].std(ddof=1) / np.sqrt(n) if n > 1 else np.nan})
+                        "test LL se": g["test_ll_nats"].std(ddof=1) / np.sqrt(n) if n > 1 else np.nan,
+                        "fit s/split": g["seconds"].mean()})
         if method == per_split.loc[per_split["data"] == name, "method"].iloc[-1]:
             for ref, (rmse, ll) in PUBLISHED[name].items():
                 summary.append({"data": name, "method": f"published: {ref}", "splits": 20,
@@ -285,8 +287,11 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     report.table(summary, digits=3, caption="Mean ± standard error over splits (test LL: nats "
                  "per point, higher is better). 'checks passed': on how many splits the NUTS "
                  "checks passed (within each chain for ensemble-started chains); the mean is "
-                 "over every split, passed or not, so read it with that count. Published rows: "
-                 "the papers' 20-split means.")
+                 "over every split, passed or not, so read it with that count. 'fit s/split': "
+                 "mean wall seconds to fit that method on one split on this run's workers "
+                 "(MAP net: one member; Laplace rows: one member plus the Laplace fit; NUTS from "
+                 "ensemble starts: all members plus sampling; compilation, once per process, "
+                 "excluded). Published rows: the papers' 20-split means.")
     nuts = per_split[per_split["method"] == bnn.NUTS]
     conv = _convergence(nuts)
     report.table(conv, digits=3, caption="NUTS convergence in function space, per data set. f R-hat: "

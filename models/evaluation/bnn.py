@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import contextmanager
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -191,6 +192,52 @@ class Evaluation:
         raise KeyError(key)
 
 
+def method_seconds(phase: dict, members: int, chains_from: str = "ensemble") -> dict:
+    """Wall seconds to produce each method's predictive from the compiled model (fitting
+    only: compilation, scoring and diagnostics excluded), from :func:`evaluate`'s phase
+    timings. The MAP net is one member (the ensemble's time / ``members``); both Laplace
+    rows add their fit to it; NUTS from ensemble starts includes training the members it
+    starts from; the stacked row adds the stacking."""
+    one_map = phase["members"] / members
+    nuts = phase["nuts"] + (phase["members"] if chains_from == "ensemble" else 0.0)
+    out = {MLE_NET: phase["mle"], MAP_NET: one_map, DEEP_ENSEMBLE: phase["members"],
+           LAPLACE: one_map + phase["last_layer"], GGN_LAPLACE: one_map + phase["ggn"],
+           NUTS: nuts}
+    if "stacking" in phase:
+        out[NUTS_STACKED] = nuts + phase["stacking"]
+    if "advi" in phase:
+        out[ADVI] = phase["advi"]
+    return out
+
+
+class _Clock:
+    """Wall seconds per named phase: ``with clock("nuts"): ...`` adds to ``clock.seconds``."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _sample(model, compiled, config, protocol, members, d, cores):
+    """The NUTS draws of :func:`evaluate`: from the members (ensemble starts) or the prior."""
+    if protocol.chains_from == "ensemble":
+        sampler = compiled.with_config(config) if compiled is not None else None
+        return (sampler.sample_from(members, cores=cores, X=d["X_train"], y=d["y_train"])
+                if sampler is not None else
+                sample_from_starts(model, members, config, cores=cores))
+    if compiled is None:
+        return sample_posterior(model, config)
+    # the protocol's settings, on the compiled model (which must start from the prior)
+    return compiled.with_config(config).sample(cores=cores, X=d["X_train"], y=d["y_train"])
+
+
 def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
              cores: int | None = None) -> Evaluation:
     """Fit one regression split (``models.base.datasets.uci`` format) every way and score them.
@@ -229,19 +276,15 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
         model = compiled.model
         set_data(model, X=d["X_train"], y=d["y_train"])
     K = config.chains
+    clock = _Clock()
     starts = prior_starts(model, max(3, K), seed=seed)
-    mle = fit_mle(model, initvals=starts[:3], maxiter=protocol.mle_maxiter, warn=False)
-    members = deep_ensemble(model, starts[:K], protocol.mle_maxiter)
+    with clock("mle"):
+        mle = fit_mle(model, initvals=starts[:3], maxiter=protocol.mle_maxiter, warn=False)
+    with clock("members"):
+        members = deep_ensemble(model, starts[:K], protocol.mle_maxiter)
     map_params = members[0]
-    if protocol.chains_from == "ensemble":
-        sampler = compiled.with_config(config) if compiled is not None else None
-        idata = (sampler.sample_from(members, cores=cores, X=d["X_train"], y=d["y_train"])
-                 if sampler is not None else
-                 sample_from_starts(model, members, config, cores=cores))
-    elif compiled is None:
-        idata = sample_posterior(model, config)
-    else:  # the protocol's settings, on the compiled model (which must start from the prior)
-        idata = compiled.with_config(config).sample(cores=cores, X=d["X_train"], y=d["y_train"])
+    with clock("nuts"):
+        idata = _sample(model, compiled, config, protocol, members, d, cores)
     L = net.depth
     fs, fdiag, f_post = function_space_check(idata, d["X_test"], activation, L)
     fs["chains_from"] = protocol.chains_from
@@ -255,7 +298,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
     f_members = np.stack([forward(p, d["X_test"], activation, L)[:, 0] for p in members])
     sigma_members = np.array([float(p["sigma"]) for p in members])
-    laplace = fit_last_layer(map_params, d["X_train"], d["y_train"], activation, L)
+    with clock("last_layer"):
+        laplace = fit_last_layer(map_params, d["X_train"], d["y_train"], activation, L)
     la_mean, la_var = laplace.predict(d["X_test"])
     metrics = {
         CONSTANT: predictive_regression_metrics(
@@ -274,7 +318,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     metrics[LAPLACE]["shift_auroc"] = auroc(la_var, laplace.predict(d["X_test"] + shift)[1])
     fs["laplace"] = {"prior_precision": laplace.prior_precision, "sigma": laplace.sigma,
                      "log_evidence": laplace.log_evidence}
-    ggn = fit_ggn_laplace(map_params, d["X_train"], d["y_train"], activation, L)
+    with clock("ggn"):
+        ggn = fit_ggn_laplace(map_params, d["X_train"], d["y_train"], activation, L)
     ggn_mean, ggn_var = ggn.predict(d["X_test"])
     metrics[GGN_LAPLACE] = gaussian_predictive_metrics(ggn_mean, ggn_var + ggn.sigma ** 2,
                                                        y, m, sd)
@@ -294,7 +339,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     if f_post.shape[0] > 1:
         # chains that do not mix, weighted by stacking on the TRAINING data's PSIS-LOO instead
         # of 1/chains each (the test split plays no part in the weights)
-        stacking = stack_chains(idata, model)
+        with clock("stacking"):
+            stacking = stack_chains(idata, model)
         w = np.repeat(stacking.weights / f_post.shape[1], f_post.shape[1])
         metrics[NUTS_STACKED] = predictive_regression_metrics(
             f_post.reshape(S, -1), sigma_post, y, m, sd, weights=w)
@@ -306,13 +352,16 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
         metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
     advi = None
     if protocol.advi_iterations:
-        advi = fit_advi(model, starts[0], protocol.advi_iterations, seed=seed)
+        with clock("advi"):
+            advi = fit_advi(model, starts[0], protocol.advi_iterations, seed=seed)
         f_advi = forward(advi, d["X_test"], activation, L)[..., 0]
         metrics[ADVI] = predictive_regression_metrics(f_advi, advi["sigma"], y, m, sd)
         metrics[ADVI]["shift_auroc"] = auroc(
             f_advi.std(axis=0), forward(advi, d["X_test"] + shift, activation, L)[..., 0].std(axis=0))
     running = running_lppd(f_post, _flat_draws(idata, "sigma"), y, m, sd)
     metrics = {k: metrics[k] for k in (CONSTANT, *METHODS) if k in metrics}  # table order
+    fs["phase_seconds"] = clock.seconds
+    fs["method_seconds"] = method_seconds(clock.seconds, K, protocol.chains_from)
     return Evaluation(model, mle, map_params, idata, metrics, fs, fdiag,
                       extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
                              "members": members, "f_members": f_members, "laplace": laplace,
