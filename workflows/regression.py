@@ -85,6 +85,7 @@ def run_family(report, family, X, y, s, progress, offset, source_note):
         y_test = np.array([lookup[v] for v in yte])
     else:
         y_test = yte.to_numpy()
+    progress(f"held-out scores ({len(test):,} test rows): {family}")
     score = predictive_log_score(model, mle, idata, X=Xte.to_numpy(dtype=float), y=y_test)
     if laplace is not None:  # the same score with the Laplace draws as the posterior
         lap = predictive_log_score(model, mle, laplace.idata, X=Xte.to_numpy(dtype=float),
@@ -167,8 +168,9 @@ def main(argv=None) -> int:
                              "too (without it the bundled data sets are used)")
         fams = [args.family] if args.family else list(FAMILIES)
         jobs = [(f, *FAMILIES[f]["data"](), FAMILIES[f]["note"]) for f in fams]
-    # per family: MLE, NUTS, posterior predictive (if drawn), Laplace + prior sensitivity
-    progress = Progress(NAME, sum(3 + bool(FAMILIES[job[0]]["ppc"]) for job in jobs))
+    # per family: MLE, NUTS, posterior predictive (if drawn), Laplace + prior sensitivity,
+    # held-out scores
+    progress = Progress(NAME, sum(4 + bool(FAMILIES[job[0]]["ppc"]) for job in jobs))
     report = Report(NAME, "Regression: MLE vs posterior, held-out log score, calibration")
     diags, posteriors, used = [], {}, []
     for offset, (family, X, y, note) in enumerate(jobs):

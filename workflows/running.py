@@ -67,15 +67,36 @@ def entry(main, argv=None) -> int:
 
 
 class Progress:
-    """One line per step on stderr: ``[regression 2/7] sampling logistic (wells)``."""
+    """One line per step on stderr: ``[regression 2/7] sampling logistic (wells)``; a step
+    that runs longer than ``every`` seconds (a large data set) adds a line each ``every``
+    seconds saying it is still running, so a long job is never silent for minutes."""
 
-    def __init__(self, name: str, total: int):
+    def __init__(self, name: str, total: int, every: float = 30.0):
         self.name, self.total, self.step, self.start = name, total, 0, time.time()
+        self.every, self._what, self._lock = every, "", threading.Lock()
+        self._ticker: threading.Thread | None = None
+
+    def _line(self, text: str) -> None:
+        print(f"[{self.name} {self.step}/{self.total} {time.time() - self.start:5.0f}s] {text}",
+              file=sys.stderr, flush=True)
+
+    def _tick(self) -> None:
+        step_started, step = time.time(), self.step
+        while True:
+            time.sleep(self.every)
+            with self._lock:
+                if self.step != step:
+                    return
+                self._line(f"... still on: {self._what} ({time.time() - step_started:.0f}s)")
 
     def __call__(self, what: str) -> None:
-        self.step += 1
-        print(f"[{self.name} {self.step}/{self.total} {time.time() - self.start:5.0f}s] {what}",
-              file=sys.stderr, flush=True)
+        with self._lock:
+            self.step += 1
+            self._what = what
+            self._line(what)
+        if self.every:
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pandas as pd
 import pymc as pm
 
 from models.base import stopwatch
+from models.inference.pointwise import posterior_predictive_rows, pointwise_view, subsampled
 from models.inference import (compare, compare_laplace, compare_loo, diagnose, fit_laplace,
                               fit_mle, posterior_summary, prior_sensitivity, rank_test,
                               sensitivity_data)
@@ -95,8 +96,14 @@ def fit_section(model: pm.Model, spec: SectionSpec, s: Settings, mle=None,
     if spec.ppc:
         step(f"posterior predictive: {spec.title}")
         with stopwatch.stage("predictive draws"):
-            pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True,
-                                           random_seed=s.seed + spec.seed_offset, progressbar=False)
+            if subsampled(idata) is None:
+                pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True,
+                                               random_seed=s.seed + spec.seed_offset,
+                                               progressbar=False)
+            else:  # the rows the pointwise log-likelihood holds (a large data set)
+                idata["posterior_predictive"] = posterior_predictive_rows(
+                    idata, model, idata["log_likelihood"]["obs_id"].values,
+                    s.seed + spec.seed_offset)
     fit, fit_error = None, ""
     try:
         if spec.ppc != "multivariate":  # LOO-PIT is per scalar observation (said in the report)
@@ -276,16 +283,26 @@ def _figures(report: Report, f: SectionFit) -> None:
                   "transition; similar widths = good exploration (E-BFMI).")
     if not spec.ppc:
         return
+    view = pointwise_view(idata)  # the observed rows that the predictive draws are for
+    n_all = subsampled(idata)
+    if n_all is not None:
+        n_sub = idata["log_likelihood"].sizes["obs_id"]
+        report.text(f"Large data set: the pointwise checks below (predictive plots, LOO-PIT, "
+                    f"Pareto k, PSIS-LOO) use a seeded random subsample of {n_sub:,} of the "
+                    f"{n_all:,} training rows, so that memory stays draws x {n_sub:,} instead of "
+                    f"draws x {n_all:,}; the posterior itself is fitted on every row, the LOO "
+                    "totals are estimated for all rows (difference estimator, with its "
+                    "subsampling SE) and the held-out scores use every test row.", kind="note")
     if spec.ppc == "count":
-        report.figure(az.plot_ppc_rootogram(idata), "Posterior predictive rootogram "
+        report.figure(az.plot_ppc_rootogram(view), "Posterior predictive rootogram "
                       "(ArviZ): observed vs predicted frequency of each count.")
     elif spec.ppc == "binary":
-        report.figure(az.plot_ppc_pava(idata), "Calibration (PAV-adjusted reliability "
+        report.figure(az.plot_ppc_pava(view), "Calibration (PAV-adjusted reliability "
                       "diagram, ArviZ): the curve should follow the diagonal.")
     elif spec.ppc == "multivariate":
         obs = idata["observed_data"].to_dataset()
         inner = [d for n in obs.data_vars for d in obs[n].dims[1:]]
-        report.figure(az.plot_ppc_dist(idata, num_samples=50,
+        report.figure(az.plot_ppc_dist(view, num_samples=50,
                                        cols=["__variable__", *dict.fromkeys(inner)],
                                        visuals={"predictive_dist": {"color": plots.POST_COLOR}},
                                        figure_kwargs={"layout": "constrained",
@@ -299,14 +316,14 @@ def _figures(report: Report, f: SectionFit) -> None:
                     "marginal predictive checks above.", kind="note")
         return
     else:
-        report.figure(az.plot_ppc_dist(idata, num_samples=50,
+        report.figure(az.plot_ppc_dist(view, num_samples=50,
                                        visuals={"predictive_dist": {"color": plots.POST_COLOR}}),
                       "Posterior predictive check: the observed data (black) vs 50 data sets "
                       "replicated from the posterior (green; ArviZ).")
     try:
         # ArviZ's default test ("pot_c"), not an envelope: LOO-PIT values are dependent,
         # for which ArviZ warns that a simultaneous envelope is not valid
-        report.figure(az.plot_loo_pit(idata),
+        report.figure(az.plot_loo_pit(view),
                       "LOO-PIT ECDF minus the uniform CDF (ArviZ). No band is drawn: ArviZ's "
                       "pointwise-order test (pot_c) prints its p-value on the plot and marks "
                       "the points that drive a small one. The model-fit table reports the "
@@ -438,7 +455,13 @@ def _loo(report: Report, f: SectionFit) -> None:
                  "from the normal to the posterior). share_k_high: share of observations with "
                  "Pareto k above ArviZ's good_k (LOO unreliable there). elpd_diff: Laplace "
                  "minus NUTS, with the standard error of the paired pointwise differences, "
-                 "also in bits.")
+                 "also in bits."
+                 + (" Large data set: computed on the rows_used rows of a seeded random "
+                    "subsample and estimated for all rows as ArviZ's loo_subsample does "
+                    "(elpd_loo by the difference estimator around the log-likelihood at the "
+                    "posterior mean, se including subsampling_se; p_loo and elpd_diff scaled "
+                    "from the subsample, se_diff with its subsampling variance); "
+                    "share_k_high is the subsample's." if "rows_used" in f.loo.columns else ""))
     high = f.loo["share_k_high"].astype(float)
     unreliable = high[high > LOO_MAX_HIGH_K]
     if len(unreliable):

@@ -101,6 +101,9 @@ def check_fit(idata: xr.DataTree, kind: str, var_name: str = "y_obs") -> FitChec
     predictive needed: unordered classes, where a PIT means nothing, or a multivariate outcome)."""
     import arviz as az
 
+    from models.inference.pointwise import pointwise_view
+
+    idata = pointwise_view(idata)  # observed rows = the rows of a subsampled log_likelihood
     problems, caveats, ppc = [], [], {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

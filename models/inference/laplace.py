@@ -126,23 +126,37 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
                       float(c.loglik(x)), log_p, log_q)
 
 
-def laplace_loo(fit: LaplaceFit, model: pm.Model):
+def laplace_loo(fit: LaplaceFit, model: pm.Model, rows=None):
     """PSIS-LOO of the Laplace approximation (``arviz.loo_approximate_posterior``): the
-    pointwise log-likelihood at its draws (PyMC, on ``model``'s data), importance-corrected
-    from the approximation to the target with ``fit.log_p - fit.log_q``. Returns ArviZ's ELPD
-    object (``elpd``, ``se``, ``pareto_k``...)."""
+    pointwise log-likelihood at its draws (PyMC, on ``model``'s data, or on the training rows
+    ``rows`` only), importance-corrected from the approximation to the target with
+    ``fit.log_p - fit.log_q``. Returns ArviZ's ELPD object (``elpd``, ``se``, ``pareto_k``...)."""
     import arviz as az
+
+    from models.inference.pointwise import log_likelihood_rows
 
     if fit.log_p is None:
         raise ValueError("fit: no log densities at the draws; fit it with log_densities=True")
-    ll = pm.stats.compute_log_likelihood(fit.idata, model=model, extend_inferencedata=False,
-                                         progressbar=False)
-    ll = ll.to_dataset() if isinstance(ll, xr.DataTree) else ll
+    if rows is None:
+        ll = pm.stats.compute_log_likelihood(fit.idata, model=model, extend_inferencedata=False,
+                                             progressbar=False)
+        ll = ll.to_dataset() if isinstance(ll, xr.DataTree) else ll
+    else:
+        ll = log_likelihood_rows(fit.idata, model, rows)
     tree = xr.DataTree.from_dict({"posterior": fit.idata["posterior"].to_dataset(),
                                   "log_likelihood": ll})
     sample = {"chain": [0], "draw": np.arange(len(fit.log_p))}
     as_da = lambda v: xr.DataArray(v.reshape(1, -1), dims=("chain", "draw"), coords=sample)  # noqa: E731
     return az.loo_approximate_posterior(tree, as_da(fit.log_p), as_da(fit.log_q))
+
+
+def _plpd(model: pm.Model, posterior: xr.Dataset) -> np.ndarray:
+    """log p(y_i | posterior mean) for every row: the cheap per-row approximation that the
+    subsampled-LOO difference estimator corrects (Magnusson et al. 2019's "plpd")."""
+    from models.inference.predictive import _point_tree, pointwise_log_likelihood
+
+    point = {rv.name: posterior[rv.name].mean(("chain", "draw")).values for rv in model.free_RVs}
+    return pointwise_log_likelihood(model, _point_tree(model, point))[0]
 
 
 def compare_loo(idata: xr.DataTree, laplace: LaplaceFit | None, model: pm.Model) -> pd.DataFrame:
@@ -151,26 +165,61 @@ def compare_loo(idata: xr.DataTree, laplace: LaplaceFit | None, model: pm.Model)
     its ``se`` (nats), ``p_loo``, ``share_k_high`` (share of observations with Pareto k above
     ArviZ's ``good_k``: LOO unreliable there), and for Laplace the paired difference to NUTS
     ``elpd_diff`` with ``se_diff`` = sqrt(n) x sd of the pointwise differences, and both in
-    bits (``elpd_diff_bits``, ``se_diff_bits``)."""
-    import arviz as az
+    bits (``elpd_diff_bits``, ``se_diff_bits``).
 
-    rows = {}
+    When ``idata``'s log_likelihood holds a subsample of the rows (a large data set, see
+    :mod:`models.inference.pointwise`), both are computed on those rows and the totals are
+    estimated for all N rows as ArviZ's ``loo_subsample`` does: ``elpd_loo`` by the difference
+    estimator around the log-likelihood at the posterior mean (``diff_srs_estimator``; ``se``
+    includes the subsampling error, also alone in ``subsampling_se``), ``p_loo`` and
+    ``elpd_diff`` by simple-random-sample scaling (``se_diff`` with its subsampling
+    variance); ``share_k_high`` is the subsample's; ``rows_used`` says how many rows."""
+    import arviz as az
+    from arviz_stats.base import array_stats
+    from scipy import special
+
+    from models.inference.pointwise import OBS_DIM, subsampled
+
+    n_all = subsampled(idata)
+    rows = None if n_all is None else idata["log_likelihood"][OBS_DIM].values
     nuts = az.loo(idata, pointwise=True)
-    fits = {"NUTS": nuts}
+    fits = {"NUTS": (nuts, idata["posterior"].to_dataset())}
     if laplace is not None:
-        fits["Laplace"] = laplace_loo(laplace, model)
+        fits["Laplace"] = (laplace_loo(laplace, model, rows),
+                           laplace.idata["posterior"].to_dataset())
     base = np.ravel(nuts.elpd_i.values)
-    for name, e in fits.items():
+    rows_out = {}
+    for name, (e, posterior) in fits.items():
         k = np.ravel(np.asarray(e.pareto_k))
+        elpd_i = np.ravel(e.elpd_i.values)
         row = {"elpd_loo": float(e.elpd), "se": float(e.se), "p_loo": float(e.p),
                "share_k_high": float(np.mean(k > e.good_k))}
+        if n_all is not None:
+            approx_all = _plpd(model, posterior)
+            elpd, sub_se, se = array_stats.diff_srs_estimator(elpd_i, approx_all[rows],
+                                                               approx_all, n_all)
+            if name == "NUTS":
+                ll = idata["log_likelihood"].to_dataset()[model.observed_RVs[0].name]
+                flat = ll.values.reshape(-1, ll.shape[-1])
+                lpd_i = special.logsumexp(flat, axis=0) - np.log(flat.shape[0])
+                p_hat = array_stats.srs_estimator(lpd_i - elpd_i, n_all)[0]
+            else:  # Laplace: ArviZ's p on the subsample, scaled to all rows
+                p_hat = float(e.p) * n_all / elpd_i.size
+            row.update({"elpd_loo": float(elpd), "se": float(se), "p_loo": float(p_hat),
+                        "subsampling_se": float(sub_se), "rows_used": int(elpd_i.size)})
         if name != "NUTS":
-            d = np.ravel(e.elpd_i.values) - base
-            row["elpd_diff"] = float(d.sum())
-            row["se_diff"] = float(np.sqrt(d.size) * d.std(ddof=1))
+            d = elpd_i - base
+            if n_all is None:
+                row["elpd_diff"] = float(d.sum())
+                row["se_diff"] = float(np.sqrt(d.size) * d.std(ddof=1))
+            else:
+                total, var_hat, var_total = array_stats.srs_estimator(d, n_all)
+                row["elpd_diff"] = float(total)
+                row["se_diff"] = float(np.sqrt(var_total + var_hat))
             row["elpd_diff_bits"] = row["elpd_diff"] / np.log(2)
             row["se_diff_bits"] = row["se_diff"] / np.log(2)
-        rows[name] = row
+        rows_out[name] = row
+    rows = rows_out
     out = pd.DataFrame(rows).T
     out.index.name = "posterior"
     return out

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
-from scipy import special
 
 from models.base.likelihood import LOG2
+from models.inference import pointwise as streamed
 from models.inference.mle import MLEResult
 from models.inference.sampling import data_swapped
 
@@ -84,11 +84,11 @@ def predictive_log_score(model: pm.Model, mle: MLEResult, idata: xr.DataTree,
     _check_test_data(test_data)
     posterior = xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset()})
     with data_swapped(model, **test_data):
-        ll_post = pointwise_log_likelihood(model, posterior)
+        # one draw at a time: memory grows with the test rows, not test rows x draws
+        lppd = streamed.lppd(model, posterior)
         params = {n: np.nan_to_num(v) for n, v in mle.params.items()}
         ll_mle = pointwise_log_likelihood(model, _point_tree(model, params))[0]
-    _check_support(ll_post, test_data)
-    lppd = special.logsumexp(ll_post, axis=0) - np.log(ll_post.shape[0])
+    _check_support(lppd[None, :], test_data)
     rows = {}
     for label, pointwise in (("mle_plugin", ll_mle), ("posterior_predictive", lppd)):
         n = pointwise.size
@@ -116,7 +116,7 @@ def predictive_class_probs(model: pm.Model, mle: MLEResult, idata: xr.DataTree, 
     for k in range(n_classes):
         y_k = np.full(X.shape[0], k, dtype="int64")
         with data_swapped(model, X=X, y=y_k):
-            post.append(np.exp(pointwise_log_likelihood(model, posterior)).mean(axis=0))
+            post.append(streamed.mean_likelihood(model, posterior))  # one draw at a time
             plugin.append(np.exp(pointwise_log_likelihood(model, _point_tree(model, params))[0]))
     return np.stack(plugin, axis=1), np.stack(post, axis=1)
 

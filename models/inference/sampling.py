@@ -90,7 +90,23 @@ def sample_posterior(model: pm.Model, config: SamplerConfig | None = None, *,
         stopwatch.add("sampling", sampling)
     check_complete(idata, c.draws, c.chains)
     with stopwatch.stage("pointwise log-likelihood"):
+        add_log_likelihood(idata, model, c.seed)
+    return idata
+
+
+def add_log_likelihood(idata: xr.DataTree, model: pm.Model, seed) -> xr.DataTree:
+    """Add the pointwise ``log_likelihood`` group: every row, or, above
+    :data:`models.inference.pointwise.POINTWISE_MAX_ROWS` rows, a seeded random subsample of
+    rows (labelled with their row numbers, ``attrs["rows_of"]`` = all rows) so that memory is
+    draws x subsample, not draws x rows."""
+    from models.inference.pointwise import log_likelihood_rows, n_rows, pointwise_rows
+
+    n = n_rows(model)
+    rows = None if n is None else pointwise_rows(n, 0 if seed is None else seed)
+    if rows is None:
         pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    else:
+        idata["log_likelihood"] = log_likelihood_rows(idata, model, rows)
     return idata
 
 

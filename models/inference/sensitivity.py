@@ -40,12 +40,25 @@ def sensitivity_data(idata: xr.DataTree, model: pm.Model, var_names=None) -> xr.
     """The DataTree that ArviZ's power-scaling functions read (``psense``,
     ``plot_psense_dist``): ``posterior`` (``var_names``, default all), ``log_prior`` and
     ``log_likelihood``, taken from ``idata`` or computed by PyMC when it lacks them
-    (``idata`` itself is not changed)."""
+    (``idata`` itself is not changed). When ``idata``'s log_likelihood holds a subsample of
+    rows, ``log_likelihood`` is each draw's total over every row instead (one value per draw:
+    what ``psense`` power-scales), computed one draw at a time."""
+    from models.inference.pointwise import subsampled, total_log_likelihood
+
     post = idata["posterior"].to_dataset()
     names = list(var_names) if var_names is not None else list(post.data_vars)
     groups = {"posterior": post[names]}
+    if subsampled(idata) is not None:
+        # a subsample of rows would power-scale a different likelihood: psense only sums the
+        # pointwise values, so each draw's total over every row gives the same weights
+        if model is None:
+            raise ValueError("model: needed for the total log-likelihood of a posterior whose "
+                             "pointwise log_likelihood holds a subsample of the rows")
+        groups["log_likelihood"] = total_log_likelihood(model, idata)
     for group, compute in (("log_prior", pm.stats.compute_log_prior),
                            ("log_likelihood", pm.stats.compute_log_likelihood)):
+        if group in groups:
+            continue
         if group in idata.children:
             groups[group] = idata[group].to_dataset()
         else:
