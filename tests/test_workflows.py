@@ -322,3 +322,21 @@ def test_run_all_jobs_option_is_checked_before_anything_runs(capsys):
         with pytest.raises(SystemExit):
             cli.main(["run", "all", "--jobs", bad])
         assert "--jobs must be a whole number from 1 to 16" in capsys.readouterr().err
+
+
+def test_a_long_step_prints_a_line_every_interval(capsys):
+    """A step longer than the interval is never silent: one 'still on' line per interval,
+    and the next step stops the previous step's lines."""
+    import time
+
+    from workflows.running import Progress
+
+    p = Progress("x", 2, every=0.2)
+    p("slow step")
+    time.sleep(0.75)
+    p("next")
+    time.sleep(0.1)
+    err = capsys.readouterr().err
+    assert err.count("still on: slow step") >= 2 and "[x 2/2" in err
+    time.sleep(0.3)
+    assert "still on: slow step" not in capsys.readouterr().err
