@@ -153,10 +153,10 @@ def laplace_loo(fit: LaplaceFit, model: pm.Model, rows=None):
 def _plpd(model: pm.Model, posterior: xr.Dataset) -> np.ndarray:
     """log p(y_i | posterior mean) for every row: the cheap per-row approximation that the
     subsampled-LOO difference estimator corrects (Magnusson et al. 2019's "plpd")."""
-    from models.inference.predictive import _point_tree, pointwise_log_likelihood
+    from models.inference.predictive import point_tree, pointwise_log_likelihood
 
     point = {rv.name: posterior[rv.name].mean(("chain", "draw")).values for rv in model.free_RVs}
-    return pointwise_log_likelihood(model, _point_tree(model, point))[0]
+    return pointwise_log_likelihood(model, point_tree(model, point))[0]
 
 
 def compare_loo(idata: xr.DataTree, laplace: LaplaceFit | None, model: pm.Model) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from models.inference.mle import MLEResult
 from models.inference.sampling import data_swapped
 
 
-def _point_tree(model: pm.Model, params: dict[str, np.ndarray]) -> xr.DataTree:
+def point_tree(model: pm.Model, params: dict[str, np.ndarray]) -> xr.DataTree:
     """A one-chain, one-draw 'posterior' holding a point estimate (for pm.compute_log_likelihood)."""
     data = {}
     for rv in model.free_RVs:
@@ -87,7 +87,7 @@ def predictive_log_score(model: pm.Model, mle: MLEResult, idata: xr.DataTree,
         # one draw at a time: memory grows with the test rows, not test rows x draws
         lppd = streamed.lppd(model, posterior)
         params = {n: np.nan_to_num(v) for n, v in mle.params.items()}
-        ll_mle = pointwise_log_likelihood(model, _point_tree(model, params))[0]
+        ll_mle = pointwise_log_likelihood(model, point_tree(model, params))[0]
     _check_support(lppd[None, :], test_data)
     rows = {}
     for label, pointwise in (("mle_plugin", ll_mle), ("posterior_predictive", lppd)):
@@ -117,7 +117,7 @@ def predictive_class_probs(model: pm.Model, mle: MLEResult, idata: xr.DataTree, 
         y_k = np.full(X.shape[0], k, dtype="int64")
         with data_swapped(model, X=X, y=y_k):
             post.append(streamed.mean_likelihood(model, posterior))  # one draw at a time
-            plugin.append(np.exp(pointwise_log_likelihood(model, _point_tree(model, params))[0]))
+            plugin.append(np.exp(pointwise_log_likelihood(model, point_tree(model, params))[0]))
     return np.stack(plugin, axis=1), np.stack(post, axis=1)
 
 
