@@ -325,7 +325,7 @@ def test_run_all_jobs_option_is_checked_before_anything_runs(capsys):
 
 
 def test_a_long_step_prints_a_line_every_interval(capsys):
-    """A step longer than the interval is never silent: one 'still on' line per interval,
+    """A step longer than the interval is never silent: one 'still running' line per interval,
     and the next step stops the previous step's lines."""
     import time
 
@@ -337,6 +337,6 @@ def test_a_long_step_prints_a_line_every_interval(capsys):
     p("next")
     time.sleep(0.1)
     err = capsys.readouterr().err
-    assert err.count("still on: slow step") >= 2 and "[x 2/2" in err
+    assert err.count("s after: slow step") >= 2 and "[x 2/2" in err
     time.sleep(0.3)
-    assert "still on: slow step" not in capsys.readouterr().err
+    assert "s after: slow step" not in capsys.readouterr().err

@@ -69,7 +69,8 @@ def entry(main, argv=None) -> int:
 class Progress:
     """One line per step on stderr: ``[regression 2/7] sampling logistic (wells)``; a step
     that runs longer than ``every`` seconds (a large data set) adds a line each ``every``
-    seconds saying it is still running, so a long job is never silent for minutes."""
+    seconds (``... still running, 60s after: sampling logistic (wells)``), so a long job is
+    never silent for minutes."""
 
     def __init__(self, name: str, total: int, every: float = 30.0):
         self.name, self.total, self.step, self.start = name, total, 0, time.time()
@@ -87,7 +88,8 @@ class Progress:
             with self._lock:
                 if self.step != step:
                     return
-                self._line(f"... still on: {self._what} ({time.time() - step_started:.0f}s)")
+                self._line(f"... still running, {time.time() - step_started:.0f}s after: "
+                           f"{self._what}")
 
     def __call__(self, what: str) -> None:
         with self._lock:
