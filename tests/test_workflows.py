@@ -340,3 +340,6 @@ def test_a_long_step_prints_a_line_every_interval(capsys):
     assert err.count("s after: slow step") >= 2 and "[x 2/2" in err
     time.sleep(0.3)
     assert "s after: slow step" not in capsys.readouterr().err
+    p.close()
+    time.sleep(0.3)
+    assert "s after" not in capsys.readouterr().err

@@ -76,23 +76,30 @@ class Progress:
         self.name, self.total, self.step, self.start = name, total, 0, time.time()
         self.every, self._what, self._lock = every, "", threading.Lock()
         self._ticker: threading.Thread | None = None
+        self._generation = 0
 
     def _line(self, text: str) -> None:
         print(f"[{self.name} {self.step}/{self.total} {time.time() - self.start:5.0f}s] {text}",
               file=sys.stderr, flush=True)
 
     def _tick(self) -> None:
-        step_started, step = time.time(), self.step
+        step_started, generation = time.time(), self._generation
         while True:
             time.sleep(self.every)
             with self._lock:
-                if self.step != step:
+                if self._generation != generation:
                     return
                 self._line(f"... still running, {time.time() - step_started:.0f}s after: "
                            f"{self._what}")
 
+    def close(self) -> None:
+        """No more lines (the current step's ticker stops)."""
+        with self._lock:
+            self._generation += 1
+
     def __call__(self, what: str) -> None:
         with self._lock:
+            self._generation += 1
             self.step += 1
             self._what = what
             self._line(what)
