@@ -173,3 +173,18 @@ def test_ggn_laplace_precision_and_evidence_by_direct_computation(rng):
     mean, var = fit.predict(X[:4])
     np.testing.assert_allclose(mean, bnn.forward(params, X[:4], "tanh", 1)[:, 0])
     np.testing.assert_allclose(var, np.einsum("ij,jk,ik->i", J[:4], fit.cov, J[:4]))
+
+
+def test_method_seconds_charge_each_method_what_it_needs():
+    """The documented definition: the MAP net is one member; both Laplace rows add their fit
+    to one member; ensemble-started NUTS pays for every member and its sampling; stacking adds
+    to that; prior-started NUTS pays for sampling only."""
+    from models.evaluation import bnn
+
+    phase = {"mle": 1.0, "members": 8.0, "nuts": 10.0, "last_layer": 0.5, "ggn": 0.25,
+             "stacking": 2.0, "advi": 3.0}
+    got = bnn.method_seconds(phase, 4)
+    assert got == {bnn.MLE_NET: 1.0, bnn.MAP_NET: 2.0, bnn.DEEP_ENSEMBLE: 8.0,
+                   bnn.LAPLACE: 2.5, bnn.GGN_LAPLACE: 2.25, bnn.NUTS: 18.0,
+                   bnn.NUTS_STACKED: 20.0, bnn.ADVI: 3.0}
+    assert bnn.method_seconds(phase, 4, chains_from="prior")[bnn.NUTS] == 10.0

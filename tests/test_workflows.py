@@ -343,3 +343,16 @@ def test_a_long_step_prints_a_line_every_interval(capsys):
     p.close()
     time.sleep(0.3)
     assert "s after" not in capsys.readouterr().err
+
+
+def test_counts_in_a_numeric_table_row_print_as_integers():
+    """pandas' iterrows upcasts an int column to float when the row is all numbers; a count
+    must still print as 20930 (not 2.093e+04) and a count beside an R-hat as 1 (not 1.000)."""
+    from workflows.report import Report
+
+    r = Report("t", "t")
+    r.table(pd.DataFrame({"n": [20930], "splits agree (f R-hat ≤ 1.01)": [1],
+                          "f R-hat": [1.0041], "x": [0.123456]}))
+    html = r.blocks[-1]
+    assert "<td>20930</td>" in html and "<td>1</td>" in html
+    assert "<td>1.004</td>" in html and "<td>0.1235</td>" in html

@@ -381,6 +381,10 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     row = [r for r in m["summary"] if r["method"] == "NUTS posterior"][0]
     assert row["checks passed"] == f"{int(nuts['checks_passed'])}/1"
     assert m["checks"]["yacht split 0"] == nuts["checks_passed"]
+    # the verdict at the top says the same, and each row states its fitting time
+    assert m["verdicts"]["NUTS BNN, yacht"]["convergence"]["passed"] == nuts["checks_passed"]
+    ens = [r for r in m["per_split"] if r["method"] == "deep ensemble (MAP nets)"][0]
+    assert row["fit s/split"] == pytest.approx(nuts["seconds"]) and nuts["seconds"] > ens["seconds"] > 0
 
 
 def test_bnn_classification_e2e(tmp_path):

@@ -240,7 +240,9 @@ class Report:
             cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
             head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         rows = []
-        for idx, row in df.iterrows():
+        # object dtype: iterrows would upcast an int column to float in a numeric row
+        # (counts printed as 1.000 or 2.093e+04)
+        for idx, row in df.astype(object).iterrows():
             cells = ([f"<td>{html.escape(str(idx))}</td>"] if index else [])
             cells += [_format_cell(v, digits, rhat) for v, rhat in zip(row.to_list(), fixed)]
             rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -307,8 +309,8 @@ class Report:
         out = ""
         if self.verdicts:
             def cell(v, ok_word="PASS"):
-                if v is None:
-                    return "<td>–</td>"
+                if v is None:  # the header gives each check two columns (verdict, why)
+                    return '<td colspan="2">–</td>'
                 ok, reason = v
                 return (f'<td class="{"pass" if ok else "fail"}">{ok_word if ok else "WARN"}</td>'
                         f'<td class="why">{html.escape(reason)}</td>')
