@@ -531,12 +531,13 @@ def large_data_section(sizes=LARGE_ROWS) -> list[dict]:
             metrics = out / "metrics.json"
             if metrics.is_file():
                 m = json.loads(metrics.read_text())
-                loo = m["sections"]["Logistic regression"].get("loo", {})
-                used = loo.get("rows_used", {}) if isinstance(loo, dict) else {}
+                loo = m["sections"]["Logistic regression"].get("loo", {})  # {posterior: row}
+                used = [r["rows_used"] for r in loo.values()
+                        if isinstance(r, dict) and r.get("rows_used")]
                 row.update({"verdict": "PASS" if m["diagnostics_passed"] and m["fit_passed"]
                             else "WARN",
                             "training rows": m["sections"]["Logistic regression"]["split"]["train"],
-                            "pointwise rows": next(iter(used.values()), "all") if used else "all",
+                            "pointwise rows": int(used[0]) if used else "all",
                             "posterior .nc MB": sum(f.stat().st_size for f in out.glob("*.nc")) / 1e6})
             rows.append(row)
             print(json.dumps(row), flush=True)
