@@ -343,6 +343,13 @@ def test_a_long_step_prints_a_line_every_interval(capsys):
     p.close()
     time.sleep(0.3)
     assert "s after" not in capsys.readouterr().err
+    q = Progress("y", 1, every=0.2)  # a Progress that is dropped stops too (a workflow returned)
+    q("step")
+    del q
+    import gc
+    gc.collect()
+    time.sleep(0.5)
+    assert "s after" not in capsys.readouterr().err
 
 
 def test_counts_in_a_numeric_table_row_print_as_integers():

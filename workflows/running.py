@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import pandas as pd
@@ -82,16 +83,6 @@ class Progress:
         print(f"[{self.name} {self.step}/{self.total} {time.time() - self.start:5.0f}s] {text}",
               file=sys.stderr, flush=True)
 
-    def _tick(self) -> None:
-        step_started, generation = time.time(), self._generation
-        while True:
-            time.sleep(self.every)
-            with self._lock:
-                if self._generation != generation:
-                    return
-                self._line(f"... still running, {time.time() - step_started:.0f}s after: "
-                           f"{self._what}")
-
     def close(self) -> None:
         """No more lines (the current step's ticker stops)."""
         with self._lock:
@@ -104,8 +95,29 @@ class Progress:
             self._what = what
             self._line(what)
         if self.every:
-            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            # the thread holds a weak reference: a Progress nobody uses any more (its workflow
+            # returned) stops its lines instead of printing until the process ends
+            self._ticker = threading.Thread(
+                target=_tick, args=(weakref.ref(self), self._generation, self.every),
+                daemon=True)
             self._ticker.start()
+
+
+def _tick(ref, generation: int, every: float) -> None:
+    """The heartbeat of one :class:`Progress` step: a line every ``every`` seconds until the
+    next step, :meth:`Progress.close`, or the Progress is gone."""
+    started = time.time()
+    while True:
+        time.sleep(every)
+        progress = ref()
+        if progress is None:
+            return
+        with progress._lock:
+            if progress._generation != generation:
+                return
+            progress._line(f"... still running, {time.time() - started:.0f}s after: "
+                           f"{progress._what}")
+        del progress
 
 
 @dataclass(frozen=True)
