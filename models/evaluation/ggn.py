@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
+from models.evaluation.last_layer import NetworkLaplace
 from models.families.bnn import forward, numpy_activation
 
 
@@ -70,24 +71,16 @@ def flat_parameters(params: dict, n_hidden: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class GGNLaplace:
-    """The linearised Laplace posterior of a whole network: its covariance ``cov`` (P x P) in
-    :func:`parameter_names` order, the evidence-chosen ``prior_precision``, the MAP net's
-    ``sigma``, the log evidence, and the network (``params``, ``activation``, ``n_hidden``).
-    ``predict(X)``: the MAP net's output and the linearised variance of f."""
+class GGNLaplace(NetworkLaplace):
+    """The linearised Laplace posterior of a whole network (:class:`NetworkLaplace` over every
+    weight): ``cov`` (P x P) in :func:`parameter_names` order; the features are the network's
+    Jacobian (:func:`jacobian`) and the mean is the MAP net's output."""
 
-    cov: np.ndarray
-    prior_precision: float
-    sigma: float
-    log_evidence: float
-    params: dict
-    activation: str
-    n_hidden: int
+    def features(self, X) -> np.ndarray:
+        return jacobian(self.params, X, self.activation, self.n_hidden)
 
-    def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
-        J = jacobian(self.params, X, self.activation, self.n_hidden)
-        return (forward(self.params, X, self.activation, self.n_hidden)[:, 0],
-                np.einsum("ij,jk,ik->i", J, self.cov, J))
+    def mean_f(self, X, features: np.ndarray) -> np.ndarray:
+        return forward(self.params, X, self.activation, self.n_hidden)[:, 0]
 
 
 def fit_ggn_laplace(params: dict, X, y, activation: str, n_hidden: int,

@@ -27,7 +27,7 @@ be a runtime dependency for twenty lines; the tests check this against ``Bayesia
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
@@ -46,13 +46,14 @@ def hidden_features(params: dict, X, activation: str, n_hidden: int) -> np.ndarr
 
 
 @dataclass(frozen=True)
-class LastLayerLaplace:
-    """The last layer's Gaussian posterior: ``mean`` (H + 1; output weights then bias),
-    ``cov`` (its covariance A⁻¹), the evidence-chosen ``prior_precision`` α and ``sigma``, the
-    log evidence at them, and the network it sits on (``params``, ``activation``,
-    ``n_hidden``). ``predict(X)`` gives the predictive mean and the variance of f."""
+class NetworkLaplace:
+    """A Gaussian over some of a network's parameters whose predictive is linear in them:
+    f(x) ≈ mean_f(x) + features(x)·(θ - θ̂), so Var f(x) = features(x)ᵀ cov features(x).
+    ``cov`` (its covariance), the evidence-chosen ``prior_precision`` and ``sigma``, the log
+    evidence, and the network it sits on (``params``, ``activation``, ``n_hidden``).
+    ``predict(X)`` gives the mean and the variance of f; the predictive variance of y adds
+    sigma²."""
 
-    mean: np.ndarray
     cov: np.ndarray
     prior_precision: float
     sigma: float
@@ -61,10 +62,31 @@ class LastLayerLaplace:
     activation: str
     n_hidden: int
 
+    def features(self, X) -> np.ndarray:  # (N, P): d f / d θ at each row
+        raise NotImplementedError
+
+    def mean_f(self, X, features: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """(mean of f, variance of f) at ``X``; the predictive variance of y adds sigma²."""
-        phi = hidden_features(self.params, X, self.activation, self.n_hidden)
-        return phi @ self.mean, np.einsum("ij,jk,ik->i", phi, self.cov, phi)
+        """(mean of f, variance of f) at ``X``."""
+        phi = self.features(X)
+        return self.mean_f(X, phi), np.einsum("ij,jk,ik->i", phi, self.cov, phi)
+
+
+@dataclass(frozen=True)
+class LastLayerLaplace(NetworkLaplace):
+    """The last layer's Gaussian posterior (:class:`NetworkLaplace` over the output weights
+    and bias): ``mean`` (H + 1; output weights then bias) and ``cov`` = A⁻¹; the features are
+    the hidden units plus a constant (:func:`hidden_features`)."""
+
+    mean: np.ndarray = field(kw_only=True)
+
+    def features(self, X) -> np.ndarray:
+        return hidden_features(self.params, X, self.activation, self.n_hidden)
+
+    def mean_f(self, X, features: np.ndarray) -> np.ndarray:
+        return features @ self.mean
 
 
 def _evidence_terms(lam, Ub, yy, n, log_alpha, log_sigma):
@@ -104,5 +126,6 @@ def fit_last_layer(params: dict, X, y, activation: str, n_hidden: int) -> LastLa
     d = alpha + beta * lam
     cov = (V / d) @ V.T
     mean = V @ (beta * Ub / d)
-    return LastLayerLaplace(mean, cov, float(alpha), float(np.exp(log_sigma)), float(-best.fun),
-                            {k: np.asarray(v) for k, v in params.items()}, activation, n_hidden)
+    return LastLayerLaplace(cov, float(alpha), float(np.exp(log_sigma)), float(-best.fun),
+                            {k: np.asarray(v) for k, v in params.items()}, activation, n_hidden,
+                            mean=mean)

@@ -71,14 +71,18 @@ def _relabel(ds: xr.Dataset, rows: np.ndarray, n_total: int) -> xr.Dataset:
     return ds
 
 
+def _on_rows(model: pm.Model, rows: np.ndarray):
+    """The model with every row-aligned data container cut to ``rows`` (restored on exit)."""
+    from models.inference.sampling import data_swapped
+
+    return data_swapped(model, **{k: v[rows] for k, v in row_data(model).items()})
+
+
 def log_likelihood_rows(posterior, model: pm.Model, rows: np.ndarray) -> xr.Dataset:
     """PyMC's pointwise log-likelihood of ``posterior`` on the training rows ``rows`` only,
     labelled with their row numbers, ``attrs["rows_of"]`` = all rows."""
-    from models.inference.sampling import data_swapped
-
-    full = row_data(model)
     total = n_rows(model)
-    with data_swapped(model, **{k: v[rows] for k, v in full.items()}):
+    with _on_rows(model, rows):
         ll = pm.compute_log_likelihood(posterior, model=model, extend_inferencedata=False,
                                        progressbar=False)
     ll = ll.to_dataset() if isinstance(ll, xr.DataTree) else ll
@@ -88,12 +92,9 @@ def log_likelihood_rows(posterior, model: pm.Model, rows: np.ndarray) -> xr.Data
 def posterior_predictive_rows(idata, model: pm.Model, rows: np.ndarray, seed) -> xr.Dataset:
     """Posterior predictive draws at the training rows ``rows`` only, labelled like
     :func:`log_likelihood_rows`."""
-    from models.inference.sampling import data_swapped
-
-    full = row_data(model)
     total = n_rows(model)
     posterior = xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset()})
-    with data_swapped(model, **{k: v[rows] for k, v in full.items()}):
+    with _on_rows(model, rows):
         pp = pm.sample_posterior_predictive(posterior, model=model, random_seed=seed,
                                             progressbar=False)
     ds = pp["posterior_predictive"].to_dataset()
