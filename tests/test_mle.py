@@ -254,3 +254,24 @@ def test_glm_fit_is_newton_from_one_start_and_agrees_with_statsmodels_before_and
         np.testing.assert_allclose(_params(mle), ref.params.values, rtol=1e-8)
         np.testing.assert_allclose(_ses(mle), ref.bse.values, rtol=1e-6)
     assert len(fit_mle(gaussian.build(datasets.newcomb())).start_logliks) == 4
+
+
+def test_batched_constrained_map_is_the_transforms_closed_form(rng):
+    """flat_batch (one vectorised call for many unconstrained points: the Laplace draws) maps
+    each row exactly as the transforms do: sigma = exp(log sigma), tau = exp(log tau) and the
+    non-centred theta = mu + tau * eta, computed here with numpy."""
+    from models.inference.mle import CompiledMLE
+
+    c = CompiledMLE(gaussian.build(rng.normal(size=30)), objective="logp")
+    z = rng.normal(size=(7, 2))
+    assert c.x_labels == ["mu", "sigma (unconstrained)"]
+    np.testing.assert_allclose(c.flat_batch(z), np.c_[z[:, 0], np.exp(z[:, 1])], rtol=1e-14)
+
+    c = CompiledMLE(hierarchical.build(rng.normal(size=4), np.ones(4)), objective="logp")
+    z = rng.normal(size=(5, 6))  # mu, log tau, eta[4]
+    mu, tau, eta = z[:, 0], np.exp(z[:, 1]), z[:, 2:]
+    out = dict(zip(c.out_names, np.split(c.flat_batch(z), np.cumsum(
+        [int(np.prod(s)) for s in c.out_shapes])[:-1], axis=1)))
+    np.testing.assert_allclose(out["mu"][:, 0], mu, rtol=1e-14)
+    np.testing.assert_allclose(out["tau"][:, 0], tau, rtol=1e-14)
+    np.testing.assert_allclose(out["theta"], mu[:, None] + tau[:, None] * eta, rtol=1e-13)

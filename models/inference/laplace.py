@@ -100,7 +100,7 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
     sd_flat = np.sqrt(np.clip(np.diag(jac @ cov_x @ jac.T), 0, None))
     rng = np.random.default_rng(random_seed)
     z = rng.multivariate_normal(x, cov_x, size=int(draws), method="cholesky")
-    samples = np.stack([np.asarray(c.f_flat(zi), dtype=float) for zi in z])
+    samples = c.flat_batch(z)
     log_p = log_q = None
     if log_densities:
         log_p = np.array([c.loglik(zi) for zi in z])

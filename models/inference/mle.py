@@ -148,6 +148,8 @@ class CompiledMLE:
         [ll_x, flat_x], x = join_nonshared_inputs(self.point0, [loglik, flat], self.free)
         grad = pytensor.grad(ll_x, x)
         self._grad_graph = (x, grad)
+        self._flat_graph = (x, flat_x)
+        self._f_flat_batch = None
         self.f_ll_grad = compile([x], [ll_x, grad])
         # Second derivatives by central differences of the EXACT compiled gradient (as
         # statsmodels' approx_hess does), not a symbolic Hessian: on a fresh machine numba
@@ -193,6 +195,29 @@ class CompiledMLE:
         """Constrained parameters (flat) and their Jacobian w.r.t. the unconstrained x."""
         flat = np.asarray(self.f_flat(x), dtype=float)
         return flat, _central_jacobian(lambda z: np.asarray(self.f_flat(z), dtype=float), x)
+
+    def flat_batch(self, xs: np.ndarray) -> np.ndarray:
+        """Constrained parameters (flat) of each row of ``xs`` (draws x unconstrained), in one
+        call of a vectorised graph (compiled on first use) instead of a Python loop of
+        :attr:`f_flat` calls: 2,000 Laplace draws of a small model took 0.3 s that way."""
+        from pytensor.graph.replace import vectorize_graph
+
+        xs = np.atleast_2d(np.asarray(xs, dtype=float))
+        if self._f_flat_batch is None:
+            x, flat_x = self._flat_graph
+            batch = pt.matrix("xs", dtype=x.dtype)
+            try:
+                with warnings.catch_warnings():
+                    # the batched dot asks PyTensor's C backend for BLAS, which pip installs
+                    # lack; nothing else here uses it (the samplers run numba)
+                    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+                    self._f_flat_batch = compile(
+                        [batch], vectorize_graph(flat_x, replace={x: batch}),
+                        on_unused_input="ignore", mode="FAST_COMPILE")
+            except NotImplementedError:  # an Op without a batched form: one call per row
+                self._f_flat_batch = lambda rows: np.stack([self.f_flat(r) for r in rows])
+        out = np.asarray(self._f_flat_batch(xs), dtype=float)
+        return out.reshape(len(xs), -1)
 
     def ravel(self, point) -> np.ndarray:
         return DictToArrayBijection.map({v.name: point[v.name] for v in self.free}).data

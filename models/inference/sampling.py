@@ -259,7 +259,7 @@ class CompiledSampler:
                 running = [self._nutpie.sample(
                     dataclasses.replace(compiled, initial_point_func=_fixed_start(x)),
                     draws=c.draws, tune=c.tune, chains=1, cores=1, seed=int(seeds[first + i]),
-                    progress_bar=False, blocking=False, **options)
+                    progress_bar=False, blocking=False, save_warmup=False, **options)
                     for i, x in enumerate(flats[first:first + at_once])]
                 try:
                     trees += [r.wait() for r in running]
@@ -276,7 +276,9 @@ class CompiledSampler:
 
     def sample(self, seed: int | None = None, cores: int | None = None, **data) -> xr.DataTree:
         """One fit with ``data`` swapped in (``X=..., y=...``); ``seed`` (default the config's)
-        and ``cores``: threads for the chains (default: all cores; 1 inside a Dask worker)."""
+        and ``cores``: threads for the chains (default: all cores; 1 inside a Dask worker).
+        The warm-up draws are not kept (``save_warmup=False``): converting them to xarray cost
+        a small model's fit as much time as sampling."""
         c = self.config
         compiled = self.compiled.with_data(**{k: np.asarray(v) for k, v in data.items()}) \
             if data else self.compiled
@@ -288,6 +290,6 @@ class CompiledSampler:
         with stopwatch.stage("sampling"):
             tree = self._nutpie.sample(compiled, draws=c.draws, tune=c.tune, chains=c.chains,
                                        seed=c.seed if seed is None else seed,
-                                       progress_bar=False, **options)
+                                       progress_bar=False, save_warmup=False, **options)
         check_complete(tree, c.draws, c.chains)
         return tree
