@@ -448,7 +448,8 @@ def main_job_section(extra: list[str]) -> tuple[list[dict], list[dict], str]:
 
 
 STAGES = ["compile", "sampling", "pointwise log-likelihood", "predictive draws", "MLE",
-          "Laplace", "SMC (compile + sampling)", "many fits (fan-out)", "rendering figures"]
+          "Laplace", "LOO", "prior sensitivity", "model-fit checks", "summaries and diagnostics",
+          "SMC (compile + sampling)", "many fits (fan-out)", "rendering figures", "writing files"]
 
 
 def compile_once_section(n_fits: int, draws: int, tune: int) -> dict:

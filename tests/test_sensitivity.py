@@ -75,3 +75,25 @@ def test_table_is_labelled_per_scalar_and_leaves_idata_alone():
     assert table.loc["beta[sepal_width, versicolor]", "prior"] == float(
         ds["beta"].sel(predictor="sepal_width", **{"class": "versicolor"}))
     assert table["diagnosis"].isin([CONFLICT, PRIOR_SENSITIVE, LIKELIHOOD_DOMINATED]).all()
+
+
+def test_likelihood_sensitivity_equals_psense_on_the_full_pointwise_group():
+    """prior_sensitivity gives psense each draw's total log-likelihood instead of the draws x
+    rows group (much faster): the numbers must equal ArviZ's psense run on PyMC's own
+    pointwise log_likelihood and log_prior groups, for both power-scaled components."""
+    import arviz as az
+
+    y = np.random.default_rng(5).normal(1.0, 2.0, 40)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 3.0)
+        sigma = pm.HalfNormal("sigma", 5.0)
+        pm.Normal("y_obs", mu, sigma, observed=y)
+    idata = sample_posterior(model, draws=300, tune=300, chains=2, random_seed=3)
+    assert idata["log_likelihood"]["y_obs"].sizes["y_obs_dim_0"] == 40
+    table = prior_sensitivity(idata, model)
+    tree = idata.copy()
+    pm.stats.compute_log_prior(tree, model=model)
+    for group in ("prior", "likelihood"):
+        ds = az.psense(tree, group=group)
+        for name in ("mu", "sigma"):
+            np.testing.assert_allclose(table.loc[name, group], float(ds[name]), rtol=1e-9)

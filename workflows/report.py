@@ -349,6 +349,10 @@ class Report:
         (KeyboardInterrupt) to write at all after an interrupt that a library swallowed."""
         if interrupted():
             raise KeyboardInterrupt("interrupted earlier in this run; no report written")
+        with stopwatch.stage("writing files"):
+            return self._write(out_dir, posteriors, save)
+
+    def _write(self, out_dir, posteriors, save) -> Path:
         out_dir = check_out_dir(out_dir)
         files = {id(tree): f"{name}.nc" for name, tree in (posteriors or {}).items()}
         self.metrics["summary_files"] = {section: files.get(id(tree)) for section, tree

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from models.base import stopwatch
 from models.inference.labels import flat_by_label
 
 # Thresholds of :func:`diagnose` (Vehtari et al. 2021 for R-hat/ESS; Betancourt 2016 for E-BFMI).
@@ -65,6 +66,7 @@ def _extreme(tree, fn) -> float:
     return float(fn(values)) if values.size else float("nan")
 
 
+@stopwatch.timed('summaries and diagnostics')
 def diagnose(idata: xr.DataTree, var_names=None) -> Diagnostics:
     """Max R-hat (rank-normalised), min bulk and tail ESS, divergences and min E-BFMI.
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from models.base import stopwatch
 P_MIN = 0.01  # a p-value below this is a misfit
 K_SHARE_MAX = 0.10  # more than this share of points above good_k: LOO unreliable
 
@@ -94,6 +95,7 @@ def ppc_p_value(t_obs: float, t_rep: np.ndarray) -> float:
     return float(min(1.0, 2 * min(above, 1 - above)))
 
 
+@stopwatch.timed('model-fit checks')
 def check_fit(idata: xr.DataTree, kind: str, var_name: str = "y_obs") -> FitCheck:
     """Fit checks of a posterior that has ``log_likelihood``, ``observed_data`` and
     ``posterior_predictive`` groups. ``kind``: "continuous", "count", "binary" (LOO-PIT and

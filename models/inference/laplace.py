@@ -159,6 +159,7 @@ def _plpd(model: pm.Model, posterior: xr.Dataset) -> np.ndarray:
     return pointwise_log_likelihood(model, point_tree(model, point))[0]
 
 
+@stopwatch.timed('LOO')
 def compare_loo(idata: xr.DataTree, laplace: LaplaceFit | None, model: pm.Model) -> pd.DataFrame:
     """PSIS-LOO of the NUTS posterior (``arviz.loo`` on ``idata``'s log_likelihood) and, if
     given, of the Laplace approximation (:func:`laplace_loo`), one row each: ``elpd_loo`` and

@@ -19,6 +19,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from models.base import stopwatch
 from models.inference.labels import flat_by_label
 
 THRESHOLD = 0.05
@@ -36,37 +37,45 @@ def diagnosis(prior: float, likelihood: float, threshold: float = THRESHOLD) -> 
     return LIKELIHOOD_DOMINATED
 
 
+@stopwatch.timed('prior sensitivity')
 def sensitivity_data(idata: xr.DataTree, model: pm.Model, var_names=None) -> xr.DataTree:
     """The DataTree that ArviZ's power-scaling functions read (``psense``,
     ``plot_psense_dist``): ``posterior`` (``var_names``, default all), ``log_prior`` and
     ``log_likelihood``, taken from ``idata`` or computed by PyMC when it lacks them
-    (``idata`` itself is not changed). When ``idata``'s log_likelihood holds a subsample of
-    rows, ``log_likelihood`` is each draw's total over every row instead (one value per draw:
-    what ``psense`` power-scales), computed one draw at a time."""
+    (``idata`` itself is not changed).
+
+    ``log_likelihood`` holds each draw's total over every row (one value per draw and observed
+    variable), not the pointwise values: ``psense`` only sums them (arviz-stats 1.3,
+    ``_get_power_scale_weights``), so the weights are the same, while stacking a draws x rows
+    array cost it seconds per call. From ``idata``'s pointwise group when it has every row;
+    otherwise (no group, or a subsample of rows) computed one draw at a time."""
     from models.inference.pointwise import subsampled, total_log_likelihood
 
     post = idata["posterior"].to_dataset()
     names = list(var_names) if var_names is not None else list(post.data_vars)
     groups = {"posterior": post[names]}
-    if subsampled(idata) is not None:
-        # a subsample of rows would power-scale a different likelihood: psense only sums the
-        # pointwise values, so each draw's total over every row gives the same weights
+    if "log_likelihood" in idata.children and subsampled(idata) is None:
+        ll = idata["log_likelihood"].to_dataset()
+        groups["log_likelihood"] = xr.Dataset(
+            {k: v.sum([d for d in v.dims if d not in ("chain", "draw")]).expand_dims("all_rows", -1)
+             for k, v in ll.data_vars.items()})
+    else:
+        # a subsample of rows would power-scale a different likelihood: each draw's total
+        # over every row gives psense the weights of the full pointwise group
         if model is None:
-            raise ValueError("model: needed for the total log-likelihood of a posterior whose "
-                             "pointwise log_likelihood holds a subsample of the rows")
+            raise ValueError("model: needed for the total log-likelihood of a posterior "
+                             "without the pointwise log_likelihood of every row")
         groups["log_likelihood"] = total_log_likelihood(model, idata)
-    for group, compute in (("log_prior", pm.stats.compute_log_prior),
-                           ("log_likelihood", pm.stats.compute_log_likelihood)):
-        if group in groups:
-            continue
-        if group in idata.children:
-            groups[group] = idata[group].to_dataset()
-        else:
-            ds = compute(idata, model=model, extend_inferencedata=False, progressbar=False)
-            groups[group] = ds.to_dataset() if isinstance(ds, xr.DataTree) else ds
+    if "log_prior" in idata.children:
+        groups["log_prior"] = idata["log_prior"].to_dataset()
+    else:
+        ds = pm.stats.compute_log_prior(idata, model=model, extend_inferencedata=False,
+                                        progressbar=False)
+        groups["log_prior"] = ds.to_dataset() if isinstance(ds, xr.DataTree) else ds
     return xr.DataTree.from_dict(groups)
 
 
+@stopwatch.timed('prior sensitivity')
 def prior_sensitivity(idata: xr.DataTree, model: pm.Model | None = None, var_names=None,
                       threshold: float = THRESHOLD) -> pd.DataFrame:
     """Per scalar parameter: ``prior`` and ``likelihood`` power-scaling sensitivity and the

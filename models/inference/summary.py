@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from models.base import stopwatch
 from models.inference.labels import flat_by_label
 from models.inference.mle import MLEResult
 
 
+@stopwatch.timed('summaries and diagnostics')
 def posterior_summary(idata: xr.DataTree, var_names=None, prob: float = 0.95,
                       group: str = "posterior") -> pd.DataFrame:
     """Per scalar parameter: mean, sd, equal-tailed interval at ``prob``, bulk/tail ESS,
@@ -54,6 +56,7 @@ def posterior_summary(idata: xr.DataTree, var_names=None, prob: float = 0.95,
 
 
 
+@stopwatch.timed('summaries and diagnostics')
 def compare(mle: MLEResult, idata: xr.DataTree, prob: float = 0.95) -> pd.DataFrame:
     """MLE and posterior side by side, one row per scalar parameter.
 
