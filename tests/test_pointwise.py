@@ -91,3 +91,26 @@ def test_above_the_row_limit_pointwise_checks_use_a_labelled_subsample(monkeypat
     idata["posterior_predictive"] = pointwise.posterior_predictive_rows(idata, model, rows, 6)
     fit = check_fit(idata, "continuous")
     assert fit.loo_pit_p > 0.01 and fit.pareto_k_share == 0 and fit.passed  # well specified
+
+
+def test_psis_loo_is_computed_once_per_posterior_and_follows_a_new_log_likelihood():
+    """The fit checks and the LOO table share one PSIS-LOO per posterior: the cached one and
+    the LOO-PIT from its weights equal ArviZ's own fresh computations, and a tree whose
+    log_likelihood is replaced gets a new LOO, not the stale one."""
+    import arviz as az
+
+    model = _conjugate(60, seed=11)[0]
+    idata = sample_posterior(model, draws=300, tune=300, chains=2, random_seed=4)
+    pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True,
+                                   random_seed=1, progressbar=False)
+    first = pointwise.psis_loo(idata, "y_obs")
+    assert pointwise.psis_loo(idata, "y_obs") is first
+    assert float(first.elpd) == pytest.approx(float(az.loo(idata, var_name="y_obs").elpd), abs=1e-9)
+    pit = pointwise.loo_pit_from(idata, "y_obs", first)["y_obs"].values
+    ref = az.loo_pit(idata, var_names=["y_obs"], random_state=0)["y_obs"].values
+    np.testing.assert_allclose(pit, ref, atol=1e-12)
+    # a new log_likelihood (here: half of it) is a new LOO
+    idata["log_likelihood"] = idata["log_likelihood"].to_dataset() * 0.5
+    again = pointwise.psis_loo(idata, "y_obs")
+    assert float(again.elpd) == pytest.approx(float(az.loo(idata, var_name="y_obs").elpd), abs=1e-9)
+    assert abs(float(again.elpd) - float(first.elpd)) > 1.0

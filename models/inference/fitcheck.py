@@ -19,7 +19,6 @@ tuned: p < 0.01 for a p-value fails; more than 10% of points with high Pareto k 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,15 +100,11 @@ def check_fit(idata: xr.DataTree, kind: str, var_name: str = "y_obs") -> FitChec
     ``posterior_predictive`` groups. ``kind``: "continuous", "count", "binary" (LOO-PIT and
     Pareto k only; calibration is in the report) or None (Pareto k only, no posterior
     predictive needed: unordered classes, where a PIT means nothing, or a multivariate outcome)."""
-    import arviz as az
-
-    from models.inference.pointwise import pointwise_view
+    from models.inference.pointwise import loo_pit_from, pointwise_view, psis_loo
 
     idata = pointwise_view(idata)  # observed rows = the rows of a subsampled log_likelihood
     problems, caveats, ppc = [], [], {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loo = az.loo(idata, var_name=var_name, pointwise=True)
+    loo = psis_loo(idata, var_name)
     k = np.asarray(loo.pareto_k).ravel()
     good_k = float(getattr(loo, "good_k", 0.7))
     k_share = float(np.mean(k > good_k))
@@ -119,9 +114,7 @@ def check_fit(idata: xr.DataTree, kind: str, var_name: str = "y_obs") -> FitChec
                         "LOO and LOO-PIT are unreliable there; K-fold CV would be honest")
     pit_p = None
     if kind is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pit = az.loo_pit(idata, var_names=[var_name], random_state=0)
+        pit = loo_pit_from(idata, var_name, loo)  # the same PSIS weights as the Pareto k
         dims = list(pit[var_name].dims)
         pit_p = float(pit.azstats.uniformity_test(dim=dims)[0][var_name])
         if pit_p < P_MIN:

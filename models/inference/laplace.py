@@ -175,15 +175,14 @@ def compare_loo(idata: xr.DataTree, laplace: LaplaceFit | None, model: pm.Model)
     includes the subsampling error, also alone in ``subsampling_se``), ``p_loo`` and
     ``elpd_diff`` by simple-random-sample scaling (``se_diff`` with its subsampling
     variance); ``share_k_high`` is the subsample's; ``rows_used`` says how many rows."""
-    import arviz as az
     from arviz_stats.base import array_stats
     from scipy import special
 
-    from models.inference.pointwise import OBS_DIM, subsampled
+    from models.inference.pointwise import OBS_DIM, psis_loo, subsampled
 
     n_all = subsampled(idata)
     rows = None if n_all is None else idata["log_likelihood"][OBS_DIM].values
-    nuts = az.loo(idata, pointwise=True)
+    nuts = psis_loo(idata)  # computed once per posterior (the fit checks read it too)
     fits = {"NUTS": (nuts, idata["posterior"].to_dataset())}
     if laplace is not None:
         fits["Laplace"] = (laplace_loo(laplace, model, rows),

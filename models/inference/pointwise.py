@@ -21,6 +21,8 @@ held-out data without rebuilding the model.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pymc as pm
 import xarray as xr
@@ -118,6 +120,54 @@ def pointwise_view(idata) -> xr.DataTree:
     groups = {k: idata[k].to_dataset() for k in idata.children}
     groups["observed_data"] = groups["observed_data"].sel({OBS_DIM: rows})
     return xr.DataTree.from_dict(groups)
+
+
+# PSIS-LOO of a posterior, once per (tree, observed variable): the model-fit checks (Pareto k,
+# and LOO-PIT through its log weights) and the LOO table read the same one. Each az.loo call
+# on the wells posterior (4,000 draws x 2,265 rows) took 4-5 s; loo_pit, given the weights,
+# 0.5 s instead of 3.3 s, with identical values.
+# (DataTree is unhashable: keyed by id, each entry checked against a weak reference to its
+# tree and dropped when the tree goes.)
+_LOO: dict[int, tuple] = {}
+
+
+def psis_loo(idata: xr.DataTree, var_name: str | None = None):
+    """``arviz.loo(idata, var_name=var_name, pointwise=True)``, computed once per tree and
+    variable while the tree's log_likelihood values stay the same arrays."""
+    import warnings
+
+    import arviz as az
+
+    ll = idata["log_likelihood"].to_dataset()
+    name = var_name or next(iter(ll.data_vars))
+    values = ll[name].values
+    tree_ref, by_name = _LOO.get(id(idata), (None, {}))
+    if tree_ref is not None and tree_ref() is idata:
+        hit = by_name.get(name)
+        if hit is not None and hit[0]() is values:
+            return hit[1]
+    else:
+        by_name = {}
+        _LOO[id(idata)] = (weakref.ref(idata), by_name)
+        weakref.finalize(idata, _LOO.pop, id(idata), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pareto k warnings: the reports say it in words
+        loo = az.loo(idata, var_name=var_name, pointwise=True)
+    by_name[name] = (weakref.ref(values), loo)
+    return loo
+
+
+def loo_pit_from(idata: xr.DataTree, var_name: str, loo, random_state=0) -> xr.Dataset:
+    """``arviz.loo_pit`` with the log weights and Pareto k of an existing ``psis_loo``."""
+    import warnings
+
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return az.loo_pit(idata, var_names=[var_name], random_state=random_state,
+                          log_weights=loo.log_weights.to_dataset(name=var_name),
+                          pareto_k=loo.pareto_k.to_dataset(name=var_name))
 
 
 # ---------------------------------------------------------------- streamed over draws
