@@ -124,3 +124,29 @@ def test_a_report_written_before_the_marker_existed_is_still_ours(tmp_path):
     (old / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match="notes.txt"):
         check_out_dir(old)
+
+
+def test_the_page_lists_each_file_at_its_written_size_and_metrics_time_the_writing(tmp_path):
+    """metrics.json records how long writing the posterior files took (Report.write times
+    them before it writes metrics.json and the page), and the page's file list gives every
+    file's size as the file on disk has it: nothing is rewritten after the page is made."""
+    import json
+    import re
+
+    import numpy as np
+    import xarray as xr
+
+    from workflows.report import _size
+
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"mu": (("chain", "draw"), np.random.default_rng(0).normal(size=(2, 500)))})})
+    report = Report("t", "t")
+    report.metrics["timings"] = {"sampling": 1.0}
+    out = tmp_path / "r"
+    page = report.write(out, {"posterior_t": tree})
+    timings = json.loads((out / "metrics.json").read_text())["timings"]
+    assert timings["sampling"] == 1.0 and timings["writing files"] > 0
+    listed = dict(re.findall(r'<a href="([^"]+)">[^<]+</a> \(([^)]+)\)', page.read_text()))
+    assert set(listed) == {"metrics.json", "posterior_t.nc"}
+    for name, size in listed.items():
+        assert size == _size((out / name).stat().st_size), name

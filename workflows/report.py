@@ -349,10 +349,6 @@ class Report:
         (KeyboardInterrupt) to write at all after an interrupt that a library swallowed."""
         if interrupted():
             raise KeyboardInterrupt("interrupted earlier in this run; no report written")
-        with stopwatch.stage("writing files"):
-            return self._write(out_dir, posteriors, save)
-
-    def _write(self, out_dir, posteriors, save) -> Path:
         out_dir = check_out_dir(out_dir)
         files = {id(tree): f"{name}.nc" for name, tree in (posteriors or {}).items()}
         self.metrics["summary_files"] = {section: files.get(id(tree)) for section, tree
@@ -369,12 +365,18 @@ class Report:
             if posteriors:
                 self.metrics["saved_groups"] = {name: saved_groups(tree, save)
                                                 for name, tree in posteriors.items()}
+            # the posterior files and the summary table first, so that metrics.json (written
+            # after them, as is the page) can say how long they took
+            with stopwatch.stage("writing files"):
+                if self.summaries:
+                    pd.concat(self.summaries).to_csv(tmp / "summary.csv")
+                for name, tree in (posteriors or {}).items():
+                    save_tree(tree, tmp / f"{name}.nc", save)
+            if isinstance(self.metrics.get("timings"), dict):
+                self.metrics["timings"]["writing files"] = stopwatch.totals().get(
+                    "writing files", 0.0)
             (tmp / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2,
                                                          allow_nan=False), encoding="utf-8")
-            if self.summaries:
-                pd.concat(self.summaries).to_csv(tmp / "summary.csv")
-            for name, tree in (posteriors or {}).items():
-                save_tree(tree, tmp / f"{name}.nc", save)
             files = [(p.name, p.stat().st_size) for p in sorted(tmp.iterdir())
                      if p.name != MARKER]
             index_link = (out_dir.resolve().parent / "index.html").is_file() or bool(

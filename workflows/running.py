@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import json
-import os
 import signal
 import sys
 import threading
 import time
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -157,24 +154,13 @@ def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict
     report.metrics["fit_passed"] = not misfit
     report.metrics["checks"] = {label: bool(d.passed) for label, d in diags}
     report.metrics["failed_checks"] = reasons
-    # seconds per stage so far; writing the report is added to metrics.json once it is written
+    # seconds per stage so far (Report.write adds its own: writing the posterior files)
     report.metrics["timings"] = stopwatch.totals()
     path = report.write(s.out, posteriors, save=s.save)
-    _add_writing_time(path.parent / "metrics.json", stopwatch.totals().get("writing files", 0.0))
     word = "FAIL" if required else "WARN"
     verdict = "PASS" if not reasons else f"{word} ({'; '.join(reasons)})"
     print(f"{name}: {verdict}  report: {path}", flush=True)
     return 1 if (failed and required) else 0
-
-
-def _add_writing_time(metrics: Path, seconds: float) -> None:
-    """Add the report's own writing time to its metrics.json ``timings`` (measured only once
-    the file was written), replacing the file atomically."""
-    data = json.loads(metrics.read_text(encoding="utf-8"))
-    data.setdefault("timings", {})["writing files"] = seconds
-    tmp = metrics.with_name(f".{metrics.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False), encoding="utf-8")
-    os.replace(tmp, metrics)
 
 
 def sentence(text: str) -> str:
