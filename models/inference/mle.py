@@ -214,7 +214,7 @@ class CompiledMLE:
                     self._f_flat_batch = compile(
                         [batch], vectorize_graph(flat_x, replace={x: batch}),
                         on_unused_input="ignore", mode="FAST_COMPILE")
-            except NotImplementedError:  # an Op without a batched form: one call per row
+            except (NotImplementedError, TypeError, ValueError):  # no batched form: one call per row
                 self._f_flat_batch = lambda rows: np.stack([self.f_flat(r) for r in rows])
         out = np.asarray(self._f_flat_batch(xs), dtype=float)
         return out.reshape(len(xs), -1)
