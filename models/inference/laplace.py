@@ -29,7 +29,7 @@ import xarray as xr
 from scipy import stats
 
 from models.base import stopwatch
-from models.inference.mle import CompiledMLE, compiled_mle, maximise
+from models.inference.mle import CompiledMLE, compiled_mle, fit_mle, maximise
 
 # One compiled log posterior per model (weakly held), like the MLE's compiled likelihood.
 _COMPILED_LOGP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -77,6 +77,17 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
     Raises ValueError, in words, when the mode has no finite negative-definite Hessian (a
     flat direction: the approximation does not exist there, e.g. the flat-prior version of a
     model whose MLE does not exist)."""
+    if not prior:
+        # The flat-prior mode is the MLE: whether it exists is fit_mle's verdict (the log-
+        # likelihood far out along the flattest directions), not an eigenvalue threshold,
+        # which depends on the units and on how far the optimiser went before it stopped.
+        status = fit_mle(model, warn=False).status
+        if status in ("does_not_exist", "singular"):
+            raise ValueError(
+                "no Laplace approximation: the likelihood is flat or unbounded in some direction ("
+                + ("it keeps rising as some parameters grow without bound, e.g. perfect "
+                   "separation: no MLE" if status == "does_not_exist"
+                   else "flat along a ridge: a parameter is not identified") + ")")
     c = _compiled(model, prior)
     x0 = c.ravel(model.initial_point())
     if not np.isfinite(c.loglik(x0)):

@@ -11,11 +11,15 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor
+import pytensor.scalar as ps
+import pytensor.scalar.math as psm
 import pytensor.tensor as pt
 from pymc.blocking import DictToArrayBijection
 from pymc.initial_point import make_initial_point_fn
 from pymc.pytensorf import compile, join_nonshared_inputs
+from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.elemwise import Elemwise
 from scipy import optimize, special
 
 from models.base import stopwatch
@@ -81,17 +85,54 @@ def _observed_loglik(model: pm.Model):
 def _data_shape(var) -> tuple:
     """Shape of an observed-data variable without compiling anything (``.eval()`` compiles a
     function on every call, which cost more than a whole GLM fit)."""
+    # a cast of the data (logistic.build casts y to int) has the data's shape
+    while (var.owner is not None and isinstance(var.owner.op, Elemwise)
+           and len(var.owner.inputs) == 1):
+        var = var.owner.inputs[0]
     if isinstance(var, pytensor.compile.SharedVariable):
         return np.shape(var.get_value(borrow=True))
     if isinstance(var, pytensor.graph.basic.Constant):
         return np.shape(var.data)
-    return np.shape(var.eval())
+    return np.shape(var.eval(mode="FAST_COMPILE"))
 
 
 def _n_obs(model: pm.Model) -> int:
     """Number of observations: rows of the observed data (leading dimension), summed."""
     shapes = [_data_shape(model.rvs_to_values[rv]) for rv in model.observed_RVs]
     return int(sum(shape[0] if len(shape) else 1 for shape in shapes))
+
+
+@node_rewriter([Elemwise])
+def _vectorised_softplus(fgraph, node):
+    """softplus(x) = max(x, 0) + log1p(exp(-|x|)), from NumPy ufuncs only: PyTensor's Python
+    linker evaluates its own Softplus (the stable form of a logistic log-likelihood) element
+    by element in Python, 1.4 s of a 6,366-row logistic regression's first fit."""
+    if isinstance(node.op.scalar_op, psm.Softplus):
+        (x,) = node.inputs
+        return [pt.maximum(x, 0) + pt.log1p(pt.exp(-pt.abs(x)))]
+    return None
+
+
+def _compile_python(inputs, outputs):
+    """``inputs -> outputs`` on PyTensor's Python linker, or None where some elementwise op
+    would loop over elements in Python (no NumPy counterpart): FAST_RUN's rewrites (the
+    numerical stabilisation, e.g. log(sigmoid(x)) -> -softplus(-x), that FAST_COMPILE lacks
+    and separated data need far from the origin) without fusing ops into Composites, which
+    the Python linker also loops over."""
+    from pytensor.compile.mode import get_mode
+
+    mode = (get_mode("FAST_COMPILE").clone(optimizer="fast_run").excluding("fusion", "inplace")
+            .register((in2out(_vectorised_softplus), 100)))
+    fn = compile(inputs, outputs, mode=mode)
+    for node in fn.maker.fgraph.apply_nodes:
+        if (isinstance(node.op, Elemwise) and node.op.nfunc_spec is None
+                and not isinstance(node.op.scalar_op, ps.Cast)):
+            return None
+
+    def call(*args):
+        with np.errstate(all="ignore"):  # as numba: inf and nan without warnings
+            return fn(*args)
+    return call
 
 
 class CompiledMLE:
@@ -102,13 +143,20 @@ class CompiledMLE:
     maximum and curvature are the Laplace approximation's (:mod:`models.inference.laplace`).
 
     ``unimodal``: the model's builder declared the likelihood unimodal (GLMs): each start runs
-    Newton's method (:func:`newton`), and the symbolic Hessian may be compiled. The Hessian is
-    central differences of the exact gradient until :meth:`compile_exact_hessian` compiles it
-    (:func:`fit_mle` does on a model's second fit, so that a single fit does not pay that
-    compilation, about a second, while a sweep pays it once).
+    Newton's method (:func:`newton`). Its first fit runs on PyTensor's Python linker (see
+    :func:`_compile_python`) with the Hessian by differences of the exact gradient; on the
+    second fit :func:`fit_mle` calls :meth:`compile_for_sweeps`, which compiles the numba
+    function and the symbolic Hessian, so that a single fit does not pay those compilations
+    (1-3 s in a fresh process) while a sweep pays them once.
     """
 
     def __init__(self, model: pm.Model, objective: str = "loglik", unimodal: bool = False):
+        # No source-line trace on the nodes built here (the gradient's): PyTensor walks the
+        # Python stack for every new node (0.2 s of a GLM's first fit under cProfile).
+        with pytensor.config.change_flags(traceback__limit=0):
+            self._build(model, objective, unimodal)
+
+    def _build(self, model: pm.Model, objective: str, unimodal: bool):
         self.model = model
         self.unimodal = bool(unimodal)
         self.f_exact_hess = None
@@ -126,7 +174,9 @@ class CompiledMLE:
             raise ValueError("no free parameter enters the likelihood")
         self.absent = [model.values_to_rvs[v].name for v in model.continuous_value_vars
                        if v not in entering]
-        self.point0 = model.initial_point()
+        # the model's initial point from the start function start() reuses (one compile)
+        self._start_fns[False] = make_initial_point_fn(model=model, return_transformed=True)
+        self.point0 = self._start_fns[False](0)
         absent_rvs = [model[name] for name in self.absent]
         self.absent_shapes = dict(zip(self.absent, self._shapes(absent_rvs)))
         # Constrained outputs: free RVs that enter, and Deterministics over parameters only.
@@ -150,7 +200,14 @@ class CompiledMLE:
         self._grad_graph = (x, grad)
         self._flat_graph = (x, flat_x)
         self._f_flat_batch = None
-        self.f_ll_grad = compile([x], [ll_x, grad])
+        self._ll_grad_outputs = [ll_x, grad]
+        # A declared GLM's first fit is a few Newton steps: on PyTensor's Python linker its
+        # log-likelihood and gradient compile in a fraction of a second, where numba (the
+        # default) costs 1-2 s to import and to load its kernels in a fresh process. A second
+        # fit (a sweep, a bootstrap) compiles the numba function once (compile_for_sweeps).
+        python = _compile_python([x], self._ll_grad_outputs) if self.unimodal else None
+        self.sweep_ready = python is None
+        self.f_ll_grad = python or compile([x], self._ll_grad_outputs)
         # Second derivatives by central differences of the EXACT compiled gradient (as
         # statsmodels' approx_hess does), not a symbolic Hessian: on a fresh machine numba
         # spent over 5 minutes compiling the symbolic Hessian of the LKJ-Cholesky model, while
@@ -174,6 +231,15 @@ class CompiledMLE:
         fn = compile(self.model.value_vars, exprs, on_unused_input="ignore", mode="FAST_COMPILE")
         return [tuple(np.shape(v)) for v in fn(*[self.point0[v.name] for v in self.model.value_vars])]
 
+    def compile_for_sweeps(self) -> bool:
+        """Compile, once, the numba log-likelihood and gradient where the first fit used the
+        Python linker, and the symbolic Hessian of a ``unimodal`` model; True if there is one."""
+        if not self.sweep_ready:
+            with pytensor.config.change_flags(traceback__limit=0):
+                self.f_ll_grad = compile([self._grad_graph[0]], self._ll_grad_outputs)
+            self.sweep_ready = True
+        return self.compile_exact_hessian()
+
     def compile_exact_hessian(self) -> bool:
         """Compile the symbolic Hessian (once) of a ``unimodal`` model; True if there is one."""
         if self.unimodal and self.f_exact_hess is None:
@@ -182,12 +248,24 @@ class CompiledMLE:
             self.f_exact_hess = compile([x], pytensor.gradient.jacobian(grad, x, vectorize=True))
         return self.f_exact_hess is not None
 
-    def f_hess(self, x, scale=None) -> np.ndarray:
+    def f_hess(self, x, scale=None, grad_at_x=None) -> np.ndarray:
         """Hessian of the log-likelihood: the compiled symbolic one once there is one, else
         central differences of the exact gradient (``scale``: each coordinate's natural scale,
-        see :func:`_central_jacobian`)."""
+        see :func:`_central_jacobian`), or forward differences from ``grad_at_x`` (the
+        gradient at ``x``, half the gradient calls, ~1e-8 relative error: enough for a Newton
+        step, whose convergence the exact gradient decides, not for the information)."""
         if self.f_exact_hess is not None:
             return np.asarray(self.f_exact_hess(x), dtype=float)
+        if grad_at_x is not None:
+            x = np.asarray(x, dtype=float)
+            g0 = np.asarray(grad_at_x, dtype=float)
+            steps = np.sqrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(x))
+            columns = []
+            for j, h in enumerate(steps):
+                e = np.zeros_like(x)
+                e[j] = h
+                columns.append((np.asarray(self.f_ll_grad(x + e)[1], dtype=float) - g0) / h)
+            return np.stack(columns, axis=-1)
         return _central_jacobian(lambda z: np.asarray(self.f_ll_grad(z)[1], dtype=float), x,
                                  scale)
 
@@ -282,9 +360,9 @@ def newton(c: CompiledMLE, x0: np.ndarray, maxiter: int = 100):
     if not np.isfinite(ll):
         return None, None
     kind = ("symbolic Hessian" if c.f_exact_hess is not None
-            else "Hessian by central differences of the exact gradient")
+            else "Hessian by forward differences of the exact gradient")
     for it in range(1, maxiter + 1):
-        H = c.f_hess(x)
+        H = c.f_hess(x, grad_at_x=g)
         try:
             chol = np.linalg.cholesky(-0.5 * (H + H.T))
         except np.linalg.LinAlgError:
@@ -601,8 +679,8 @@ def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | Non
     the unconstrained space, as ``pm.sample`` jitters); the best log-likelihood wins.
     ``n_starts=None`` (default): one start where the model's builder declared the likelihood
     unimodal (:mod:`models.base.modality`: the GLM families), four otherwise. On a declared
-    model each start runs Newton's method on the exact (symbolic) Hessian, as GLM software
-    does; elsewhere L-BFGS, polished by Newton steps. The optimisation runs in the
+    model each start runs Newton's method, as GLM software does (the model's first fit on
+    differences of the exact gradient, later fits on the symbolic Hessian); elsewhere L-BFGS, polished by Newton steps. The optimisation runs in the
     unconstrained space (log sigma, ...), where the MLE is the same point (invariance); the
     observed information is the negative Hessian there, and standard errors on the
     constrained scale follow by the delta method, cov = J I^{-1} J^T.
@@ -620,8 +698,8 @@ def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | Non
     n_starts = check_positive_int(n_starts, "n_starts", maximum=1000)
     c = compiled_mle(model)
     c.fits += 1
-    if c.fits == 2:  # fitted again (a sweep, a bootstrap): the symbolic Hessian pays off now
-        c.compile_exact_hessian()
+    if c.fits == 2:  # fitted again (a sweep, a bootstrap): numba and the symbolic Hessian pay off
+        c.compile_for_sweeps()
     o = _optimise(model, c, n_starts, random_seed, maxiter, initvals)
     ll, x, fits = o.ll, o.x, o.fits
     grad, info, ident = _information(c, x)
