@@ -314,3 +314,21 @@ def test_first_glm_fit_runs_on_the_python_linker_and_stays_stable_far_out(rng):
         ref_ll, ref_grad = closed_form(x)
         assert float(ll) == pytest.approx(ref_ll, rel=1e-12)
         np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_linear_model_far_from_its_start_takes_damped_newton_steps_to_the_ols_fit(rng):
+    """y around 300 with sd 20, started at beta = 0 and log sigma = 0: there the normal
+    log-likelihood in (beta, log sigma) is not concave (the Schur complement of the log-sigma
+    entry, -2|r|^2 + 4|Pr|^2, is positive when the predictors explain most of y), so plain
+    Newton has no ascent step; the damped steps still reach the OLS fit."""
+    x = rng.normal(size=60)
+    X = pd.DataFrame({"x": x})
+    y = pd.Series(300 + 50 * x + rng.normal(scale=20, size=60), name="y")
+    r = y.to_numpy()
+    P = np.c_[np.ones(60), x]
+    Pr = P @ np.linalg.lstsq(P, r, rcond=None)[0]
+    assert 4 * Pr @ Pr - 2 * r @ r > 0  # not concave at the start
+    mle = fit_mle(linear.build(X, y))
+    ols = sm.OLS(y, sm.add_constant(X)).fit()
+    assert mle.status == "ok" and "Newton" in mle.message, mle.message
+    np.testing.assert_allclose(_params(mle), ols.params.values, rtol=1e-9)

@@ -363,9 +363,8 @@ def newton(c: CompiledMLE, x0: np.ndarray, maxiter: int = 100):
             else "Hessian by forward differences of the exact gradient")
     for it in range(1, maxiter + 1):
         H = c.f_hess(x, grad_at_x=g)
-        try:
-            chol = np.linalg.cholesky(-0.5 * (H + H.T))
-        except np.linalg.LinAlgError:
+        chol = _damped_cholesky(-0.5 * (H + H.T))
+        if chol is None:
             return None, None
         step = np.linalg.solve(chol.T, np.linalg.solve(chol, g))
         decrement = float(g @ step)  # twice the gain a full step promises
@@ -389,6 +388,26 @@ def newton(c: CompiledMLE, x0: np.ndarray, maxiter: int = 100):
             return x, optimize.OptimizeResult(x=x, nit=it, success=True, message=(
                 f"Newton ({kind}) converged in {it} steps"))
     return None, None
+
+
+def _damped_cholesky(A: np.ndarray, tries: int = 60):
+    """Cholesky factor of ``A + tau I`` with the smallest tau >= 0 (doubling) that makes it
+    positive definite: Nocedal & Wright (2006), Algorithm 3.3, "Cholesky with added multiple of
+    the identity". Where the log-likelihood is unimodal but not concave (a normal linear
+    model in (beta, log sigma) far from its maximum) this turns Newton's step into an ascent
+    direction between Newton and gradient ascent; near the maximum tau is 0 and the steps
+    are Newton's. None where A is not finite."""
+    if not np.all(np.isfinite(A)):
+        return None
+    diag = np.diag(A)
+    floor = 1e-3 * max(float(np.max(np.abs(diag))), np.finfo(float).tiny)
+    tau = 0.0 if np.min(diag) > 0 else floor - float(np.min(diag))
+    for _ in range(tries):
+        try:
+            return np.linalg.cholesky(A + tau * np.eye(len(A)))
+        except np.linalg.LinAlgError:
+            tau = max(2.0 * tau, floor)
+    return None
 
 
 def maximise(c: CompiledMLE, x0: np.ndarray, maxiter: int):
