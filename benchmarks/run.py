@@ -617,8 +617,10 @@ def main(argv=None) -> int:
         md.append("## The main job: `mlebayes run all` (= `make run`), before and after\n")
         md.append(_md_table(runs, list(runs[0].keys())))
         md.append(f"\nSame seed, same numbers? `tests/compare_reports.py before after`: {verdict}.\n")
-        md.append("Per workflow, seconds per stage (other: imports, summaries, LOO, drawing "
-                  "figures, writing files):\n")
+        md.append("Per workflow, seconds per stage (other: imports and each workflow's own "
+                  "steps outside these stages; "
+                  "two workflows at a time share the two cores, so each stage of the after run "
+                  "takes longer than alone):\n")
         md.append(_md_table(rows, ["run", "workflow", "seconds", *STAGES, "other", "status"],
                             digits=3))
         md.append("")
