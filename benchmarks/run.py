@@ -295,8 +295,8 @@ def _mle_case(label: str):
 def mle_child(label: str) -> dict:
     """One MLE case in a fresh process: the first fit_mle call in the process (imports and
     model building excluded, compilation included), the second (which compiles the numba
-    function and the symbolic Hessian of a GLM), then the median of 5 repeated fits, beside the median of 5 statsmodels
-    fits; estimates and SEs compared."""
+    function and the symbolic Hessian of a GLM), then the median of 5 repeated fits, beside
+    the median of 5 statsmodels fits; estimates and SEs compared."""
     import statistics
 
     import numpy as np
@@ -663,8 +663,8 @@ def main(argv=None) -> int:
                   "compiles the log-likelihood and gradient for PyTensor's Python linker "
                   "(imports and model building excluded; no numba), Hessian by differences of "
                   "that gradient; 2nd call: compiles the numba log-likelihood, gradient and "
-                  "symbolic Hessian that a sweep reuses; repeated: median of 5 later fits; statsmodels: "
-                  "median of 5 fits; ratio = repeated / statsmodels. SEs: OLS's compared on the "
+                  "symbolic Hessian that a sweep reuses; repeated: median of 5 later fits; "
+                  "statsmodels: median of 5 fits; ratio = repeated / statsmodels. SEs: OLS's compared on the "
                   "MLE's scale (RSS/n).\n")
     if "compile_once" in sections:
         r = compile_once_section(fits, 300, 300)

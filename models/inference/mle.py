@@ -256,18 +256,8 @@ class CompiledMLE:
         step, whose convergence the exact gradient decides, not for the information)."""
         if self.f_exact_hess is not None:
             return np.asarray(self.f_exact_hess(x), dtype=float)
-        if grad_at_x is not None:
-            x = np.asarray(x, dtype=float)
-            g0 = np.asarray(grad_at_x, dtype=float)
-            steps = np.sqrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(x))
-            columns = []
-            for j, h in enumerate(steps):
-                e = np.zeros_like(x)
-                e[j] = h
-                columns.append((np.asarray(self.f_ll_grad(x + e)[1], dtype=float) - g0) / h)
-            return np.stack(columns, axis=-1)
         return _central_jacobian(lambda z: np.asarray(self.f_ll_grad(z)[1], dtype=float), x,
-                                 scale)
+                                 scale, f_at_x=grad_at_x)
 
     def f_out(self, x):
         """Constrained parameters (flat) and their Jacobian w.r.t. the unconstrained x."""
@@ -292,7 +282,7 @@ class CompiledMLE:
                     self._f_flat_batch = compile(
                         [batch], vectorize_graph(flat_x, replace={x: batch}),
                         on_unused_input="ignore", mode="FAST_COMPILE")
-            except (NotImplementedError, TypeError, ValueError):  # no batched form: one call per row
+            except (NotImplementedError, TypeError, ValueError):  # no batched form: row by row
                 self._f_flat_batch = lambda rows: np.stack([self.f_flat(r) for r in rows])
         out = np.asarray(self._f_flat_batch(xs), dtype=float)
         return out.reshape(len(xs), -1)
@@ -315,18 +305,23 @@ class CompiledMLE:
         return float(self.f_ll_grad(x)[0])
 
 
-def _central_jacobian(f, x: np.ndarray, scale=None) -> np.ndarray:
+def _central_jacobian(f, x: np.ndarray, scale=None, f_at_x=None) -> np.ndarray:
     """d f / d x by central differences, step ~ cbrt(eps) scaled to each coordinate:
     max(|x_j|, scale_j), where ``scale`` defaults to 1 (a coefficient of an income in dollars
-    lives on a scale of 1e-4: a step of 6e-6 there costs 1e-4 relative accuracy)."""
+    lives on a scale of 1e-4: a step of 6e-6 there costs 1e-4 relative accuracy). Given
+    ``f_at_x`` (f(x), already known), forward differences instead, step ~ sqrt(eps): half the
+    calls of f, ~1e-8 relative accuracy."""
     x = np.asarray(x, dtype=float)
     scale = np.ones_like(x) if scale is None else np.asarray(scale, dtype=float)
-    steps = np.cbrt(np.finfo(float).eps) * np.maximum(scale, np.abs(x))
+    forward = f_at_x is not None
+    eps = np.finfo(float).eps
+    steps = (np.sqrt(eps) if forward else np.cbrt(eps)) * np.maximum(scale, np.abs(x))
     columns = []
     for j, h in enumerate(steps):
         e = np.zeros_like(x)
         e[j] = h
-        columns.append((f(x + e) - f(x - e)) / (2 * h))
+        columns.append((f(x + e) - np.asarray(f_at_x, dtype=float)) / h if forward
+                       else (f(x + e) - f(x - e)) / (2 * h))
     jac = np.stack(columns, axis=-1)
     return jac
 
@@ -699,7 +694,8 @@ def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | Non
     ``n_starts=None`` (default): one start where the model's builder declared the likelihood
     unimodal (:mod:`models.base.modality`: the GLM families), four otherwise. On a declared
     model each start runs Newton's method, as GLM software does (the model's first fit on
-    differences of the exact gradient, later fits on the symbolic Hessian); elsewhere L-BFGS, polished by Newton steps. The optimisation runs in the
+    differences of the exact gradient, later fits on the symbolic Hessian); elsewhere
+    L-BFGS, polished by Newton steps. The optimisation runs in the
     unconstrained space (log sigma, ...), where the MLE is the same point (invariance); the
     observed information is the negative Hessian there, and standard errors on the
     constrained scale follow by the delta method, cov = J I^{-1} J^T.
