@@ -324,6 +324,21 @@ def test_run_all_jobs_option_is_checked_before_anything_runs(capsys):
         assert "--jobs must be a whole number from 1 to 16" in capsys.readouterr().err
 
 
+def test_run_all_help_prints_its_options_and_runs_nothing(capsys, monkeypatch, tmp_path):
+    """`run all --help` used to pass --help to every workflow in turn and then rewrite
+    reports/index.html; it must print run all's own options and touch nothing."""
+    from workflows import cli
+
+    monkeypatch.chdir(tmp_path)
+    ran = []
+    monkeypatch.setattr(cli, "_run_in_process", lambda *a: ran.append(a) or [])
+    monkeypatch.setattr(cli, "_run_parallel", lambda *a: ran.append(a) or [])
+    assert cli.main(["run", "all", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--jobs N" in out and "--quick" in out
+    assert ran == [] and list(tmp_path.iterdir()) == []
+
+
 def test_a_long_step_prints_a_line_every_interval(capsys):
     """A step longer than the interval is never silent: one 'still running' line per interval,
     and the next step stops the previous step's lines."""

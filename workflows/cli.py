@@ -123,6 +123,21 @@ def write_index(results: list[tuple[str, str, float, int]], root: Path = Path("r
     return root / "index.html"
 
 
+RUN_ALL_HELP = """usage: mlebayes run all [--jobs N] [--quick] [sampling options]
+
+Run every workflow (not uci_benchmark) on its bundled data, each into reports/<workflow>/,
+then write reports/index.html with every workflow's status.
+
+options:
+  --jobs N    workflows at a time, each in its own process (default: the number of cores,
+              at most 2); --jobs 1 runs them one after another in this process
+  --quick     smoke run: 300 draws, 300 tune, 2 chains, fewer sweep steps
+
+Any other option (--draws, --tune, --chains, --seed, --sampler, --save, --config) is passed
+to every workflow: see mlebayes run <workflow> --help. run all takes no --data, --target,
+--predictors or --out."""
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="mlebayes", description="MLE vs Bayesian posterior workflows "
@@ -143,6 +158,9 @@ def main(argv=None) -> int:
 
     if args.workflow != "all":
         return entry(_module(args.workflow).main, rest)
+    if any(a in ("-h", "--help") for a in rest):
+        print(RUN_ALL_HELP)
+        return 0
     if any(a in ("--data", "--out", "--target", "--predictors") for a in rest):
         p.error("run all takes no --data/--target/--predictors/--out; run one workflow for that")
     jobs, rest = _jobs(p, rest)
