@@ -367,6 +367,28 @@ def test_a_long_step_prints_a_line_every_interval(capsys):
     assert "s after" not in capsys.readouterr().err
 
 
+def test_a_workflow_that_returned_prints_no_more_progress_lines(capsys):
+    """run all --jobs 1 runs every workflow in one process: a Progress still referenced after
+    its workflow returned (here from a module-level list, in hierarchical from a reference
+    cycle) printed 'still running' lines into the next workflow's output."""
+    import time
+
+    from workflows.running import Progress, entry
+
+    kept = []
+
+    def main(argv):
+        p = Progress("w", 1, every=0.2)
+        kept.append(p)
+        p("a step that ends with the workflow")
+        return 0
+
+    assert entry(main, []) == 0
+    capsys.readouterr()
+    time.sleep(0.6)
+    assert "s after" not in capsys.readouterr().err
+
+
 def test_counts_in_a_numeric_table_row_print_as_integers():
     """pandas' iterrows upcasts an int column to float when the row is all numbers; a count
     must still print as 20930 (not 2.093e+04) and a count beside an R-hat as 1 (not 1.000)."""

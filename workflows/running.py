@@ -29,9 +29,6 @@ def entry(main, argv=None) -> int:
         note_interrupt()
         raise KeyboardInterrupt
 
-    def note_only(signum, frame):  # while stopping: a second Ctrl-C must not cut the exit
-        note_interrupt()
-
     def unraisable(hook_args):
         # A KeyboardInterrupt raised where Python cannot propagate it (a weakref or __del__
         # callback, e.g. during numba compilation) is printed as "Exception ignored ..." and
@@ -52,6 +49,19 @@ def entry(main, argv=None) -> int:
             installed.append(sig)
     stopwatch.reset()
     try:
+        return _run(main, argv, installed)
+    finally:
+        # a workflow that returned (or raised) prints no more progress lines, even where
+        # something still holds its Progress (run all --jobs 1 runs the next one in this process)
+        for progress in list(_LIVE):
+            progress.close()
+
+
+def _run(main, argv, installed) -> int:
+    def note_only(signum, frame):  # while stopping: a second Ctrl-C must not cut the exit
+        note_interrupt()
+
+    try:
         rc = main(argv)
         if interrupted():
             raise KeyboardInterrupt
@@ -67,6 +77,9 @@ def entry(main, argv=None) -> int:
         return 1
 
 
+_LIVE: "weakref.WeakSet[Progress]" = weakref.WeakSet()  # closed when their workflow returns
+
+
 class Progress:
     """One line per step on stderr: ``[regression 2/7] sampling logistic (wells)``; a step
     that runs longer than ``every`` seconds (a large data set) adds a line each ``every``
@@ -78,6 +91,7 @@ class Progress:
         self.every, self._what, self._lock = every, "", threading.Lock()
         self._ticker: threading.Thread | None = None
         self._generation = 0
+        _LIVE.add(self)
 
     def _line(self, text: str) -> None:
         print(f"[{self.name} {self.step}/{self.total} {time.time() - self.start:5.0f}s] {text}",
