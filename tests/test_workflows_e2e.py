@@ -418,6 +418,9 @@ def test_evidence_e2e(tmp_path):
     rows = {r["in favour of including mom_hs (positive: keep it)"]: r["nats"] for r in m["bayes_factor"]}
     assert rows["−½ ΔBIC (Schwarz approximation of log BF)"] == pytest.approx(-(big.bic - small.bic) / 2, rel=1e-6)
     assert rows["−½ ΔAIC"] == pytest.approx(-(big.aic - small.aic) / 2, rel=1e-6)
+    # the sweep's exact leave-one-out is what ArviZ's PSIS-LOO estimates from exact draws
+    exact = rows["ΔELPD-LOO at c = 1 (exact leave-one-out)"]
+    assert m["psis_check"]["ΔELPD PSIS-LOO"] == pytest.approx(exact, abs=0.1)
     # Jeffreys-Lindley: past the peak, the log BF falls by log(10) per tenfold wider slope prior
     sweep = pd.DataFrame(m["sweep"])
     wide = sweep[sweep["c"] >= 100]

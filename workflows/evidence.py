@@ -1,5 +1,5 @@
 """Evidence and sequential updating: the marginal likelihood in closed form and by sequential
-Monte Carlo, Bayes factors beside the likelihood-ratio test, AIC, BIC and PSIS-LOO, the
+Monte Carlo, Bayes factors beside the likelihood-ratio test, AIC, BIC and leave-one-out, the
 evidence's dependence on the prior width (Jeffreys-Lindley), and batch-by-batch updating,
 exact (conjugate linear regression) and approximate (logistic regression)."""
 
@@ -89,28 +89,40 @@ def _loo(Z, y, post: ev.NIG, seed):
 
 def prior_width_sweep(X, y, models: tuple, seed: int) -> pd.DataFrame:
     """For each prior width c in ``C_GRID``: the closed-form log evidence of the models with
-    and without mom_hs (``models`` = (big, small) predictor lists) and the paired PSIS-LOO
-    difference from exact posterior draws. No report."""
-    import arviz as az
-
+    and without mom_hs (``models`` = (big, small) predictor lists) and the paired difference
+    of their exact leave-one-out log predictive densities (closed form, ``nig_loo_pointwise``).
+    No report."""
     big, small = models
     Zb, Zs = kidiq_design(X, big), kidiq_design(X, small)
     sweep = []
     for c in C_GRID:
         pb, ps = nig_prior(X, big, y, c), nig_prior(X, small, y, c)
         lb, ls = ev.nig_log_evidence(Zb, y, pb), ev.nig_log_evidence(Zs, y, ps)
-        # PSIS-LOO by ArviZ; the paired difference and its se are computed from the pointwise
-        # elpds as az.compare does, because az.compare (ArviZ 1.3) rounds its table to two
-        # significant figures (elpd -1880).
-        loo_b = az.loo(_loo(Zb, y, ev.nig_update(Zb, y, pb), seed))
-        loo_s = az.loo(_loo(Zs, y, ev.nig_update(Zs, y, ps), seed + 1))
-        d = np.asarray(loo_b.elpd_i).ravel() - np.asarray(loo_s.elpd_i).ravel()
+        # the paired difference and its se from the pointwise elpds, as az.compare does
+        d = ev.nig_loo_pointwise(Zb, y, pb) - ev.nig_loo_pointwise(Zs, y, ps)
         sweep.append({"c": c, "log evidence with": lb, "log evidence without": ls,
                       "log BF (with:without)": lb - ls,
                       "ΔELPD-LOO (with - without)": float(d.sum()),
                       "ΔELPD-LOO se": float(np.sqrt(d.size * d.var(ddof=1)))})
-    sweep = pd.DataFrame(sweep)
-    return sweep
+    return pd.DataFrame(sweep)
+
+
+def psis_check(X, y, models: tuple, c: float, seed: int) -> dict:
+    """ArviZ's PSIS-LOO of both models from 4000 exact posterior draws at prior width ``c``:
+    the estimate the exact LOO of the sweep replaces, as a check (the paired difference and
+    its se computed from the pointwise elpds as az.compare does, because az.compare (ArviZ
+    1.3) rounds its table to two significant figures)."""
+    import arviz as az
+
+    big, small = models
+    elpd = []
+    for k, cols in enumerate((big, small)):
+        Z, prior = kidiq_design(X, cols), nig_prior(X, cols, y, c)
+        elpd.append(np.asarray(az.loo(_loo(Z, y, ev.nig_update(Z, y, prior), seed + k)).elpd_i)
+                    .ravel())
+    d = elpd[0] - elpd[1]
+    return {"c": c, "ΔELPD PSIS-LOO": float(d.sum()),
+            "ΔELPD PSIS-LOO se": float(np.sqrt(d.size * d.var(ddof=1)))}
 
 
 def _sweep_figure(sweep: pd.DataFrame, half_lrt: float, half_aic: float, half_bic: float):
@@ -128,7 +140,7 @@ def _sweep_figure(sweep: pd.DataFrame, half_lrt: float, half_aic: float, half_bi
     ax = axes[1]
     ax.plot(sweep["c"], sweep["log BF (with:without)"], "-", color="#1b9e77", lw=2, label="log Bayes factor")
     e, se = sweep["ΔELPD-LOO (with - without)"], sweep["ΔELPD-LOO se"]
-    ax.plot(sweep["c"], e, "-", color="#e7298a", label="ΔELPD PSIS-LOO (± se)")
+    ax.plot(sweep["c"], e, "-", color="#e7298a", label="ΔELPD LOO, exact (± se)")
     ax.fill_between(sweep["c"], e - se, e + se, color="#e7298a", alpha=0.15)
     for value, style, label in ((half_lrt, ":", "½ LRT"), (half_aic, "-.", "−½ ΔAIC"),
                                 (half_bic, "--", "−½ ΔBIC")):
@@ -151,28 +163,38 @@ def bayes_factor(report, s, progress, smc_draws):
     mle_b = fit_mle(linear.build(X[big], y), random_seed=s.seed)
     mle_s = fit_mle(linear.build(X[small], y), random_seed=s.seed)
     stat, p = ev.lrt(mle_b.loglik, mle_s.loglik, 1)
-    progress("prior-width sweep: closed-form evidence and exact-posterior PSIS-LOO")
+    progress("prior-width sweep: closed-form evidence and exact leave-one-out")
     sweep = prior_width_sweep(X, y, (big, small), s.seed)
+    at1 = sweep.iloc[int(np.argmin(np.abs(np.log(sweep["c"]))))]
+    psis = psis_check(X, y, (big, small), float(at1["c"]), s.seed)
     progress("SMC evidence of the library's linear models (default priors)")
     smc_b = ev.smc_log_evidence(linear.build(X[big], y), draws=smc_draws, chains=4, random_seed=s.seed)
     smc_s = ev.smc_log_evidence(linear.build(X[small], y), draws=smc_draws, chains=4,
                                 random_seed=s.seed + 1)
-    at1 = sweep.iloc[int(np.argmin(np.abs(np.log(sweep["c"]))))]
     rows = {
         "log Bayes factor, conjugate NIG prior at c = 1 (closed form)": at1["log BF (with:without)"],
         "log Bayes factor, library default priors (SMC)": smc_b.log_evidence - smc_s.log_evidence,
         "½ LRT statistic = max log-likelihood ratio": stat / 2,
         "−½ ΔAIC": -(mle_b.aic - mle_s.aic) / 2,
         "−½ ΔBIC (Schwarz approximation of log BF)": -(mle_b.bic - mle_s.bic) / 2,
-        "ΔELPD PSIS-LOO at c = 1": at1["ΔELPD-LOO (with - without)"],
+        "ΔELPD-LOO at c = 1 (exact leave-one-out)": at1["ΔELPD-LOO (with - without)"],
+        "ΔELPD PSIS-LOO at c = 1 (ArviZ, 4000 exact posterior draws)": psis["ΔELPD PSIS-LOO"],
     }
     table = pd.DataFrame({"nats": rows}).assign(bits=lambda d: d["nats"] / ev.LN2)
     table.loc["log Bayes factor, library default priors (SMC)", "MC / LOO se"] = float(np.hypot(smc_b.mc_se, smc_s.mc_se))
-    table.loc["ΔELPD PSIS-LOO at c = 1", "MC / LOO se"] = at1["ΔELPD-LOO se"]
+    table.loc["ΔELPD-LOO at c = 1 (exact leave-one-out)", "MC / LOO se"] = at1["ΔELPD-LOO se"]
+    table.loc["ΔELPD PSIS-LOO at c = 1 (ArviZ, 4000 exact posterior draws)", "MC / LOO se"] = \
+        psis["ΔELPD PSIS-LOO se"]
     table.index.name = "in favour of including mom_hs (positive: keep it)"
     report.table(table, digits=3, caption=f"kidiq, N = {len(y)}. LRT: statistic {stat:.2f} on 1 df, "
                  f"p = {p:.3g} (Wilks). ΔAIC/ΔBIC: with minus without; negated and halved so that every "
                  "row is on the log scale of evidence in favour of mom_hs.")
+    gap = psis["ΔELPD PSIS-LOO"] - at1["ΔELPD-LOO (with - without)"]
+    report.text(f"Leave-one-out here is exact: the conjugate model's predictive of each row "
+                f"given the others is a Student-t in closed form. ArviZ's PSIS-LOO, which "
+                f"estimates it from 4000 exact posterior draws, gives {psis['ΔELPD PSIS-LOO']:.3f} "
+                f"nats at c = {at1['c']:.3g} against the exact {at1['ΔELPD-LOO (with - without)']:.3f} "
+                f"(difference {gap:+.3f}).", kind="note" if abs(gap) < 0.1 else "warn")
     cross = sweep[sweep["log BF (with:without)"] < 0]["c"]
     c_cross = float(cross.iloc[0]) if len(cross) else np.nan
     widest, narrow = sweep.iloc[-1], sweep.iloc[int(np.argmax(sweep["log BF (with:without)"]))]
@@ -182,16 +204,18 @@ def bayes_factor(report, s, progress, smc_draws):
         f"c ≈ {c_cross:.3g}, and at c = {widest['c']:.0e} it is {widest['log BF (with:without)']:.2f} "
         f"nats (it falls by log 10 = 2.30 nats per tenfold widening): a vague prior on the extra "
         f"slope makes the evidence favour the smaller model whatever the data say (Jeffreys-Lindley). "
-        f"PSIS-LOO moves by only {np.ptp(sweep['ΔELPD-LOO (with - without)'][sweep['c'] >= 1]):.2f} nats "
+        f"The exact LOO difference moves by only {np.ptp(sweep['ΔELPD-LOO (with - without)'][sweep['c'] >= 1]):.2g} nats "
         f"for c ≥ 1, and the LRT (p = {p:.3g}), AIC and BIC do not depend on any prior.",
         kind="note")
     fig = _sweep_figure(sweep, stat / 2, -(mle_b.aic - mle_s.aic) / 2, -(mle_b.bic - mle_s.bic) / 2)
-    report.figure(fig, "Prior-width sweep (conjugate NIG prior, closed-form evidence; LOO from "
-                  "4000 exact posterior draws at each c). Orange lines: MLE-based criteria.")
+    report.figure(fig, "Prior-width sweep (conjugate NIG prior: closed-form evidence and exact "
+                  "leave-one-out predictive densities at each c). Orange lines: MLE-based "
+                  "criteria.")
     shown = sweep.iloc[::3].assign(c=lambda d: [f"{v:.3g}" for v in d["c"]]).set_index("c")
     report.table(shown, digits=6, caption="Every third point of the sweep.")
     report.metrics.update({"bayes_factor": table.reset_index().to_dict(orient="records"),
                            "lrt": {"statistic": stat, "p": p}, "c_sign_change": c_cross,
+                           "psis_check": psis,
                            "sweep": sweep.to_dict(orient="records")})
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
-from scipy import linalg, special
+from scipy import linalg, special, stats
 
 from models.base import stopwatch
 from models.base.checks import check_positive_int
@@ -133,6 +133,30 @@ def nig_log_evidence(X, y, prior: NIG) -> float:
     return float(-0.5 * y.size * np.log(2 * np.pi) + 0.5 * (logdet_n - logdet_0)
                  + prior.a * np.log(prior.b) - post.a * np.log(post.b)
                  + special.gammaln(post.a) - special.gammaln(prior.a))
+
+
+def nig_loo_pointwise(X, y, prior: NIG) -> np.ndarray:
+    """Exact leave-one-out log predictive densities log p(y_i | y_-i), one per row.
+
+    The posterior without row i is NIG with precision P_n - x_i x_i', and the predictive of
+    y_i under it is Student-t with 2 a_-i dof, location x_i' m_-i and squared scale
+    (b_-i / a_-i)(1 + x_i' V_-i x_i). Closed form, so no Monte-Carlo error and no PSIS: for
+    this conjugate model it is what PSIS-LOO estimates from posterior draws (written out
+    because ArviZ has no conjugate LOO; ``az.loo`` on 4000 draws x 434 rows takes 1-2 s,
+    this a few ms)."""
+    X, y = _check_nig(X, y, prior)
+    P0 = np.linalg.inv(prior.V)
+    r0 = P0 @ prior.m
+    Pn, rn = P0 + X.T @ X, r0 + X.T @ y
+    # every row's downdated precision and right-hand side at once: (n, p, p) and (n, p)
+    P = Pn[None] - X[:, :, None] * X[:, None, :]
+    r = rn[None] - X * y[:, None]
+    sol = np.linalg.solve(P, np.stack([r, X], axis=-1))  # P_-i^-1 [r_-i, x_i]
+    m, Vx = sol[..., 0], sol[..., 1]
+    a = prior.a + 0.5 * (y.size - 1)
+    b = prior.b + 0.5 * (y @ y - y**2 + prior.m @ r0 - np.einsum("ij,ij->i", m, r))
+    scale2 = b / a * (1.0 + np.einsum("ij,ij->i", X, Vx))
+    return stats.t.logpdf(y, 2 * a, loc=np.einsum("ij,ij->i", X, m), scale=np.sqrt(scale2))
 
 
 def nig_pointwise_loglik(X, y, beta: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
