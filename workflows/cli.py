@@ -165,6 +165,7 @@ def main(argv=None) -> int:
         p.error("run all takes no --data/--target/--predictors/--out; run one workflow for that")
     jobs, rest = _jobs(p, rest)
     os.environ["MLEBAYES_RUN_ALL"] = "1"  # each report links to reports/index.html, written last
+    os.environ["MLEBAYES_JOBS"] = str(jobs)  # workflows that fan out share the cores (options)
     start = time.time()
     results = _run_parallel(rest, jobs) if jobs > 1 else _run_in_process(rest, entry)
     if results is None or any(r[3] == 130 for r in results):

@@ -5,6 +5,7 @@ before anything runs."""
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import sys
 import tomllib
@@ -101,18 +102,34 @@ def parser(name: str, description: str, takes_data: bool = False) -> argparse.Ar
     return p
 
 
-def add_fanout(p: argparse.ArgumentParser) -> None:
-    """Options of the many-fit workflows: where the fits run (Dask distributed)."""
+def add_fanout(p: argparse.ArgumentParser, in_process_cores: int = 0) -> None:
+    """Options of the many-fit workflows: where the fits run (Dask distributed).
+    ``in_process_cores``: with at most this many cores for this workflow (see
+    :func:`cores_available`), the default runs every fit in this process instead of Dask."""
     g = p.add_argument_group("fan-out (Dask distributed)")
+    default = "one worker per core"
+    if in_process_cores:
+        default = (f"every fit in this process when this workflow has {in_process_cores} "
+                   "core(s) or fewer (run all shares the cores between its jobs), else one "
+                   "worker per core")
     g.add_argument("--workers", type=int, default=None,
-                   help="worker processes of a LocalCluster on this machine (default: one per "
-                        "core); 0 runs every fit in this process, without Dask")
+                   help=f"worker processes of a LocalCluster on this machine (default: {default}); "
+                        "0 runs every fit in this process, without Dask")
     g.add_argument("--scheduler", default=None,
                    help="address of an existing Dask scheduler, e.g. tcp://host:8786 (instead of --workers)")
+    p.set_defaults(in_process_cores=in_process_cores)
+
+
+def cores_available() -> int:
+    """This workflow's share of the machine's cores: all of them, or under ``run all`` (which
+    sets MLEBAYES_JOBS) the cores divided by the workflows running at once."""
+    jobs = os.environ.get("MLEBAYES_JOBS", "1")
+    return max(1, (os.cpu_count() or 1) // max(1, int(jobs) if jobs.isdigit() else 1))
 
 
 def fanout_client(args: argparse.Namespace):
-    """Context manager yielding the Dask client for ``--workers`` / ``--scheduler``."""
+    """Context manager yielding the Dask client for ``--workers`` / ``--scheduler`` (None:
+    run in this process)."""
     from models.inference.distributed import dask_client
 
     if args.workers is not None and args.workers < 0:
@@ -120,7 +137,8 @@ def fanout_client(args: argparse.Namespace):
     if args.workers is not None and args.scheduler:
         raise SystemExit("error: give --workers (a local cluster) or --scheduler (an existing "
                          "cluster), not both")
-    if args.workers == 0:
+    if args.workers == 0 or (args.workers is None and not args.scheduler
+                             and cores_available() <= getattr(args, "in_process_cores", 0)):
         return contextlib.nullcontext(None)
     return dask_client(workers=args.workers, scheduler=args.scheduler)
 
