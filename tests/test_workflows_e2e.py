@@ -238,6 +238,9 @@ def test_small_data_e2e(tmp_path):
     full = [r for r in m["sweep"] if r["N"] == len(y)]
     np.testing.assert_allclose([r["MLE"] for r in full], ref.params.values[1:], rtol=1e-5)
     np.testing.assert_allclose([r["SE"] for r in full], ref.bse.values[1:], rtol=1e-3)
+    # where the MLE does not exist the table shows no estimate (not where the optimiser stopped)
+    assert all(r["MLE"] is None or np.isnan(r["MLE"]) for r in m["sweep"]
+               if r["MLE status"] == "does_not_exist")
     sep = m["sections"]["Perfect separation: iris setosa vs versicolor by sepal size"]
     assert sep["mle"]["status"] == "does_not_exist"
     for r in m["coverage"]:  # every simulation accounted for; coverage = hits / counted

@@ -52,6 +52,8 @@ def sweep(report, s, progress, X, y, model, pool):
         mle, post, diag = f.mle, f.posterior["beta"], f.diagnostics
         for j, label in enumerate(PARAMS):
             est, se = float(mle.params["beta"][j]), float(mle.se["beta"][j])
+            if mle.status == "does_not_exist":
+                est = np.nan  # where the optimiser stopped on its way out: not an estimate
             lo, hi = post["lo"][j], post["hi"][j]
             lap = f.laplace["beta"] if f.laplace is not None else None
             rows.append({"N": n, "parameter": label, "MLE status": mle.status, "MLE": est, "SE": se,
