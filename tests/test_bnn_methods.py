@@ -118,6 +118,61 @@ def test_chains_start_at_their_ensemble_members_and_stay_in_their_modes(rng):
     assert len(frame) == 5 and np.isfinite(diag.r_hat_max)
 
 
+def test_ensemble_chains_start_as_soon_as_a_core_is_free():
+    """Chain starts are a queue, not batches of ``cores``: with 2 cores, chain 2 starts when
+    chain 0 finishes although chain 1 is still running (a slow chain in a sharply curved mode
+    used to hold back the next batch). Fake nutpie runs: nothing is compiled or sampled."""
+    import dataclasses
+
+    import pymc as pm
+    import xarray as xr
+
+    from models.inference import CompiledSampler
+
+    with pm.Model() as model:
+        pm.Normal("a", 0.0, 1.0)
+    started = []
+
+    class Inner:
+        def __init__(self, k):
+            self.k, self.polls = k, 0
+
+        def is_finished(self):  # nutpie's Rust sampler: True, or TimeoutError while running
+            self.polls += 1
+            if self.k == 1 and 3 not in started:  # chain 1 runs until chain 3 has started
+                raise TimeoutError("Timeout while waiting for sampler to finish")
+            return True
+
+    class Run:
+        def __init__(self, k):
+            self._sampler, self.k = Inner(k), k
+
+        def wait(self):
+            assert self.k != 1 or 3 in started, "waited for chain 1 before chain 3 could start"
+            post = xr.Dataset({"a": (("chain", "draw"), np.full((1, 5), float(self.k)))})
+            stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((1, 5), bool))})
+            return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+
+    class FakeNutpie:
+        @staticmethod
+        def sample(compiled, seed, **kw):
+            k = [int(s) for s in seeds].index(seed)
+            started.append(k)
+            return Run(k)
+
+    @dataclasses.dataclass
+    class Compiled:
+        initial_point_func: object = None
+
+    seeds = np.random.SeedSequence(7).generate_state(4)
+    sampler = CompiledSampler.__new__(CompiledSampler)
+    sampler.model, sampler.compiled, sampler._nutpie = model, Compiled(), FakeNutpie()
+    sampler.config = SamplerConfig(draws=5, tune=5, seed=7)
+    tree = sampler.sample_from([{"a": 0.0}] * 4, cores=2)
+    assert started == [0, 1, 2, 3]
+    np.testing.assert_array_equal(tree["posterior"]["a"].values[:, 0], [0, 1, 2, 3])
+
+
 @pytest.mark.parametrize("hidden, activation", [((4,), "relu"), ((3, 4), "tanh"), ((2,), "sigmoid")])
 def test_ggn_jacobian_matches_finite_differences_of_the_forward_pass(rng, hidden, activation):
     from models.evaluation.ggn import jacobian, parameter_names
