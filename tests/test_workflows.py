@@ -417,6 +417,26 @@ def test_a_workflow_that_returned_prints_no_more_progress_lines(capsys):
     assert "s after" not in capsys.readouterr().err
 
 
+def test_the_all_passed_banner_says_only_what_the_verdict_table_shows():
+    """The bnn page said 'Every model ... passed its model-fit checks' above a verdict table
+    whose model-fit cell was '–' (none) and whose MLE cell was WARN."""
+    from workflows.report import Report
+
+    r = Report("t", "t")
+    r.verdict("Bayesian neural network", (True, "ok"), None, (False, "MLE net: not_converged"))
+    page = r.render()
+    assert "passed its model-fit checks" not in page
+    assert "no model-fit checks" in page and "The MLE column flags Bayesian neural network" in page
+    r = Report("t", "t")
+    r.verdict("a", (True, "ok"), (True, "ok"), (True, "exists"))
+    r.verdict("b", (True, "ok"), None, None)
+    page = r.render()
+    assert "the 1 with model-fit checks passed them" in page and "MLE column" not in page
+    r = Report("t", "t")
+    r.verdict("a", (True, "ok"), (True, "ok"), None)
+    assert "Every model in this report converged and passed its model-fit checks." in r.render()
+
+
 def test_counts_in_a_numeric_table_row_print_as_integers():
     """pandas' iterrows upcasts an int column to float when the row is all numbers; a count
     must still print as 20930 (not 2.093e+04) and a count beside an R-hat as 1 (not 1.000)."""

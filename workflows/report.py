@@ -335,9 +335,30 @@ class Report:
             items = "".join(f"<li>{html.escape(a)}</li>" for a in self.alerts)
             out += f'<div class="warn"><p><b>Read first:</b></p><ul>{items}</ul></div>'
         elif self.verdicts and not self.failed_verdicts():
-            out += ('<div class="note"><p>Every model in this report converged and passed its '
-                    'model-fit checks.</p></div>')
+            out += f'<div class="note"><p>{html.escape(self.all_passed_sentence())}</p></div>'
         return out
+
+    def all_passed_sentence(self) -> str:
+        """The banner above a page whose checks all passed, saying only what the verdict table
+        shows: a model without model-fit checks (a '–' cell) did not 'pass' them, and an MLE
+        flagged in its column is named (it does not enter the sampler's verdict)."""
+        sampled = [v for v in self.verdicts if v["convergence"] is not None]
+        fitted = [v for v in self.verdicts if v["fit"] is not None]
+        if sampled and len(fitted) == len(self.verdicts):
+            text = "Every model in this report converged and passed its model-fit checks."
+        elif sampled and fitted:
+            text = (f"Every model in this report converged; the {len(fitted)} with model-fit "
+                    "checks passed them (the others have none: '–' in the table).")
+        elif sampled:
+            text = ("Every model in this report converged. " + ("It has" if len(sampled) == 1
+                    else "They have") + " no model-fit checks ('–' in the table).")
+        else:
+            text = "Every model-fit check in this report passed."
+        flagged = [v["model"] for v in self.verdicts if v["mle"] is not None and not v["mle"][0]]
+        if flagged:
+            text += (" The MLE column flags " + ", ".join(flagged) + ": the MLE's own status, "
+                     "which the posterior's verdict does not depend on.")
+        return text
 
     def write(self, out_dir: str | os.PathLike, posteriors: dict | None = None,
               save: str = "small") -> Path:
