@@ -87,7 +87,7 @@ def _loo(Z, y, post: ev.NIG, seed):
                          "log_likelihood": {"y": ll.reshape(4, 1000, -1)}})
 
 
-def prior_width_sweep(X, y, models: tuple, seed: int) -> pd.DataFrame:
+def prior_width_sweep(X, y, models: tuple) -> pd.DataFrame:
     """For each prior width c in ``C_GRID``: the closed-form log evidence of the models with
     and without mom_hs (``models`` = (big, small) predictor lists) and the paired difference
     of their exact leave-one-out log predictive densities (closed form, ``nig_loo_pointwise``).
@@ -164,7 +164,7 @@ def bayes_factor(report, s, progress, smc_draws):
     mle_s = fit_mle(linear.build(X[small], y), random_seed=s.seed)
     stat, p = ev.lrt(mle_b.loglik, mle_s.loglik, 1)
     progress("prior-width sweep: closed-form evidence and exact leave-one-out")
-    sweep = prior_width_sweep(X, y, (big, small), s.seed)
+    sweep = prior_width_sweep(X, y, (big, small))
     at1 = sweep.iloc[int(np.argmin(np.abs(np.log(sweep["c"]))))]
     psis = psis_check(X, y, (big, small), float(at1["c"]), s.seed)
     progress("SMC evidence of the library's linear models (default priors)")
