@@ -156,7 +156,7 @@ def test_options_are_checked_before_work(tmp_path, monkeypatch, capsys, args, wo
 
 @pytest.mark.parametrize("toml, words", [
     ('quick = "no"\n', "quick"), ('seed = "abc"\n', "seed"), ("predictors = 5\n", "predictors"),
-    ("draws = 1.5\n", "draws"),
+    ("draws = 1.5\n", "draws"), ('backend = "llvm"\n', "backend"),
 ])
 def test_config_values_are_type_checked(tmp_path, monkeypatch, capsys, toml, words):
     cfg = tmp_path / "c.toml"

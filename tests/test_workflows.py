@@ -83,6 +83,14 @@ def test_config_file_sets_options_and_rejects_unknown_keys(tmp_path):
     s = settings("x", parser("x", "").parse_args(["--config", str(cfg), "--chains", "2",
                                                    "--out", str(tmp_path / "o")]))
     assert (s.draws, s.chains, s.sampler) == (123, 2, "pymc")
+    cfg.write_text('backend = "c"\n')
+    s = settings("x", parser("x", "").parse_args(["--config", str(cfg), "--out", str(tmp_path / "o")]))
+    assert s.config.backend == "c"
+    s = settings("x", parser("x", "").parse_args(["--out", str(tmp_path / "o")]), {"backend": "c"})
+    assert s.config.backend == "c"  # a workflow's own default (regression, hierarchical)
+    s = settings("x", parser("x", "").parse_args(["--backend", "numba", "--out", str(tmp_path / "o")]),
+                 {"backend": "c"})
+    assert s.config.backend == "numba"  # the flag wins over it
     cfg.write_text("draw = 5\n")
     with pytest.raises(SystemExit, match=r"unknown option\(s\) \['draw'\]"):
         settings("x", parser("x", "").parse_args(["--config", str(cfg)]))

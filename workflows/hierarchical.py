@@ -281,7 +281,9 @@ def radon(report, s, progress, diags, posteriors):
 
 def main(argv=None) -> int:
     args = parser(NAME, __doc__).parse_args(argv)
-    s = settings(NAME, args)
+    # nutpie on PyTensor's cached C functions: the same report as numba's, 33 s against 36 s
+    # (warm caches, 2026-11-26): these models compile in under 1 s instead of 5-13 s each.
+    s = settings(NAME, args, {"backend": "c"})
     progress = Progress(NAME, 10)
     report = Report(NAME, "Hierarchical models: pooling, type-II MLE and full Bayes")
     diags, posteriors = [], {}

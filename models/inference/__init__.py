@@ -22,7 +22,7 @@ scores, chain stacking), ``fitcheck``, ``evidence``, ``sequential``, ``fits`` (m
 ``from models.inference import fit_mle, sample_posterior, ...`` keeps working.
 """
 
-from models.inference.config import ADAPTATIONS, SAMPLERS, SamplerConfig
+from models.inference.config import ADAPTATIONS, BACKENDS, SAMPLERS, SamplerConfig
 from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, PER_CHAIN_ESS_MIN, RHAT_MAX,
                                           Diagnostics, diagnose, rank_test, within_chain_check)
 from models.inference.labels import scalar_labels
@@ -31,18 +31,19 @@ from models.inference.mle import IDENT_TOL, MLEResult, MLEWarning, fit_mle
 from models.inference.predictive import (STACKING_MAX_BAD_K_SHARE, ChainStacking,
                                          pointwise_log_likelihood, predictive_class_probs,
                                          predictive_log_score, stack_chains)
-from models.inference.sampling import (NUTPIE_PRIOR_INIT, CompiledSampler, check_start,
+from models.inference.sampling import (NUTPIE_PRIOR_INIT, CompiledSampler, check_start, compile_nutpie,
                                        data_swapped, prior_initvals, sample_from_starts,
                                        sample_posterior, set_data)
 from models.inference.sensitivity import prior_sensitivity, sensitivity_data
 from models.inference.summary import compare, compare_laplace, posterior_summary
 
 __all__ = [
-    "ADAPTATIONS", "SAMPLERS", "SamplerConfig", "EBFMI_MIN", "ESS_MIN", "RHAT_MAX", "Diagnostics",
+    "ADAPTATIONS", "BACKENDS", "SAMPLERS", "SamplerConfig", "EBFMI_MIN", "ESS_MIN", "RHAT_MAX", "Diagnostics",
     "PER_CHAIN_ESS_MIN", "within_chain_check", "sample_from_starts", "diagnose", "rank_test", "scalar_labels", "LaplaceFit", "fit_laplace",
     "laplace_loo", "compare_loo", "IDENT_TOL", "MLEResult", "MLEWarning", "fit_mle",
     "STACKING_MAX_BAD_K_SHARE", "ChainStacking", "pointwise_log_likelihood",
     "predictive_class_probs", "predictive_log_score", "stack_chains", "NUTPIE_PRIOR_INIT",
+    "compile_nutpie",
     "CompiledSampler", "check_start", "data_swapped", "prior_initvals", "sample_posterior",
     "set_data", "compare", "compare_laplace", "posterior_summary",
     "prior_sensitivity", "sensitivity_data",
