@@ -75,6 +75,14 @@ class SamplerConfig:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
+    def nutpie_options(self) -> dict:
+        """The keywords ``nutpie.sample`` takes from these settings (``adaptation``, and
+        ``target_accept`` when set): one place for every nutpie call."""
+        options = {"adaptation": self.adaptation}
+        if self.target_accept is not None:
+            options["target_accept"] = self.target_accept
+        return options
+
     def replace(self, **changes) -> SamplerConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)

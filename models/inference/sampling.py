@@ -109,9 +109,7 @@ def _sample_nutpie_c(model: pm.Model, c: SamplerConfig) -> xr.DataTree:
 
     compiled = compile_nutpie(model, init=c.init, backend="c")
     seed = int(get_random_generator(c.seed).spawn(c.chains)[0].integers(2**30))
-    options = {"adaptation": c.adaptation}
-    if c.target_accept is not None:
-        options["target_accept"] = c.target_accept
+    options = c.nutpie_options()
     start = time.time()
     idata = nutpie.sample(compiled, draws=c.draws, tune=max(c.tune, 1), chains=c.chains, cores=1,
                           seed=seed, save_warmup=False, progress_bar=False, **options)
@@ -386,9 +384,7 @@ class CompiledSampler:
             raise ValueError("sample_from: starts must list at least one point")
         compiled = self.compiled.with_data(**{k: np.asarray(v) for k, v in data.items()}) \
             if data else self.compiled
-        options = {"adaptation": c.adaptation}
-        if c.target_accept is not None:
-            options["target_accept"] = c.target_accept
+        options = c.nutpie_options()
         seeds = np.random.SeedSequence(c.seed if seed is None else seed).generate_state(len(starts))
         flats = [flat_start(self.model, point) for point in starts]
         at_once = max(1, int(cores or os.cpu_count() or 1))
@@ -436,9 +432,7 @@ class CompiledSampler:
         c = self.config
         compiled = self.compiled.with_data(**{k: np.asarray(v) for k, v in data.items()}) \
             if data else self.compiled
-        options = {"adaptation": c.adaptation}
-        if c.target_accept is not None:
-            options["target_accept"] = c.target_accept
+        options = c.nutpie_options()
         if cores:
             options["cores"] = int(cores)
         with stopwatch.stage("sampling"):
