@@ -262,14 +262,14 @@ def test_small_files_keep_the_posterior_exactly_and_loo_is_recomputed_from_them(
     assert (tmp_path / "small.nc").stat().st_size < 0.5 * (tmp_path / "full.nc").stat().st_size < raw
 
 
-@pytest.mark.parametrize("argv, draws, target_accept, chains_from", [
-    ([], 4000, 0.98, "ensemble"),                                  # the regression default
-    (["--chains-from", "prior"], 1000, 0.9, "prior"),              # the earlier protocol
-    (["--task", "classification"], 1000, 0.9, "prior"),            # classifiers: prior starts
-    (["--quick"], 300, 0.98, "ensemble"),                          # --quick still wins
-    (["--draws", "500", "--target-accept", "0.8"], 500, 0.8, "ensemble"),
+@pytest.mark.parametrize("argv, draws, tune, target_accept, chains_from", [
+    ([], 4000, 2000, 0.98, "ensemble"),                            # the regression default
+    (["--chains-from", "prior"], 1000, 1000, 0.9, "prior"),        # the earlier protocol
+    (["--task", "classification"], 1000, 1000, 0.9, "prior"),      # classifiers: prior starts
+    (["--quick"], 300, 300, 0.98, "ensemble"),                     # --quick still wins
+    (["--draws", "500", "--tune", "700", "--target-accept", "0.8"], 500, 700, 0.8, "ensemble"),
 ])
-def test_bnn_defaults_follow_where_the_chains_start(tmp_path, argv, draws, target_accept,
+def test_bnn_defaults_follow_where_the_chains_start(tmp_path, argv, draws, tune, target_accept,
                                                      chains_from):
     from workflows import bnn as bnn_wf
     from workflows.options import parser
@@ -277,8 +277,8 @@ def test_bnn_defaults_follow_where_the_chains_start(tmp_path, argv, draws, targe
     args = bnn_wf.add_arguments(parser("bnn", "")).parse_args([*argv, "--out", str(tmp_path / "o")])
     s = bnn_wf.bnn_settings(args)
     proto = bnn_wf.protocol(args, s, (5,), "xavier_normal")
-    assert (s.draws, proto.sampler.target_accept, proto.chains_from) == (
-        draws, target_accept, chains_from)
+    assert (s.draws, proto.sampler.tune, proto.sampler.target_accept, proto.chains_from) == (
+        draws, tune, target_accept, chains_from)
 
 
 def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
