@@ -50,6 +50,22 @@ def test_flat_prior_laplace_is_the_glm_mle_with_wald_ses(family):
                                rtol=RTOL)
 
 
+def test_flat_prior_laplace_optimises_once_where_the_mle_converged(monkeypatch):
+    """The flat-prior mode is fit_mle's optimum: no second optimisation (statsmodels checks
+    the values above); where the MLE does not exist it still refuses."""
+    import models.inference.laplace as laplace_module
+
+    def no_second_optimisation(*args, **kwargs):
+        raise AssertionError("fit_laplace(prior=False) optimised again after fit_mle")
+
+    monkeypatch.setattr(laplace_module, "maximise", no_second_optimisation)
+    X, y = datasets.wells()
+    fit = fit_laplace(logistic.build(X, y), prior=False, draws=10)
+    ref = sm.Logit(y, sm.add_constant(X)).fit(disp=0, tol=1e-12)
+    np.testing.assert_allclose(np.r_[fit.mode["intercept"], fit.mode["beta"]], ref.params.values,
+                               rtol=RTOL)
+
+
 def test_flat_prior_laplace_is_the_mnlogit_mle_with_wald_ses():
     X, y = datasets.anes96()
     fit = fit_laplace(softmax.build(X, y), prior=False, draws=10)

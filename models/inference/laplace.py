@@ -29,7 +29,7 @@ import xarray as xr
 from scipy import stats
 
 from models.base import stopwatch
-from models.inference.mle import CompiledMLE, compiled_mle, fit_mle, maximise
+from models.inference.mle import CompiledMLE, _fit_mle, compiled_mle, maximise
 
 # One compiled log posterior per model (weakly held), like the MLE's compiled likelihood.
 _COMPILED_LOGP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -77,11 +77,16 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
     Raises ValueError, in words, when the mode has no finite negative-definite Hessian (a
     flat direction: the approximation does not exist there, e.g. the flat-prior version of a
     model whose MLE does not exist)."""
+    x = None
     if not prior:
         # The flat-prior mode is the MLE: whether it exists is fit_mle's verdict (the log-
         # likelihood far out along the flattest directions), not an eigenvalue threshold,
         # which depends on the units and on how far the optimiser went before it stopped.
-        status = fit_mle(model, warn=False).status
+        # Where fit_mle converged, its optimum is the mode (no second optimisation).
+        mle, x_mle = _fit_mle(model, None, 0, maxiter, False, None)
+        status = mle.status
+        if status == "ok":
+            x = x_mle
         if status in ("does_not_exist", "singular"):
             raise ValueError(
                 "no Laplace approximation: the likelihood is flat or unbounded in some direction ("
@@ -92,7 +97,8 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
     x0 = c.ravel(model.initial_point())
     if not np.isfinite(c.loglik(x0)):
         raise ValueError("the log density is not finite at the model's initial point")
-    x, _ = maximise(c, x0, maxiter)
+    if x is None:
+        x, _ = maximise(c, x0, maxiter)
     info = -np.asarray(c.f_hess(x), dtype=float)
     diag = np.diag(info)
     if np.all(np.isfinite(info)) and np.all(diag > 0):

@@ -708,6 +708,12 @@ def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | Non
     ``initvals``: explicit starts instead (a list of {variable name: constrained value}
     dicts, e.g. prior draws: :func:`models.bnn.prior_starts`).
     """
+    return _fit_mle(model, n_starts, random_seed, maxiter, warn, initvals)[0]
+
+
+def _fit_mle(model, n_starts, random_seed, maxiter, warn, initvals):
+    """:func:`fit_mle` and the optimum in the unconstrained space (the flat-prior Laplace
+    approximation starts its curvature there instead of optimising again)."""
     if n_starts is None:
         n_starts = 1 if unimodal_reason(model) else 4
     n_starts = check_positive_int(n_starts, "n_starts", maximum=1000)
@@ -729,7 +735,7 @@ def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | Non
         labels=labels, not_in_likelihood=list(c.absent), start_logliks=[f[0] for f in fits],
     )
     if warn and (status != "ok" or c.absent):
-        warnings.warn(message, MLEWarning, stacklevel=2)
-    return result
+        warnings.warn(message, MLEWarning, stacklevel=3)
+    return result, x
 
 
