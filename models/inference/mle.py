@@ -708,10 +708,10 @@ def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | Non
     ``initvals``: explicit starts instead (a list of {variable name: constrained value}
     dicts, e.g. prior draws: :func:`models.bnn.prior_starts`).
     """
-    return _fit_mle(model, n_starts, random_seed, maxiter, warn, initvals)[0]
+    return fit_mle_with_optimum(model, n_starts, random_seed, maxiter, warn, initvals)[0]
 
 
-def _fit_mle(model, n_starts, random_seed, maxiter, warn, initvals):
+def fit_mle_with_optimum(model, n_starts, random_seed, maxiter, warn, initvals):
     """:func:`fit_mle` and the optimum in the unconstrained space (the flat-prior Laplace
     approximation starts its curvature there instead of optimising again)."""
     if n_starts is None:
