@@ -51,8 +51,9 @@ def test_flat_prior_laplace_is_the_glm_mle_with_wald_ses(family):
 
 
 def test_flat_prior_laplace_optimises_once_where_the_mle_converged(monkeypatch):
-    """The flat-prior mode is fit_mle's optimum: no second optimisation (statsmodels checks
-    the values above); where the MLE does not exist it still refuses."""
+    """The flat-prior mode is fit_mle's optimum: no second optimisation, and still
+    statsmodels' MLE (the separated-data test below checks that it refuses where no MLE
+    exists)."""
     import models.inference.laplace as laplace_module
 
     def no_second_optimisation(*args, **kwargs):

@@ -27,7 +27,7 @@ DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split())
 # of its two halves is stable at the 1.01 threshold; target acceptance 0.98 (at 0.95 the
 # default seed's chains had 6 divergences); 2000 tuning steps: after nutpie's default 1000 the
 # low-rank mass matrix was still poor (91 draws at the maximum tree depth, a chain with bulk ESS
-# 43, twice the sampling time), after 2000 no draw reached it and 3 of 5 seeds passed, not 1 of 5.
+# 43), after 2000 no draw reached it and 3 of 5 seeds passed, not 2 of 5.
 ENSEMBLE_DRAWS = 4000
 ENSEMBLE_TUNE = 2000
 ENSEMBLE_TARGET_ACCEPT = 0.98

@@ -29,7 +29,7 @@ import xarray as xr
 from scipy import stats
 
 from models.base import stopwatch
-from models.inference.mle import CompiledMLE, fit_mle_with_optimum, compiled_mle, maximise
+from models.inference.mle import CompiledMLE, compiled_mle, fit_mle_with_optimum, maximise
 
 # One compiled log posterior per model (weakly held), like the MLE's compiled likelihood.
 _COMPILED_LOGP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -83,7 +83,7 @@ def fit_laplace(model: pm.Model, prior: bool = True, draws: int = 4000,
         # likelihood far out along the flattest directions), not an eigenvalue threshold,
         # which depends on the units and on how far the optimiser went before it stopped.
         # Where fit_mle converged, its optimum is the mode (no second optimisation).
-        mle, x_mle = fit_mle_with_optimum(model, None, 0, maxiter, False, None)
+        mle, x_mle = fit_mle_with_optimum(model, maxiter=maxiter, warn=False)
         status = mle.status
         if status == "ok":
             x = x_mle

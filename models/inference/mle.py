@@ -711,7 +711,9 @@ def fit_mle(model: pm.Model, n_starts: int | None = None, random_seed: int | Non
     return fit_mle_with_optimum(model, n_starts, random_seed, maxiter, warn, initvals)[0]
 
 
-def fit_mle_with_optimum(model, n_starts, random_seed, maxiter, warn, initvals):
+def fit_mle_with_optimum(model: pm.Model, n_starts: int | None = None,
+                         random_seed: int | None = 0, maxiter: int = 20_000, warn: bool = True,
+                         initvals: list[dict] | None = None) -> tuple[MLEResult, np.ndarray]:
     """:func:`fit_mle` and the optimum in the unconstrained space (the flat-prior Laplace
     approximation starts its curvature there instead of optimising again)."""
     if n_starts is None:
