@@ -55,3 +55,39 @@ def test_split_store_refuses_what_is_not_its_own(tmp_path):
     other = TINY.replace(sampler=TINY.sampler.replace(seed=1))
     with pytest.raises(OutputError, match="other settings"):
         SplitStore.open(ours.directory, other)
+
+
+def test_a_protocol_without_nuts_samples_nothing_and_keeps_its_own_splits(tmp_path, monkeypatch):
+    """``nuts=False`` (``--no-nuts``): no draws, no NUTS rows and no checks, and the deep
+    ensemble's test LL is the equal-weight mixture of its members' Gaussians (scipy, from
+    the split's files as ``datasets.uci`` reads them); its splits are never mixed with a
+    sampled protocol's."""
+    import numpy as np
+    from scipy import special, stats
+
+    from models.base import datasets
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a protocol without NUTS sampled")
+
+    monkeypatch.setattr(bnn, "_sample", refuse)
+    proto = TINY.replace(nuts=False, sampler=TINY.sampler.replace(chains=3))
+    d = datasets.uci("yacht", 0)
+    r = bnn.evaluate(d, proto)
+    assert r.idata is None and r.diagnostics is None and r.extra["f_post"] is None
+    assert set(r.metrics) == {bnn.CONSTANT, bnn.MLE_NET, bnn.MAP_NET, bnn.DEEP_ENSEMBLE,
+                              bnn.LAPLACE, bnn.GGN_LAPLACE}
+    assert set(r.function_space["method_seconds"]) == {bnn.MLE_NET, bnn.MAP_NET,
+                                                       bnn.DEEP_ENSEMBLE, bnn.LAPLACE,
+                                                       bnn.GGN_LAPLACE}
+    members = r.extra["members"]
+    assert len(members) == 3
+    y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
+    logpdf = np.stack([stats.norm.logpdf(y, m + sd * bnn.forward(p, d["X_test"], "tanh", 1)[:, 0],
+                                         sd * float(p["sigma"])) for p in members])
+    ll = (special.logsumexp(logpdf, axis=0) - np.log(3)).mean()
+    assert r.metrics[bnn.DEEP_ENSEMBLE]["test_ll_nats"] == pytest.approx(ll, rel=1e-10)
+
+    (SplitStore.open(tmp_path / "s", TINY).directory / "yacht-00.pkl").write_bytes(b"")
+    with pytest.raises(OutputError, match="other settings"):
+        SplitStore.open(tmp_path / "s", proto)

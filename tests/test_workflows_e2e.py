@@ -390,6 +390,21 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert row["fit s/split"] == pytest.approx(nuts["seconds"]) and nuts["seconds"] > ens["seconds"] > 0
 
 
+def test_uci_benchmark_without_nuts_e2e(tmp_path):
+    """--no-nuts: the point-estimate, ensemble and Laplace rows only, no convergence table,
+    no check to pass or fail, and the page says NUTS was not run."""
+    from workflows import uci_benchmark
+
+    out, m = _run(uci_benchmark, tmp_path, "--datasets", "yacht", "--splits", "1", "--no-nuts")
+    methods = [r["method"] for r in m["summary"] if not r["method"].startswith("published")]
+    assert methods == ["MLE net", "MAP net", "deep ensemble (MAP nets)", "last-layer Laplace",
+                       "GGN Laplace (linearised)"]
+    assert all(r["checks passed"] == "no checks" for r in m["summary"]
+               if not r["method"].startswith("published"))
+    assert m["convergence"] == [] and m["checks"] == {} and not m.get("verdicts")
+    assert "NUTS not run (--no-nuts)" in (out / "index.html").read_text()
+
+
 def test_bnn_classification_e2e(tmp_path):
     from workflows import bnn as bnn_wf
 

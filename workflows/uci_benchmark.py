@@ -50,6 +50,10 @@ def main(argv=None) -> int:
                    help="where the NUTS chains start: ensemble (default; chain k at deep-ensemble "
                         "member k, each chain judged on its own) or prior (prior draws, judged "
                         "across chains)")
+    g.add_argument("--no-nuts", action="store_true",
+                   help="skip NUTS and its checks: MLE net, MAP net, deep ensemble (--chains "
+                        "members), both Laplace rows and optional ADVI only (for nets too wide "
+                        "to sample on this machine)")
     g.add_argument("--splits-dir", default=None,
                    help="where each finished split is saved as it ends, so a rerun with the same "
                         "settings skips it (default: OUT.splits beside the report directory)")
@@ -76,7 +80,7 @@ def main(argv=None) -> int:
     proto = bnn.BNNProtocol(
         bnn.NetworkSpec((hidden,), args.activation,
                         "he_normal" if args.activation == "relu" else "xavier_normal"),
-        config, advi_iterations=args.advi, chains_from=args.chains_from)
+        config, advi_iterations=args.advi, chains_from=args.chains_from, nuts=not args.no_nuts)
     try:  # checked before any work, like --out: never write into a directory not ours
         store = SplitStore.open(args.splits_dir or f"{s.out}.splits", proto)
     except OutputError as exc:
@@ -158,15 +162,19 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
     report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
                 f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
                 f"standardised target), splits 0..{n_splits - 1} of the standard 20, inputs and "
-                f"target standardised by the training split, metrics in original units. NUTS: "
-                f"{s.chains} chains x {s.draws} draws after {s.tune} tuning steps ({s.sampler}, "
-                f"adaptation {net['adaptation']}, target acceptance "
+                f"target standardised by the training split, metrics in original units. "
+                + (f"NUTS not run (--no-nuts): a deep ensemble of {s.chains} MAP nets, each from "
+                   "its own prior draw, the MLE net, and both Laplace rows around the first "
+                   "member; no method here has a convergence check. "
+                   if not proto.nuts else
+                f"NUTS: {s.chains} chains x {s.draws} draws after {s.tune} tuning steps "
+                f"({s.sampler}, adaptation {net['adaptation']}, target acceptance "
                 f"{net['target_accept'] or 'default'}), "
                 + ("chain k started at member k of a deep ensemble of MAP nets (one member per "
                    "chain, each from its own prior draw; the 'deep ensemble' rows are those "
                    "members) and judged on its own: split R-hat of its halves, its own bulk and "
                    "tail ESS >= 100, no divergences, E-BFMI >= 0.3 (Sommer et al. 2024). "
-                   if proto.chains_from == "ensemble" else "each chain started at a prior draw. ")
+                   if proto.chains_from == "ensemble" else "each chain started at a prior draw. "))
                 + "Last-layer Laplace: around the first member (the MAP net), output-layer "
                 "precision and noise by the evidence. One "
                 f"task per split, on {where}; each process compiles each data set's model once "
@@ -175,7 +183,7 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    "their PSIS-LOO predictive densities on the training split (Yao, Vehtari & "
                    "Gelman 2022) instead of equally; on a split where PSIS-LOO is unreliable "
                    "(see the convergence table) the chains keep equal weights."
-                   if s.chains > 1 else "")
+                   if s.chains > 1 and proto.nuts else "")
                 + (f" ADVI: mean-field, {net['advi']} Adam steps from a prior draw, 1000 draws."
                    if net["advi"] else ""))
 
@@ -208,7 +216,8 @@ def _collect(results):
                     "max_chain_weight": max(weights),
                     "stacking_reliable": fs.get("chain_stacking_reliable", False),
                     "divergences": fs["divergences"], "checks_passed": bool(r.diagnostics.passed)})
-        diags.append((f"{name} split {split}", r.diagnostics))
+        if r.diagnostics is not None:  # None: a protocol without NUTS
+            diags.append((f"{name} split {split}", r.diagnostics))
     return rows, diags, hashes, timing
 
 
@@ -310,7 +319,43 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     for name in summary.index.get_level_values("data").unique():
         report.table(summary.loc[[name]], digits=3,
                      caption=f"{name}: mean ± standard error over splits, and published rows.")
-    conv = _convergence(nuts)
+    if nuts.empty:  # --no-nuts
+        report.text("NUTS was not run (--no-nuts), so no row here has a convergence check.",
+                    kind="note")
+        conv = pd.DataFrame()
+    else:
+        conv = _convergence(nuts)
+        _convergence_tables(report, conv)
+    report.metrics["convergence"] = conv.reset_index().to_dict(orient="records")
+    report.table(pd.DataFrame({"seconds (sum over splits)": timing, "splits": n_splits})
+                 .rename_axis("data"), digits=4,
+                 caption=f"Time per data set summed over its splits (all fits per split); "
+                         f"wall time of the whole benchmark: {wall:.0f} s on {where}.")
+    # two narrow tables instead of one that overflows the page (checked in a screenshot)
+    report.table(per_split.set_index(["data", "split", "method"])[
+        ["rmse", "test_ll_nats", "shift_auroc"]], digits=3,
+        caption="Every split: test RMSE (original units), test LL (nats per point), input-shift AUROC.")
+    if not nuts.empty:
+        nuts_cols = ["f_rhat_max", "f_ess_bulk_min", "f_rhat_within_chain_max", "chain_ll_min",
+                     "chain_ll_max", "divergences", "checks_passed"]
+        report.table(nuts.set_index(["data", "split"])[nuts_cols], digits=3,
+                     caption="Every split, NUTS in function space: R-hat and bulk ESS of f at the "
+                             "test points, the largest within-chain R-hat, the worst and best "
+                             "chain's own test LL, divergent transitions, whether the NUTS checks "
+                             "passed (stacking per split: metrics.json's per_split).")
+    report.metrics.update({"summary": summary.reset_index().to_dict(orient="records"),
+                           "per_split": per_split.to_dict(orient="records"), "seconds": timing,
+                           "wall_seconds": wall, "dask_workers": n_workers})
+    failed = [label for label, dg in diags if not dg.passed]
+    if failed:
+        report.alert(f"Function-space diagnostics failed on {len(failed)} of {len(diags)} splits "
+                     f"({', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}): their posterior "
+                     "numbers are less reliable.")
+    return finish(NAME, report, s, diags, {}, s.seed, data_hash(*hashes))
+
+
+def _convergence_tables(report, conv) -> None:
+    """The NUTS convergence table and, where chains are each stationary but disagree, why."""
     report.table(conv, digits=3, caption="NUTS convergence in function space, per data set. f R-hat: "
                  "the largest R-hat of the predictions at the test points over all chains; "
                  "within-chain R-hat: the same for each chain alone (split in halves), so a chain "
@@ -320,7 +365,6 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
                  "1% of training points with Pareto k above ArviZ's good_k in every chain, "
                  "the condition for stacking the chains (elsewhere they keep equal weights); "
                  "largest chain weight used: 1/chains for equal weights.")
-    report.metrics["convergence"] = conv.reset_index().to_dict(orient="records")
     if (conv["each chain stationary, chains disagree"] > 0).any():
         report.text("Where every chain is stationary but the chains disagree, the posterior is "
                     "multi-modal in function space at this budget: each chain has found a "
@@ -331,30 +375,6 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
                     "split) where PSIS-LOO is reliable: a predictive mixture, still not the "
                     "posterior.",
                     kind="warn")
-    report.table(pd.DataFrame({"seconds (sum over splits)": timing, "splits": n_splits})
-                 .rename_axis("data"), digits=4,
-                 caption=f"Time per data set summed over its splits (all fits per split); "
-                         f"wall time of the whole benchmark: {wall:.0f} s on {where}.")
-    # two narrow tables instead of one that overflows the page (checked in a screenshot)
-    report.table(per_split.set_index(["data", "split", "method"])[
-        ["rmse", "test_ll_nats", "shift_auroc"]], digits=3,
-        caption="Every split: test RMSE (original units), test LL (nats per point), input-shift AUROC.")
-    nuts_cols = ["f_rhat_max", "f_ess_bulk_min", "f_rhat_within_chain_max", "chain_ll_min",
-                 "chain_ll_max", "divergences", "checks_passed"]
-    report.table(nuts.set_index(["data", "split"])[nuts_cols], digits=3,
-                 caption="Every split, NUTS in function space: R-hat and bulk ESS of f at the test "
-                         "points, the largest within-chain R-hat, the worst and best chain's own "
-                         "test LL, divergent transitions, whether the NUTS checks passed "
-                         "(stacking per split: metrics.json's per_split).")
-    report.metrics.update({"summary": summary.reset_index().to_dict(orient="records"),
-                           "per_split": per_split.to_dict(orient="records"), "seconds": timing,
-                           "wall_seconds": wall, "dask_workers": n_workers})
-    failed = [label for label, dg in diags if not dg.passed]
-    if failed:
-        report.alert(f"Function-space diagnostics failed on {len(failed)} of {len(diags)} splits "
-                     f"({', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}): their posterior "
-                     "numbers are less reliable.")
-    return finish(NAME, report, s, diags, {}, s.seed, data_hash(*hashes))
 
 
 if __name__ == "__main__":

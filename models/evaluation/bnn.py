@@ -142,7 +142,10 @@ class BNNProtocol:
     training sds), the optimiser's iteration cap for the MLE and MAP nets, mean-field ADVI
     iterations (0: no ADVI), and where the NUTS chains start (``chains_from``: "ensemble",
     the default: chain k at deep-ensemble member k, judged chain by chain; "prior": each chain
-    at its own prior draw, judged across chains)."""
+    at its own prior draw, judged across chains). ``nuts=False`` skips NUTS and its checks
+    (and stacking): only the MLE net, the MAP net, the deep ensemble of ``sampler.chains``
+    members, both Laplace rows and optional ADVI, e.g. where sampling a wide net is out of
+    reach."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
@@ -150,6 +153,7 @@ class BNNProtocol:
     mle_maxiter: int = 3000
     advi_iterations: int = 0
     chains_from: str = "ensemble"
+    nuts: bool = True
 
     def __post_init__(self):
         if self.chains_from not in CHAIN_STARTS:
@@ -199,10 +203,12 @@ def method_seconds(phase: dict, members: int, chains_from: str = "ensemble") -> 
     rows add their fit to it; NUTS from ensemble starts includes training the members it
     starts from; the stacked row adds the stacking."""
     one_map = phase["members"] / members
-    nuts = phase["nuts"] + (phase["members"] if chains_from == "ensemble" else 0.0)
     out = {MLE_NET: phase["mle"], MAP_NET: one_map, DEEP_ENSEMBLE: phase["members"],
-           LAPLACE: one_map + phase["last_layer"], GGN_LAPLACE: one_map + phase["ggn"],
-           NUTS: nuts}
+           LAPLACE: one_map + phase["last_layer"], GGN_LAPLACE: one_map + phase["ggn"]}
+    if "nuts" not in phase:  # a protocol without NUTS
+        return {**out, **({ADVI: phase["advi"]} if "advi" in phase else {})}
+    nuts = phase["nuts"] + (phase["members"] if chains_from == "ensemble" else 0.0)
+    out[NUTS] = nuts
     if "stacking" in phase:
         out[NUTS_STACKED] = nuts + phase["stacking"]
     if "advi" in phase:
@@ -266,6 +272,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     whether predictive uncertainty (sd of f) flags the shifted points (AUROC). ``extra``:
     ``f_post`` (chain, draw, test point), ``sd_in``, ``sd_out``, ``advi``, ``members``,
     ``f_members``, ``laplace``, ``laplace_f``, ``running_lppd`` (:func:`running_lppd`).
+    With ``protocol.nuts`` False nothing is sampled: ``idata``, ``diagnostics`` and the NUTS
+    extras are None and ``metrics`` has no NUTS rows.
     """
     protocol = protocol or BNNProtocol()
     net, config, seed = protocol.net, protocol.sampler, protocol.sampler.seed
@@ -283,18 +291,20 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     with clock("members"):
         members = deep_ensemble(model, starts[:K], protocol.mle_maxiter)
     map_params = members[0]
-    with clock("nuts"):
-        idata = _sample(model, compiled, config, protocol, members, d, cores)
     L = net.depth
-    fs, fdiag, f_post = function_space_check(idata, d["X_test"], activation, L)
+    idata = fdiag = f_post = None
+    fs = {"nuts": protocol.nuts}
+    if protocol.nuts:
+        with clock("nuts"):
+            idata = _sample(model, compiled, config, protocol, members, d, cores)
+        fs, fdiag, f_post = function_space_check(idata, d["X_test"], activation, L)
+        fs["nuts"] = True
+        if protocol.chains_from == "ensemble":
+            # chains sit in the members' modes: each chain is judged on its own; the
+            # between-chain R-hat above stays as information (how far apart the modes are)
+            per_chain, fdiag = within_chain_check(f_post, idata)
+            fs["within_chain"] = per_chain.reset_index().to_dict(orient="list")
     fs["chains_from"] = protocol.chains_from
-    if protocol.chains_from == "ensemble":
-        # chains sit in the members' modes: each chain is judged on its own; the between-chain
-        # R-hat above stays as information (how far apart the modes are)
-        per_chain, fdiag = within_chain_check(f_post, idata)
-        fs["within_chain"] = per_chain.reset_index().to_dict(orient="list")
-    S = f_post.shape[0] * f_post.shape[1]
-    sigma_post = _flat_draws(idata, "sigma").reshape(S)
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
     f_members = np.stack([forward(p, d["X_test"], activation, L)[:, 0] for p in members])
     sigma_members = np.array([float(p["sigma"]) for p in members])
@@ -310,7 +320,6 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
         MAP_NET: predictive_regression_metrics(f_members[:1], sigma_members[:1], y, m, sd),
         DEEP_ENSEMBLE: predictive_regression_metrics(f_members, sigma_members, y, m, sd),
         LAPLACE: gaussian_predictive_metrics(la_mean, la_var + laplace.sigma ** 2, y, m, sd),
-        NUTS: predictive_regression_metrics(f_post.reshape(S, -1), sigma_post, y, m, sd),
     }
     metrics[DEEP_ENSEMBLE]["shift_auroc"] = auroc(
         f_members.std(axis=0),
@@ -326,6 +335,38 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     metrics[GGN_LAPLACE]["shift_auroc"] = auroc(ggn_var, ggn.predict(d["X_test"] + shift)[1])
     fs["ggn_laplace"] = {"prior_precision": ggn.prior_precision, "sigma": ggn.sigma,
                          "log_evidence": ggn.log_evidence, "parameters": int(len(ggn.cov))}
+    sd_in = sd_out = running = None
+    if protocol.nuts:
+        sd_in, sd_out, running = _score_nuts(idata, f_post, model, map_params, d, protocol,
+                                             metrics, fs, clock)
+    for k in (MLE_NET, MAP_NET, CONSTANT):
+        metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
+    advi = None
+    if protocol.advi_iterations:
+        with clock("advi"):
+            advi = fit_advi(model, starts[0], protocol.advi_iterations, seed=seed)
+        f_advi = forward(advi, d["X_test"], activation, L)[..., 0]
+        metrics[ADVI] = predictive_regression_metrics(f_advi, advi["sigma"], y, m, sd)
+        metrics[ADVI]["shift_auroc"] = auroc(
+            f_advi.std(axis=0), forward(advi, d["X_test"] + shift, activation, L)[..., 0].std(axis=0))
+    metrics = {k: metrics[k] for k in (CONSTANT, *METHODS) if k in metrics}  # table order
+    fs["phase_seconds"] = clock.seconds
+    fs["method_seconds"] = method_seconds(clock.seconds, K, protocol.chains_from)
+    return Evaluation(model, mle, map_params, idata, metrics, fs, fdiag,
+                      extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
+                             "members": members, "f_members": f_members, "laplace": laplace,
+                             "laplace_f": (la_mean, la_var), "running_lppd": running})
+
+
+def _score_nuts(idata, f_post, model, map_params, d, protocol, metrics, fs, clock):
+    """:func:`evaluate`'s NUTS rows: adds the pooled (and, with 2+ chains, the stacked)
+    predictive to ``metrics`` and each chain's test LL and the stacking weights to ``fs``;
+    returns the predictive sd of f in and out of the input shift, and the running LPPD."""
+    activation, shift, L = protocol.net.activation, protocol.shift, protocol.net.depth
+    y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
+    S = f_post.shape[0] * f_post.shape[1]
+    sigma_post = _flat_draws(idata, "sigma").reshape(S)
+    metrics[NUTS] = predictive_regression_metrics(f_post.reshape(S, -1), sigma_post, y, m, sd)
     post_params = {n: _flat_draws(idata, n).reshape(S, *idata["posterior"][n].shape[2:])
                    for n in map_params if n != "sigma"}
     f_in = forward(post_params, d["X_test"], activation, L)[..., 0]
@@ -348,24 +389,7 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
             weighted_sd(f_in, w), weighted_sd(f_out, w))
         fs["chain_stacking"] = stacking.to_frame().to_dict(orient="list")
         fs["chain_stacking_reliable"] = stacking.reliable
-    for k in (MLE_NET, MAP_NET, CONSTANT):
-        metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
-    advi = None
-    if protocol.advi_iterations:
-        with clock("advi"):
-            advi = fit_advi(model, starts[0], protocol.advi_iterations, seed=seed)
-        f_advi = forward(advi, d["X_test"], activation, L)[..., 0]
-        metrics[ADVI] = predictive_regression_metrics(f_advi, advi["sigma"], y, m, sd)
-        metrics[ADVI]["shift_auroc"] = auroc(
-            f_advi.std(axis=0), forward(advi, d["X_test"] + shift, activation, L)[..., 0].std(axis=0))
-    running = running_lppd(f_post, _flat_draws(idata, "sigma"), y, m, sd)
-    metrics = {k: metrics[k] for k in (CONSTANT, *METHODS) if k in metrics}  # table order
-    fs["phase_seconds"] = clock.seconds
-    fs["method_seconds"] = method_seconds(clock.seconds, K, protocol.chains_from)
-    return Evaluation(model, mle, map_params, idata, metrics, fs, fdiag,
-                      extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
-                             "members": members, "f_members": f_members, "laplace": laplace,
-                             "laplace_f": (la_mean, la_var), "running_lppd": running})
+    return sd_in, sd_out, running_lppd(f_post, _flat_draws(idata, "sigma"), y, m, sd)
 
 
 
@@ -392,7 +416,7 @@ def _uci_split(key, name, split, protocol: BNNProtocol, cores):
     """One split of the UCI protocol; with nutpie the model is compiled once per process."""
     d = datasets.uci(name, split)
     compiled = None
-    if protocol.sampler.sampler == "nutpie":
+    if protocol.sampler.sampler == "nutpie" and protocol.nuts:
         compiled = worker_cached(("uci", key, name), lambda: CompiledSampler(
             protocol.net.build_model(d["X_train"], d["y_train"]), protocol.sampler))
     start = time.perf_counter()
