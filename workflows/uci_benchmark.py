@@ -21,7 +21,7 @@ from models.base import datasets
 from models.inference.distributed import format_failures
 from models.inference import ADAPTATIONS, RHAT_MAX
 from workflows.report import OutputError, Report, data_hash
-from models.evaluation.uci_reference import PUBLISHED
+from models.evaluation.uci_reference import BEST_BNN_LL, GBT_LL, PUBLISHED
 from workflows.options import add_fanout, cli_error, fanout_client, parser, settings
 from workflows.running import entry, finish, Progress
 
@@ -242,6 +242,41 @@ def _summary(per_split: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+def _best(summary: pd.DataFrame) -> list[dict]:
+    """Per data set: the method with the best mean test LL (and whether its checks passed),
+    the one with the lowest RMSE, and the distance to the targets, with a sentence each."""
+    out = []
+    for name in summary.index.get_level_values("data").unique():
+        ours = summary.loc[name]
+        ours = ours[~ours.index.str.startswith("published")]
+        ll_method, rmse_method = ours["test LL"].idxmax(), ours["RMSE"].idxmin()
+        row = ours.loc[ll_method]
+        checks = row["checks passed"]
+        if checks == "no checks":
+            verdict = "a method with no convergence check of its own"
+        else:
+            k, n = (int(v) for v in checks.split("/"))
+            verdict = (f"its checks passed on all {n} splits" if k == n else
+                       f"its checks passed on only {k} of {n} splits, so this is not a "
+                       "converged posterior's number")
+        target, source = BEST_BNN_LL[name]
+        ll = float(row["test LL"])
+        text = (f"{name}: the best mean test LL is the {ll_method}'s, {ll:.3f} ± "
+                f"{row['test LL se']:.3f} nats per point ({verdict}); "
+                f"{ll - target:+.3f} nats against the best published BNN-family number "
+                f"{target} ({source})")
+        gbt = GBT_LL.get(name)
+        if gbt is not None:
+            text += (f", {gbt - ll:.3f} nats short of gradient-boosted trees (about {gbt})"
+                     if ll < gbt else f", at or above gradient-boosted trees (about {gbt})")
+        text += (f". Lowest mean RMSE: the {rmse_method}'s, {ours.loc[rmse_method, 'RMSE']:.3f}.")
+        out.append({"data": name, "best_ll_method": ll_method, "test_ll": ll,
+                    "checks passed": checks, "vs_best_published_bnn": ll - target,
+                    "vs_gbt": None if gbt is None else ll - gbt,
+                    "lowest_rmse_method": rmse_method, "text": text})
+    return out
+
+
 def _convergence(nuts: pd.DataFrame) -> pd.DataFrame:
     """Per data set: on how many splits the chains agree, or are each stationary but disagree."""
     conv = []
@@ -316,6 +351,9 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
                 "member; Laplace rows: one member plus the Laplace fit; NUTS from ensemble "
                 "starts: all members plus sampling; compilation, once per process, excluded). "
                 "Published rows: the papers' 20-split means.")
+    best = _best(summary)
+    report.text(" ".join(b["text"] for b in best), kind="note")
+    report.metrics["best"] = best
     for name in summary.index.get_level_values("data").unique():
         report.table(summary.loc[[name]], digits=3,
                      caption=f"{name}: mean ± standard error over splits, and published rows.")
