@@ -153,6 +153,8 @@ class Report:
     summary_trees: dict = field(default_factory=dict)  # section -> the DataTree it summarises
     verdicts: list[dict] = field(default_factory=list)  # one per fitted model: first screen
     toc: list[tuple[str, str]] = field(default_factory=list)  # (anchor, heading)
+    # what the numbers of a page without sampled models are, for its first-screen verdict
+    unsampled: str = "closed forms and simulations"
 
     def section_record(self, title: str) -> dict:
         """The metrics.json record of one section (``metrics["sections"][title]``), made on
@@ -329,7 +331,7 @@ class Report:
             out += ('<div class="note" id="verdict"><p><b>Verdict:</b> no model is sampled in '
                     "this report, so there is no convergence or model-fit verdict"
                     + (": see what to read first below." if self.alerts else
-                       "; its numbers are closed forms and simulations, stated with their "
+                       f"; its numbers are {html.escape(self.unsampled)}, stated with their "
                        "checks where they are shown.") + "</p></div>")
         if self.alerts:
             items = "".join(f"<li>{html.escape(a)}</li>" for a in self.alerts)

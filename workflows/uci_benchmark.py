@@ -177,8 +177,10 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    if proto.chains_from == "ensemble" else "each chain started at a prior draw. "))
                 + "Last-layer Laplace: around the first member (the MAP net), output-layer "
                 "precision and noise by the evidence. One "
-                f"task per split, on {where}; each process compiles each data set's model once "
-                "and swaps every split's data in. (The published protocol is 50 ReLU units.)"
+                f"task per split, on {where}"
+                + ("; each process compiles each data set's model once and swaps every split's "
+                   "data in" if proto.nuts else "")
+                + ". (The published protocol is 50 ReLU units.)"
                 + (" 'NUTS, chains stacked': the same draws, chains weighted by stacking of "
                    "their PSIS-LOO predictive densities on the training split (Yao, Vehtari & "
                    "Gelman 2022) instead of equally; on a split where PSIS-LOO is unreliable "
@@ -309,8 +311,11 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
              else "this process")
     n_tasks = len(names) * n_splits
     progress = Progress(NAME, 1 + n_tasks)
-    report = Report(NAME, "UCI regression benchmark: MLE net, MAP net, deep ensemble, Laplace, "
-                          "NUTS BNN and ADVI")
+    report = Report(NAME, "UCI regression benchmark: MLE net, MAP net, deep ensemble, Laplace"
+                          + (", NUTS BNN" if proto.nuts else "")
+                          + (" and ADVI" if proto.advi_iterations else ""))
+    if not proto.nuts:
+        report.unsampled = "fitted nets and their Laplace approximations scored on test splits"
     _describe(report, s, proto, n_splits, where)
     progress(f"{n_tasks} splits ({', '.join(names)}) on {where}")
     start = time.perf_counter()
@@ -356,7 +361,9 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
                 "starts: all members plus sampling; compilation, once per process, excluded). "
                 "Published rows: the papers' 20-split means.")
     best = _best(summary)
-    report.text(" ".join(b["text"] for b in best), kind="note")
+    report.heading("Which method predicts best")
+    for b in best:
+        report.text(b["text"], kind="note")
     report.metrics["best"] = best
     for name in summary.index.get_level_values("data").unique():
         report.table(summary.loc[[name]], digits=3,
