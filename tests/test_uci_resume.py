@@ -91,3 +91,26 @@ def test_a_protocol_without_nuts_samples_nothing_and_keeps_its_own_splits(tmp_pa
     (SplitStore.open(tmp_path / "s", TINY).directory / "yacht-00.pkl").write_bytes(b"")
     with pytest.raises(OutputError, match="other settings"):
         SplitStore.open(tmp_path / "s", proto)
+
+
+def test_the_readme_table_is_the_summary_of_metrics_json(tmp_path):
+    """benchmarks/uci_table.py: one row per method, published rows left out, mean ± se as
+    the summary holds them, NUTS counts in bold."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    summary = [{"data": "yacht", "method": "NUTS posterior", "checks passed": "2/20",
+                "RMSE": 0.65, "RMSE se": 0.047, "test LL": -0.9971, "test LL se": 0.0581,
+                "test LL bits": -1.4386, "test LL bits se": 0.0838, "fit s/split": 201.4},
+               {"data": "yacht", "method": "published: PBP", "checks passed": "",
+                "RMSE": 1.02, "RMSE se": None, "test LL": -1.63, "test LL se": None,
+                "test LL bits": -2.35, "test LL bits se": None}]
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"summary": summary}))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "uci_table.py"
+    out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()
+    assert out[2:] == ["| yacht | NUTS posterior | **2/20** | 0.650 ± 0.047 | -0.997 ± 0.058 "
+                       "| -1.439 ± 0.084 | 201 |"]

@@ -337,8 +337,10 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
                          "log_evidence": ggn.log_evidence, "parameters": int(len(ggn.cov))}
     sd_in = sd_out = running = None
     if protocol.nuts:
-        sd_in, sd_out, running = _score_nuts(idata, f_post, model, map_params, d, protocol,
-                                             metrics, fs, clock)
+        nuts_metrics, nuts_fs, sd_in, sd_out, running = _score_nuts(
+            idata, f_post, model, map_params, d, protocol, clock)
+        metrics.update(nuts_metrics)
+        fs.update(nuts_fs)
     for k in (MLE_NET, MAP_NET, CONSTANT):
         metrics[k]["shift_auroc"] = 0.5  # a point estimate has no epistemic sd: chance level
     advi = None
@@ -358,10 +360,11 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
                              "laplace_f": (la_mean, la_var), "running_lppd": running})
 
 
-def _score_nuts(idata, f_post, model, map_params, d, protocol, metrics, fs, clock):
-    """:func:`evaluate`'s NUTS rows: adds the pooled (and, with 2+ chains, the stacked)
-    predictive to ``metrics`` and each chain's test LL and the stacking weights to ``fs``;
-    returns the predictive sd of f in and out of the input shift, and the running LPPD."""
+def _score_nuts(idata, f_post, model, map_params, d, protocol, clock):
+    """:func:`evaluate`'s NUTS rows: (metrics of the pooled and, with 2+ chains, the stacked
+    predictive; function-space entries: each chain's test LL and the stacking weights; the
+    predictive sd of f in and out of the input shift; the running LPPD)."""
+    metrics, fs = {}, {}
     activation, shift, L = protocol.net.activation, protocol.shift, protocol.net.depth
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
     S = f_post.shape[0] * f_post.shape[1]
@@ -389,7 +392,7 @@ def _score_nuts(idata, f_post, model, map_params, d, protocol, metrics, fs, cloc
             weighted_sd(f_in, w), weighted_sd(f_out, w))
         fs["chain_stacking"] = stacking.to_frame().to_dict(orient="list")
         fs["chain_stacking_reliable"] = stacking.reliable
-    return sd_in, sd_out, running_lppd(f_post, _flat_draws(idata, "sigma"), y, m, sd)
+    return metrics, fs, sd_in, sd_out, running_lppd(f_post, _flat_draws(idata, "sigma"), y, m, sd)
 
 
 
