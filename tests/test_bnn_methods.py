@@ -51,6 +51,18 @@ def test_gaussian_predictive_metrics_in_original_units(rng):
     assert got["rmse"] == pytest.approx(np.sqrt(np.mean((10 + 4 * mean - y) ** 2)), rel=1e-12)
 
 
+def test_gaussian_mixture_predictive_metrics_against_the_density_by_hand(rng):
+    """(K, n) means and variances: the equal-weight mixture of K normals per point (the
+    Laplace ensemble), its density summed by hand, RMSE at the mixture mean."""
+    mean, var = rng.normal(size=(3, 7)), rng.uniform(0.2, 2, size=(3, 7))
+    y = rng.normal(size=7) * 4 + 10
+    got = bnn.gaussian_predictive_metrics(mean, var, y, 10.0, 4.0)
+    dens = sum(stats.norm.pdf(y, 10 + 4 * mean[k], 4 * np.sqrt(var[k])) for k in range(3)) / 3
+    assert got["test_ll_nats"] == pytest.approx(np.log(dens).mean(), rel=1e-12)
+    mix_mean = 10 + 4 * mean.mean(axis=0)
+    assert got["rmse"] == pytest.approx(np.sqrt(np.mean((mix_mean - y) ** 2)), rel=1e-12)
+
+
 def test_running_lppd_against_the_mixture_density_by_hand(rng):
     f = rng.normal(size=(2, 5, 4))
     sigma = rng.uniform(0.5, 1.5, size=(2, 5))
@@ -232,14 +244,14 @@ def test_ggn_laplace_precision_and_evidence_by_direct_computation(rng):
 
 def test_method_seconds_charge_each_method_what_it_needs():
     """The documented definition: the MAP net is one member; both Laplace rows add their fit
-    to one member; ensemble-started NUTS pays for every member and its sampling; stacking adds
+    to one member; the Laplace ensemble pays for every member and every GGN fit; ensemble-started NUTS pays for every member and its sampling; stacking adds
     to that; prior-started NUTS pays for sampling only."""
     from models.evaluation import bnn
 
     phase = {"mle": 1.0, "members": 8.0, "nuts": 10.0, "last_layer": 0.5, "ggn": 0.25,
-             "stacking": 2.0, "advi": 3.0}
+             "ggn_ensemble": 0.75, "stacking": 2.0, "advi": 3.0}
     got = bnn.method_seconds(phase, 4)
     assert got == {bnn.MLE_NET: 1.0, bnn.MAP_NET: 2.0, bnn.DEEP_ENSEMBLE: 8.0,
-                   bnn.LAPLACE: 2.5, bnn.GGN_LAPLACE: 2.25, bnn.NUTS: 18.0,
+                   bnn.LAPLACE: 2.5, bnn.GGN_LAPLACE: 2.25, bnn.GGN_ENSEMBLE: 9.0, bnn.NUTS: 18.0,
                    bnn.NUTS_STACKED: 20.0, bnn.ADVI: 3.0}
     assert bnn.method_seconds(phase, 4, chains_from="prior")[bnn.NUTS] == 10.0

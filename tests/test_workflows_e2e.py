@@ -374,10 +374,10 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     published = [r for r in m["summary"] if r["method"] == "published: PBP"]
     assert published and published[0]["RMSE"] == 1.02
     methods = [r["method"] for r in m["summary"]]
-    assert methods[:8] == ["MLE net", "MAP net", "deep ensemble (MAP nets)", "last-layer Laplace",
-                           "GGN Laplace (linearised)", "NUTS posterior", "NUTS, chains stacked",
-                           "ADVI (mean-field)"]
-    assert all(method.startswith("published") for method in methods[8:])
+    assert methods[:9] == ["MLE net", "MAP net", "deep ensemble (MAP nets)", "last-layer Laplace",
+                           "GGN Laplace (linearised)", "GGN Laplace ensemble (mixture)",
+                           "NUTS posterior", "NUTS, chains stacked", "ADVI (mean-field)"]
+    assert all(method.startswith("published") for method in methods[9:])
     nuts = [r for r in m["per_split"] if r["method"] == "NUTS posterior"][0]
     assert np.isfinite(nuts["f_rhat_max"])  # function-space diagnostics on the NUTS row
     # the summary's count of passed splits is the per-split verdicts' own count
@@ -398,7 +398,7 @@ def test_uci_benchmark_without_nuts_e2e(tmp_path):
     out, m = _run(uci_benchmark, tmp_path, "--datasets", "yacht", "--splits", "1", "--no-nuts")
     methods = [r["method"] for r in m["summary"] if not r["method"].startswith("published")]
     assert methods == ["MLE net", "MAP net", "deep ensemble (MAP nets)", "last-layer Laplace",
-                       "GGN Laplace (linearised)"]
+                       "GGN Laplace (linearised)", "GGN Laplace ensemble (mixture)"]
     assert all(r["checks passed"] == "no checks" for r in m["summary"]
                if not r["method"].startswith("published"))
     assert m["convergence"] == [] and m["checks"] == {} and not m.get("verdicts")

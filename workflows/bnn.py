@@ -249,6 +249,7 @@ def _method_checks(r) -> dict:
             bnn.LAPLACE: (None, "exact for the output layer given the MAP net's hidden layers, "
                                 "which it holds fixed: nothing to check"),
             bnn.GGN_LAPLACE: (None, "a Gaussian around the MAP net with no check of its own"),
+            bnn.GGN_ENSEMBLE: (None, "Gaussians around the members, with no check of their own"),
             bnn.NUTS: nuts, bnn.NUTS_STACKED: nuts,
             bnn.ADVI: (None, "no convergence diagnostic beyond its ELBO")}
 

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                         "across chains)")
     g.add_argument("--no-nuts", action="store_true",
                    help="skip NUTS and its checks: MLE net, MAP net, deep ensemble (--chains "
-                        "members), both Laplace rows and optional ADVI only (for nets too wide "
+                        "members), the Laplace rows and optional ADVI only (for nets too wide "
                         "to sample on this machine)")
     g.add_argument("--splits-dir", default=None,
                    help="where each finished split is saved as it ends, so a rerun with the same "
@@ -164,8 +164,8 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                 f"standardised target), splits 0..{n_splits - 1} of the standard 20, inputs and "
                 f"target standardised by the training split, metrics in original units. "
                 + (f"NUTS not run (--no-nuts): a deep ensemble of {s.chains} MAP nets, each from "
-                   "its own prior draw, the MLE net, and both Laplace rows around the first "
-                   "member; no method here has a convergence check. "
+                   "its own prior draw, the MLE net, and the Laplace rows (below); no method "
+                   "here has a convergence check. "
                    if not proto.nuts else
                 f"NUTS: {s.chains} chains x {s.draws} draws after {s.tune} tuning steps "
                 f"({s.sampler}, adaptation {net['adaptation']}, target acceptance "
@@ -176,7 +176,11 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    "tail ESS >= 100, no divergences, E-BFMI >= 0.3 (Sommer et al. 2024). "
                    if proto.chains_from == "ensemble" else "each chain started at a prior draw. "))
                 + "Last-layer Laplace: around the first member (the MAP net), output-layer "
-                "precision and noise by the evidence. One "
+                "precision and noise by the evidence; GGN Laplace (linearised): all weights, "
+                "around the same member, prior precision and noise by the evidence"
+                + ("; GGN Laplace ensemble: the same around every member, mixed with equal "
+                   "weights (Eschenhagen et al. 2021)" if s.chains > 1 else "")
+                + ". One "
                 f"task per split, on {where}"
                 + ("; each process compiles each data set's model once and swaps every split's "
                    "data in" if proto.nuts else "")

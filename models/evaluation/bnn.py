@@ -128,7 +128,9 @@ ADVI = "ADVI (mean-field)"
 DEEP_ENSEMBLE = "deep ensemble (MAP nets)"
 LAPLACE = "last-layer Laplace"
 GGN_LAPLACE = "GGN Laplace (linearised)"
-METHODS = (MLE_NET, MAP_NET, DEEP_ENSEMBLE, LAPLACE, GGN_LAPLACE, NUTS, NUTS_STACKED, ADVI)
+GGN_ENSEMBLE = "GGN Laplace ensemble (mixture)"
+METHODS = (MLE_NET, MAP_NET, DEEP_ENSEMBLE, LAPLACE, GGN_LAPLACE, GGN_ENSEMBLE, NUTS,
+           NUTS_STACKED, ADVI)
 # where NUTS chains start: "ensemble" (chain k at deep-ensemble member k, Sommer et al. 2024;
 # judged within each chain) or "prior" (each chain at its own prior draw; judged across chains)
 CHAIN_STARTS = ("ensemble", "prior")
@@ -200,11 +202,14 @@ def method_seconds(phase: dict, members: int, chains_from: str = "ensemble") -> 
     """Wall seconds to produce each method's predictive from the compiled model (fitting
     only: compilation, scoring and diagnostics excluded), from :func:`evaluate`'s phase
     timings. The MAP net is one member (the ensemble's time / ``members``); both Laplace
-    rows add their fit to it; NUTS from ensemble starts includes training the members it
-    starts from; the stacked row adds the stacking."""
+    rows add their fit to it; the GGN Laplace ensemble pays for every member and every GGN
+    fit; NUTS from ensemble starts includes training the members it starts from; the stacked
+    row adds the stacking."""
     one_map = phase["members"] / members
     out = {MLE_NET: phase["mle"], MAP_NET: one_map, DEEP_ENSEMBLE: phase["members"],
            LAPLACE: one_map + phase["last_layer"], GGN_LAPLACE: one_map + phase["ggn"]}
+    if "ggn_ensemble" in phase:
+        out[GGN_ENSEMBLE] = phase["members"] + phase["ggn"] + phase["ggn_ensemble"]
     if "nuts" not in phase:  # a protocol without NUTS
         return {**out, **({ADVI: phase["advi"]} if "advi" in phase else {})}
     nuts = phase["nuts"] + (phase["members"] if chains_from == "ensemble" else 0.0)
@@ -263,8 +268,9 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored); a deep ensemble of one
     MAP net per chain (:func:`deep_ensemble`, ``pm.find_MAP`` from its own prior draw: the prior
     acts as weight decay), whose first member is the MAP net; last-layer Laplace
-    (:func:`fit_last_layer`) and GGN Laplace (:func:`fit_ggn_laplace`) around the MAP net; and
-    the NUTS posterior. With ``protocol.chains_from == "ensemble"`` chain k starts at member k
+    (:func:`fit_last_layer`) and GGN Laplace (:func:`fit_ggn_laplace`) around the MAP net;
+    with 2 or more members the "GGN Laplace ensemble (mixture)": a GGN Laplace around every
+    member, mixed with equal weights (Eschenhagen et al. 2021); and the NUTS posterior. With ``protocol.chains_from == "ensemble"`` chain k starts at member k
     and the Diagnostics judge each chain alone (:func:`models.inference.within_chain_check`;
     the per-chain rows in ``function_space["within_chain"]``); with "prior" every chain starts
     at a prior draw and the chains are judged together. Metrics on the test split in original
@@ -335,6 +341,22 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     metrics[GGN_LAPLACE]["shift_auroc"] = auroc(ggn_var, ggn.predict(d["X_test"] + shift)[1])
     fs["ggn_laplace"] = {"prior_precision": ggn.prior_precision, "sigma": ggn.sigma,
                          "log_evidence": ggn.log_evidence, "parameters": int(len(ggn.cov))}
+    if K > 1:
+        # a mixture of Laplace approximations (Eschenhagen et al. 2021): the GGN Laplace around
+        # every member, equal weights; members' modes plus each mode's local spread
+        with clock("ggn_ensemble"):
+            fits = [ggn] + [fit_ggn_laplace(p, d["X_train"], d["y_train"], activation, L)
+                            for p in members[1:]]
+        parts = [g.predict(d["X_test"]) for g in fits]
+        means = np.stack([mu for mu, _ in parts])
+        var_f = np.stack([v for _, v in parts])
+        metrics[GGN_ENSEMBLE] = gaussian_predictive_metrics(
+            means, var_f + np.array([g.sigma ** 2 for g in fits])[:, None], y, m, sd)
+        shifted = [g.predict(d["X_test"] + shift) for g in fits]
+        metrics[GGN_ENSEMBLE]["shift_auroc"] = auroc(
+            _mixture_var(means, var_f), _mixture_var(np.stack([mu for mu, _ in shifted]),
+                                                     np.stack([v for _, v in shifted])))
+        fs["ggn_ensemble_sigma"] = [float(g.sigma) for g in fits]
     sd_in = sd_out = running = None
     if protocol.nuts:
         nuts_metrics, nuts_fs, sd_in, sd_out, running = _score_nuts(
@@ -358,6 +380,12 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
                       extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
                              "members": members, "f_members": f_members, "laplace": laplace,
                              "laplace_f": (la_mean, la_var), "running_lppd": running})
+
+
+def _mixture_var(means, var) -> np.ndarray:
+    """The variance of an equal-weight mixture of normals (components on axis 0), per point:
+    the mean of the components' variances plus the variance of their means."""
+    return var.mean(axis=0) + means.var(axis=0)
 
 
 def _score_nuts(idata, f_post, model, map_params, d, protocol, clock):

@@ -77,10 +77,13 @@ def predictive_regression_metrics(f, sigma, y_original, y_mean, y_sd, weights=No
 def gaussian_predictive_metrics(mean, var, y_original, y_mean, y_sd) -> dict:
     """RMSE and mean test log-likelihood (nats, bits), in ORIGINAL units, of a normal
     predictive N(``mean``, ``var``) per test point given in standardised units (a Laplace or
-    other Gaussian predictive, where the density is known in closed form)."""
-    mu = np.asarray(mean, float) * y_sd + y_mean
-    ll = stats.norm.logpdf(y_original, mu, np.sqrt(np.asarray(var, float)) * y_sd)
-    rmse = float(np.sqrt(np.mean((mu - y_original) ** 2)))
+    other Gaussian predictive, where the density is known in closed form). ``mean`` and
+    ``var`` of shape (K, n): the equal-weight mixture of K normals per point (a Laplace
+    approximation around each member of an ensemble), scored at the mixture's mean."""
+    mu = np.atleast_2d(np.asarray(mean, float)) * y_sd + y_mean
+    sd = np.sqrt(np.atleast_2d(np.asarray(var, float))) * y_sd
+    ll = special.logsumexp(stats.norm.logpdf(y_original, mu, sd), axis=0) - np.log(len(mu))
+    rmse = float(np.sqrt(np.mean((mu.mean(axis=0) - y_original) ** 2)))
     return {"rmse": rmse, "test_ll_nats": float(ll.mean()), "test_ll_bits": float(ll.mean() / np.log(2))}
 
 
