@@ -1,7 +1,7 @@
 """UCI benchmark: the published protocol (one hidden layer of 50 ReLU units, standardised by the
 training split, metrics in original units, the standard 20 splits) for the MLE net, the MAP
-net and the NUTS BNN, mean ± standard error over splits next to PBP, MC dropout and deep
-ensembles."""
+net, a deep ensemble, Laplace approximations, the NUTS BNN (or none: --no-nuts) and optional
+ADVI, mean ± standard error over splits next to PBP, MC dropout and deep ensembles."""
 
 from __future__ import annotations
 
