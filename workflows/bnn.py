@@ -223,7 +223,11 @@ def _held_out(report, args, d, proto, r) -> None:
                 "Gauss-Newton precision JᵀJ/σ² plus the evidence-chosen prior precision "
                 f"{r.function_space['ggn_laplace']['prior_precision']:.3g}, σ the MAP net's "
                 f"({r.function_space['ggn_laplace']['sigma']:.3g}); its predictive linearises "
-                "the network at the MAP weights.",
+                "the network at the MAP weights."
+                + (" GGN Laplace ensemble: the same Laplace around every member of the deep "
+                   "ensemble (each with its own σ and evidence-chosen prior precision), mixed "
+                   "with equal weights (Eschenhagen et al. 2021)."
+                   if bnn.GGN_ENSEMBLE in r.metrics else ""),
                 kind="note")
     report.metrics["metrics"] = r.metrics
     # the members' weights, so that the deep-ensemble and Laplace rows can be recomputed from

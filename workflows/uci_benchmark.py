@@ -177,7 +177,7 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    if proto.chains_from == "ensemble" else "each chain started at a prior draw. "))
                 + "Last-layer Laplace: around the first member (the MAP net), output-layer "
                 "precision and noise by the evidence; GGN Laplace (linearised): all weights, "
-                "around the same member, prior precision and noise by the evidence"
+                "around the same member, prior precision by the evidence, noise σ the member's"
                 + ("; GGN Laplace ensemble: the same around every member, mixed with equal "
                    "weights (Eschenhagen et al. 2021)" if s.chains > 1 else "")
                 + ". One "
