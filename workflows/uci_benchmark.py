@@ -278,7 +278,8 @@ def _best(summary: pd.DataFrame) -> list[dict]:
         gbt = GBT_LL.get(name)
         if gbt is not None:
             text += (f", {gbt - ll:.3f} nats short of gradient-boosted trees (about {gbt})"
-                     if ll < gbt else f", at or above gradient-boosted trees (about {gbt})")
+                     if ll < gbt else
+                     f", {ll - gbt:.3f} nats above gradient-boosted trees (about {gbt})")
         text += (f". Lowest mean RMSE: the {rmse_method}'s, {ours.loc[rmse_method, 'RMSE']:.3f}.")
         out.append({"data": name, "best_ll_method": ll_method, "test_ll": ll,
                     "checks passed": checks, "vs_best_published_bnn": ll - target,
