@@ -388,6 +388,17 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert m["verdicts"]["NUTS BNN, yacht"]["convergence"]["passed"] == nuts["checks_passed"]
     ens = [r for r in m["per_split"] if r["method"] == "deep ensemble (MAP nets)"][0]
     assert row["fit s/split"] == pytest.approx(nuts["seconds"]) and nuts["seconds"] > ens["seconds"] > 0
+    # the page's best-method sentence: the per-split row with the highest test LL, and, where
+    # that is a NUTS row, the split's own verdict in words
+    top = max((r for r in m["per_split"]), key=lambda r: r["test_ll_nats"])
+    best = m["best"][0]
+    assert best["best_ll_method"] == top["method"]
+    if top["method"].startswith("NUTS"):
+        assert best["checks passed"] == f"{int(nuts['checks_passed'])}/1"
+        assert ("passed on all 1 splits" if nuts["checks_passed"] else
+                "passed on only 0 of 1 splits") in best["text"]
+    else:
+        assert best["checks passed"] == "no checks"
 
 
 def test_uci_benchmark_without_nuts_e2e(tmp_path):
@@ -416,6 +427,7 @@ def test_uci_benchmark_without_nuts_e2e(tmp_path):
     assert best["vs_best_published_bnn"] == pytest.approx(means[top] + 1.18, rel=1e-12)
     assert best["vs_gbt"] == pytest.approx(means[top] + 0.55, rel=1e-12)
     assert f"the best mean test LL is the {top}'s" in best["text"]
+    assert "nan" not in best["text"] and "one split: no standard error" in best["text"]
     for r in m["summary"]:  # nats and bits: the same mean, in two units
         assert r["test LL bits"] == pytest.approx(r["test LL"] / np.log(2), rel=1e-12)
 

@@ -271,9 +271,11 @@ def _best(summary: pd.DataFrame) -> list[dict]:
                        "converged posterior's number")
         target, source = BEST_BNN_LL[name]
         ll = float(row["test LL"])
-        text = (f"{name}: the best mean test LL is the {ll_method}'s, {ll:.3f} ± "
-                f"{row['test LL se']:.3f} nats per point ({verdict}); "
-                f"{ll - target:+.3f} nats against the best published BNN-family number "
+        se = row["test LL se"]
+        text = (f"{name}: the best mean test LL is the {ll_method}'s, {ll:.3f}"
+                + (f" ± {se:.3f}" if np.isfinite(se) else " (one split: no standard error)")
+                + f" nats per point ({verdict}); "
+                + f"{ll - target:+.3f} nats against the best published BNN-family number "
                 f"{target} ({source})")
         gbt = GBT_LL.get(name)
         if gbt is not None:
