@@ -203,6 +203,32 @@ def test_chain_stacking_falls_back_to_equal_weights_when_psis_loo_is_unreliable(
     assert s.stacking_weights.sum() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_chain_stacking_of_a_chain_that_repeats_one_state_keeps_equal_weights():
+    """A stuck chain (the same draw 400 times: seen on a 5-tanh energy split) has no PSIS-LOO
+    (ArviZ cannot fit a Pareto tail to identical values): no stacking, equal weights, the
+    stuck chain's LOO missing and all its observations unreliable; the moving chain's elpd
+    is its PSIS-LOO computed alone."""
+    import arviz as az
+    import xarray as xr
+
+    from models.inference import stack_chains
+
+    rng = np.random.default_rng(0)
+    ll = rng.normal(-1, 0.3, size=(2, 400, 30))
+    ll[1] = ll[1, 0]
+    mu = rng.normal(size=(2, 400))
+    mu[1] = mu[1, 0]
+    tree = xr.DataTree.from_dict({
+        "posterior": xr.Dataset({"mu": (("chain", "draw"), mu)}),
+        "log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), ll)})})
+    s = stack_chains(tree, None)
+    assert not s.reliable and s.weights == pytest.approx([0.5, 0.5])
+    assert np.isnan(s.stacking_weights).all() and np.isnan(s.elpd_loo[1])
+    assert s.pareto_k_bad[1] == 1.0 and s.pareto_k_max[1] == np.inf
+    alone = az.loo(tree.isel(chain=[0]))
+    assert s.elpd_loo[0] == pytest.approx(float(alone.elpd), rel=1e-12)
+
+
 def test_posterior_summary_labels_rows_from_each_variables_own_coords():
     """The ArviZ 1.3 trap: `intercept_centered` (class) summarised before `beta` (predictor,
     class) in ONE az.summary call puts beta's values in the wrong rows. Every row here is

@@ -170,7 +170,9 @@ def stack_chains(idata: xr.DataTree, model: pm.Model) -> ChainStacking:
     predictive combination, and only as good as each chain's LOO: when more than
     ``STACKING_MAX_BAD_K_SHARE`` of any chain's observations have Pareto k above ArviZ's
     ``good_k``, ``reliable`` is False and ``weights`` fall back to equal (``stacking_weights``
-    keeps what stacking chose, for the record).
+    keeps what stacking chose, for the record). A chain that repeats one state, so that PSIS
+    cannot fit a tail, has no LOO: its elpd is NaN, every observation counts as unreliable,
+    and nothing is stacked (``stacking_weights`` NaN, equal weights used).
     """
     import arviz as az
 
@@ -187,17 +189,31 @@ def stack_chains(idata: xr.DataTree, model: pm.Model) -> ChainStacking:
     for c in range(chains):
         tree = xr.DataTree.from_dict({"posterior": post.isel(chain=[c]),
                                       "log_likelihood": ll.isel(chain=[c])})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the Pareto-k warning: reported in the result
-            elpd[c] = az.loo(tree, pointwise=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the Pareto-k warning: reported in the result
+                elpd[c] = az.loo(tree, pointwise=True)
+        except ValueError as exc:
+            # PSIS cannot fit a tail ("All tail values are the same"): the chain repeats one
+            # state, so it has no LOO estimate at all; every observation counts as unreliable
+            if "tail" not in str(exc):
+                raise
+            k_max.append(np.inf)
+            k_bad.append(1.0)
+            continue
         k = np.asarray(elpd[c].pareto_k).ravel()
         good_k = float(getattr(elpd[c], "good_k", 0.7))
         k_max.append(float(k.max()))
         k_bad.append(float((k > good_k).mean()))
-    table = az.compare(elpd, method="stacking", round_to="none")
-    stacked = table.loc[list(range(chains)), "weight"].to_numpy(dtype=float)
+    equal = np.full(chains, 1.0 / chains)
+    if len(elpd) == chains:
+        table = az.compare(elpd, method="stacking", round_to="none")
+        stacked = table.loc[list(range(chains)), "weight"].to_numpy(dtype=float)
+    else:  # a chain without LOO: nothing to stack on
+        stacked = np.full(chains, np.nan)
     reliable = max(k_bad) <= STACKING_MAX_BAD_K_SHARE
-    return ChainStacking(weights=stacked if reliable else np.full(chains, 1.0 / chains),
-                         elpd_loo=np.array([float(elpd[c].elpd) for c in range(chains)]),
+    return ChainStacking(weights=stacked if reliable else equal,
+                         elpd_loo=np.array([float(elpd[c].elpd) if c in elpd else np.nan
+                                            for c in range(chains)]),
                          pareto_k_max=np.array(k_max), pareto_k_bad=np.array(k_bad),
                          stacking_weights=stacked, good_k=good_k)
