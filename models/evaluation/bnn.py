@@ -146,8 +146,8 @@ class BNNProtocol:
     the default: chain k at deep-ensemble member k, judged chain by chain; "prior": each chain
     at its own prior draw, judged across chains). ``nuts=False`` skips NUTS and its checks
     (and stacking): only the MLE net, the MAP net, the deep ensemble of ``sampler.chains``
-    members, both Laplace rows and optional ADVI, e.g. where sampling a wide net is out of
-    reach."""
+    members, the Laplace rows (GGN Laplace ensemble included) and optional ADVI, e.g. where
+    sampling a wide net is out of reach."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
@@ -270,8 +270,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     acts as weight decay), whose first member is the MAP net; last-layer Laplace
     (:func:`fit_last_layer`) and GGN Laplace (:func:`fit_ggn_laplace`) around the MAP net;
     with 2 or more members the "GGN Laplace ensemble (mixture)": a GGN Laplace around every
-    member, mixed with equal weights (Eschenhagen et al. 2021); and the NUTS posterior. With ``protocol.chains_from == "ensemble"`` chain k starts at member k
-    and the Diagnostics judge each chain alone (:func:`models.inference.within_chain_check`;
+    member, mixed with equal weights (Eschenhagen et al. 2021); and the NUTS posterior. With
+    ``protocol.chains_from == "ensemble"`` chain k starts at member k and the Diagnostics judge each chain alone (:func:`models.inference.within_chain_check`;
     the per-chain rows in ``function_space["within_chain"]``); with "prior" every chain starts
     at a prior draw and the chains are judged together. Metrics on the test split in original
     units; the input-shift check adds ``protocol.shift`` training sds to every input and asks
