@@ -386,6 +386,8 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert m["checks"]["yacht split 0"] == nuts["checks_passed"]
     # the verdict at the top says the same, and each row states its fitting time
     assert m["verdicts"]["NUTS BNN, yacht"]["convergence"]["passed"] == nuts["checks_passed"]
+    page = (tmp_path / "uci_benchmark" / "index.html").read_text()
+    assert "GGN Laplace ensemble (mixture)" in page.split("have no convergence check")[0]
     ens = [r for r in m["per_split"] if r["method"] == "deep ensemble (MAP nets)"][0]
     assert row["fit s/split"] == pytest.approx(nuts["seconds"]) and nuts["seconds"] > ens["seconds"] > 0
     # the page's best-method sentence: the per-split row with the highest test LL, and, where
