@@ -262,23 +262,30 @@ def test_small_files_keep_the_posterior_exactly_and_loo_is_recomputed_from_them(
     assert (tmp_path / "small.nc").stat().st_size < 0.5 * (tmp_path / "full.nc").stat().st_size < raw
 
 
-@pytest.mark.parametrize("argv, draws, tune, target_accept, chains_from", [
-    ([], 4000, 2000, 0.98, "ensemble"),                            # the regression default
-    (["--chains-from", "prior"], 1000, 1000, 0.9, "prior"),        # the earlier protocol
-    (["--task", "classification"], 1000, 1000, 0.9, "prior"),      # classifiers: prior starts
-    (["--quick"], 300, 300, 0.98, "ensemble"),                     # --quick still wins
-    (["--draws", "500", "--tune", "700", "--target-accept", "0.8"], 500, 700, 0.8, "ensemble"),
+@pytest.mark.parametrize("argv, draws, tune, target_accept, chains_from, hidden", [
+    ([], 4000, 2000, 0.98, "ensemble", (3,)),                      # the regression default
+    (["--chains-from", "prior"], 1000, 1000, 0.9, "prior", (3,)),  # the earlier protocol
+    (["--task", "classification"], 1000, 1000, 0.9, "prior", (5,)),  # classifiers: prior starts
+    (["--task", "held_out_class"], 1000, 1000, 0.9, "prior", (5,)),
+    (["--quick"], 300, 300, 0.98, "ensemble", (3,)),               # --quick still wins
+    (["--draws", "500", "--tune", "700", "--target-accept", "0.8", "--hidden", "5,2"],
+     500, 700, 0.8, "ensemble", (5, 2)),
 ])
 def test_bnn_defaults_follow_where_the_chains_start(tmp_path, argv, draws, tune, target_accept,
-                                                     chains_from):
+                                                     chains_from, hidden):
+    """The measured defaults (README, "A width whose chains converge" and "2000 tuning steps"):
+    regression nets of 3 tanh units with ensemble-started chains, 4000 draws after 2000 tuning
+    steps at target acceptance 0.98; the classifiers keep 5 units and prior starts."""
     from workflows import bnn as bnn_wf
     from workflows.options import parser
 
     args = bnn_wf.add_arguments(parser("bnn", "")).parse_args([*argv, "--out", str(tmp_path / "o")])
     s = bnn_wf.bnn_settings(args)
-    proto = bnn_wf.protocol(args, s, (5,), "xavier_normal")
-    assert (s.draws, proto.sampler.tune, proto.sampler.target_accept, proto.chains_from) == (
-        draws, tune, target_accept, chains_from)
+    widths, prior = bnn_wf.network_options(args, s.quick)
+    proto = bnn_wf.protocol(args, s, widths, prior)
+    assert (s.draws, proto.sampler.tune, proto.sampler.target_accept, proto.chains_from,
+            proto.net.hidden, proto.net.prior) == (draws, tune, target_accept, chains_from,
+                                                   hidden, "xavier_normal")
 
 
 def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
