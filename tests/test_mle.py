@@ -228,6 +228,25 @@ def test_partly_unidentified_model_reports_the_identified_standard_errors():
     assert float(mle.params["a"] + mle.params["b"]) == pytest.approx(y.mean(), rel=1e-8)
 
 
+def test_singular_message_names_parameters_when_the_null_direction_is_spread_thin():
+    """y_i ~ N(a_i - a_(i+1), 1), i < 101: only differences are identified, and the one
+    unidentified direction is the common shift, (1, ..., 1) / sqrt(101), whose entries are all
+    below 0.1. The message names where it lies instead of an empty list."""
+    rng = np.random.default_rng(4)
+    y = rng.normal(0.0, 1.0, 100)
+    with pm.Model() as model:
+        a = pm.Flat("a", shape=101)
+        pm.Normal("y", a[:-1] - a[1:], 1.0, observed=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MLEWarning)
+        mle = fit_mle(model, n_starts=1)
+    assert mle.status == "singular"
+    assert "[]" not in mle.message
+    assert "a combination of many parameters (largest entries: ['a[" in mle.message
+    # the fit itself: every identified difference at its observation (closed form)
+    np.testing.assert_allclose(np.diff(-np.asarray(mle.params["a"])), y, atol=1e-5)
+
+
 # ---------------------------------------------------------------- GLMs: one start, Newton
 def test_glm_fit_is_newton_from_one_start_and_agrees_with_statsmodels_before_and_after_the_symbolic_hessian():
     """GLM builders declare the likelihood unimodal: one start, Newton steps (finite-difference

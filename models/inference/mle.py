@@ -623,13 +623,17 @@ def _status(c: CompiledMLE, o: _Optimum, grad, ident, jac):
                    f"({ident.min_eig:.3g}), a saddle or an unfinished climb ({res.message})")
     elif ident.null.shape[1]:
         weak = ident.null[:, 0]
+        largest = [c.x_labels[i] for i in np.argsort(-np.abs(weak))[:3]]
         names = [c.x_labels[i] for i in np.argsort(-np.abs(weak))[:3] if abs(weak[i]) > 0.1]
+        # a unit null direction spread over more than 100 parameters has no entry above 0.1
+        what = (f"parameters {names} are" if names else
+                f"a combination of many parameters (largest entries: {largest}) is")
         status = "singular"
         cov_x = ident.generalized_inverse()
         estimable = ident.estimable(jac)
         message = (f"the observed information matrix is singular (smallest eigenvalue "
-                   f"{ident.min_eig:.3g} after scaling it to unit diagonal): parameters {names} "
-                   "are not identified by the likelihood (a ridge or a symmetry of the model)")
+                   f"{ident.min_eig:.3g} after scaling it to unit diagonal): {what} "
+                   "not identified by the likelihood (a ridge or a symmetry of the model)")
         if estimable.any():
             message += ("; standard errors are given for the parameters the likelihood does "
                         "identify, NaN for the others")
