@@ -428,7 +428,8 @@ def test_uci_benchmark_without_nuts_e2e(tmp_path):
     assert best["best_ll_method"] == top and best["checks passed"] == "no checks"
     assert best["vs_best_published_bnn"] == pytest.approx(means[top] + 1.18, rel=1e-12)
     assert best["vs_gbt"] == pytest.approx(means[top] + 0.55, rel=1e-12)
-    assert f"the best mean test LL is the {top}'s" in best["text"]
+    assert f"the best mean test LL is {means[top]:.3f}" in best["text"]
+    assert f"nats per point, by the {top} (" in best["text"]
     assert "nan" not in best["text"] and "one split: no standard error" in best["text"]
     for r in m["summary"]:  # nats and bits: the same mean, in two units
         assert r["test LL bits"] == pytest.approx(r["test LL"] / np.log(2), rel=1e-12)

@@ -272,9 +272,9 @@ def _best(summary: pd.DataFrame) -> list[dict]:
         target, source = BEST_BNN_LL[name]
         ll = float(row["test LL"])
         se = row["test LL se"]
-        text = (f"{name}: the best mean test LL is the {ll_method}'s, {ll:.3f}"
+        text = (f"{name}: the best mean test LL is {ll:.3f}"
                 + (f" ± {se:.3f}" if np.isfinite(se) else " (one split: no standard error)")
-                + f" nats per point ({verdict}); "
+                + f" nats per point, by the {ll_method} ({verdict}); "
                 + f"{ll - target:+.3f} nats against the best published BNN-family number "
                 f"{target} ({source})")
         gbt = GBT_LL.get(name)
@@ -282,7 +282,7 @@ def _best(summary: pd.DataFrame) -> list[dict]:
             text += (f", {gbt - ll:.3f} nats short of gradient-boosted trees (about {gbt})"
                      if ll < gbt else
                      f", {ll - gbt:.3f} nats above gradient-boosted trees (about {gbt})")
-        text += (f". Lowest mean RMSE: the {rmse_method}'s, {ours.loc[rmse_method, 'RMSE']:.3f}.")
+        text += (f". Lowest mean RMSE: {ours.loc[rmse_method, 'RMSE']:.3f}, by the {rmse_method}.")
         out.append({"data": name, "best_ll_method": ll_method, "test_ll": ll,
                     "checks passed": checks, "vs_best_published_bnn": ll - target,
                     "vs_gbt": None if gbt is None else ll - gbt,
@@ -314,8 +314,10 @@ def _convergence(nuts: pd.DataFrame) -> pd.DataFrame:
 
 def _run(s, names, n_splits, proto, client, store=None) -> int:
     n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
-    where = (f"{n_workers} Dask worker(s) ({client.dashboard_link})" if client is not None
-             else "this process")
+    # the page names the workers; the dashboard's local address (dead once the run ends) only
+    # goes to the progress line
+    where = f"{n_workers} Dask worker(s)" if client is not None else "this process"
+    where_now = f"{where} ({client.dashboard_link})" if client is not None else where
     n_tasks = len(names) * n_splits
     progress = Progress(NAME, 1 + n_tasks)
     report = Report(NAME, "UCI regression benchmark: MLE net, MAP net, deep ensemble, Laplace"
@@ -324,7 +326,7 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     if not proto.nuts:
         report.unsampled = "fitted nets and their Laplace approximations scored on test splits"
     _describe(report, s, proto, n_splits, where)
-    progress(f"{n_tasks} splits ({', '.join(names)}) on {where}")
+    progress(f"{n_tasks} splits ({', '.join(names)}) on {where_now}")
     start = time.perf_counter()
     resumed = len(store.saved()) if store is not None else 0
     if store is not None:
