@@ -625,9 +625,10 @@ def _status(c: CompiledMLE, o: _Optimum, grad, ident, jac):
         weak = ident.null[:, 0]
         largest = [c.x_labels[i] for i in np.argsort(-np.abs(weak))[:3]]
         names = [c.x_labels[i] for i in np.argsort(-np.abs(weak))[:3] if abs(weak[i]) > 0.1]
-        # a unit null direction spread over more than 100 parameters has no entry above 0.1
+        # a null direction with no entry above 0.1 (spread over many parameters, as a BNN's
+        # often is) would otherwise be named by an empty list
         what = (f"parameters {names} are" if names else
-                f"a combination of many parameters (largest entries: {largest}) is")
+                f"a combination of parameters with no dominant one (largest entries: {largest}) is")
         status = "singular"
         cov_x = ident.generalized_inverse()
         estimable = ident.estimable(jac)
