@@ -441,7 +441,7 @@ def test_the_all_passed_banner_says_only_what_the_verdict_table_shows():
     r.verdict("Bayesian neural network", (True, "ok"), None, (False, "MLE net: not_converged"))
     page = r.render()
     assert "passed its model-fit checks" not in page
-    assert "no model-fit checks" in page and "The MLE column flags Bayesian neural network" in page
+    assert "no model-fit checks" in page and "The MLE column warns for Bayesian neural network: that is" in page
     r = Report("t", "t")
     r.verdict("a", (True, "ok"), (True, "ok"), (True, "exists"))
     r.verdict("b", (True, "ok"), None, None)

@@ -358,8 +358,8 @@ class Report:
             text = "Every model-fit check in this report passed."
         flagged = [v["model"] for v in self.verdicts if v["mle"] is not None and not v["mle"][0]]
         if flagged:
-            text += (" The MLE column flags " + ", ".join(flagged) + ": the MLE's own status, "
-                     "which the posterior's verdict does not depend on.")
+            text += (" The MLE column warns for " + ", ".join(flagged) + ": that is the MLE's "
+                     "own status, which the posterior's verdict does not depend on.")
         return text
 
     def write(self, out_dir: str | os.PathLike, posteriors: dict | None = None,
