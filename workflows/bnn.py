@@ -102,7 +102,8 @@ def bnn_settings(args):
 
 def network_options(args, quick: bool):
     try:
-        hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else DEFAULT_HIDDEN[args.task]
+        hidden = (tuple(int(h) for h in args.hidden.split(",")) if args.hidden
+                  else DEFAULT_HIDDEN[args.task])
     except ValueError:
         raise SystemExit(f"error: --hidden: expected comma-separated integers, got {args.hidden!r}") from None
     if min(hidden) < 1:

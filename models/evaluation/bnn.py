@@ -271,8 +271,9 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     (:func:`fit_last_layer`) and GGN Laplace (:func:`fit_ggn_laplace`) around the MAP net;
     with 2 or more members the "GGN Laplace ensemble (mixture)": a GGN Laplace around every
     member, mixed with equal weights (Eschenhagen et al. 2021); and the NUTS posterior. With
-    ``protocol.chains_from == "ensemble"`` chain k starts at member k and the Diagnostics judge each chain alone (:func:`models.inference.within_chain_check`;
-    the per-chain rows in ``function_space["within_chain"]``); with "prior" every chain starts
+    ``protocol.chains_from == "ensemble"`` chain k starts at member k and the Diagnostics
+    judge each chain alone (:func:`models.inference.within_chain_check`; the per-chain rows
+    in ``function_space["within_chain"]``); with "prior" every chain starts
     at a prior draw and the chains are judged together. Metrics on the test split in original
     units; the input-shift check adds ``protocol.shift`` training sds to every input and asks
     whether predictive uncertainty (sd of f) flags the shifted points (AUROC). ``extra``:

@@ -623,8 +623,9 @@ def _status(c: CompiledMLE, o: _Optimum, grad, ident, jac):
                    f"({ident.min_eig:.3g}), a saddle or an unfinished climb ({res.message})")
     elif ident.null.shape[1]:
         weak = ident.null[:, 0]
-        largest = [c.x_labels[i] for i in np.argsort(-np.abs(weak))[:3]]
-        names = [c.x_labels[i] for i in np.argsort(-np.abs(weak))[:3] if abs(weak[i]) > 0.1]
+        top = np.argsort(-np.abs(weak))[:3]
+        largest = [c.x_labels[i] for i in top]
+        names = [c.x_labels[i] for i in top if abs(weak[i]) > 0.1]
         # a null direction with no entry above 0.1 (spread over many parameters, as a BNN's
         # often is) would otherwise be named by an empty list
         what = (f"parameters {names} are" if names else
