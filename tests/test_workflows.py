@@ -307,6 +307,20 @@ def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
     assert best["by_test_ll"] == bnn.NUTS and "caution" not in text
 
 
+def test_advi_sentence_reads_its_direction_from_the_numbers():
+    """The yacht page said 'a ratio of 1.67. Mean-field ADVI ignores the strong correlations',
+    which reads as 'narrower', beside an ADVI predictive wider than NUTS's and an RMSE 2.2
+    times NUTS's."""
+    from workflows.bnn import advi_spread_sentence
+
+    text = advi_spread_sentence(0.0314, 0.0188, 1.727, 0.7974)
+    assert "wider than NUTS's (ratio 1.67)" in text
+    assert "test RMSE is 2.17 times NUTS's (1.73 vs 0.797)" in text
+    text = advi_spread_sentence(0.01, 0.02, 0.80, 0.79)
+    assert "narrower than NUTS's (ratio 0.50)" in text and "RMSE" not in text
+    assert "about as wide as" in advi_spread_sentence(0.0195, 0.0188, 0.8, 0.8)
+
+
 def test_stopwatch_counts_nested_stages_once_and_records_sampler_time(monkeypatch):
     """Stages on a fake clock: a stage inside another is not counted twice, so the stages
     never add up to more than the wall time; a decorated function is its stage."""
