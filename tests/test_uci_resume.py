@@ -124,3 +124,35 @@ def test_the_readme_table_is_the_summary_of_metrics_json(tmp_path):
                          text=True, check=True).stdout.strip().splitlines()
     assert out[2:] == ["| yacht | NUTS posterior | **2/20** | 0.650 ± 0.047 | -0.997 ± 0.058 "
                        "| -1.439 ± 0.084 | 201 |"]
+
+
+def test_the_prior_option_reaches_the_model_and_no_option_keeps_the_old_fingerprint(tmp_path):
+    """--prior standard_normal puts N(0, 1) on every weight (checked on prior draws of the
+    model it builds); without --prior a tanh run keeps Xavier-normal, so the splits it saved
+    before the option existed still load."""
+    import argparse
+
+    import numpy as np
+    import pymc as pm
+
+    from workflows.uci_benchmark import protocol
+
+    def args(prior, activation="tanh"):
+        return argparse.Namespace(prior=prior, activation=activation, advi=0,
+                                  chains_from="ensemble", no_nuts=False)
+
+    old = bnn.BNNProtocol(TINY.net, TINY.sampler)
+    SplitStore.open(tmp_path / "s", old)  # as written before --prior existed
+    assert protocol(args(None), TINY.sampler, 2) == old
+    SplitStore.open(tmp_path / "s", protocol(args(None), TINY.sampler, 2))  # not refused
+    assert protocol(args(None, "relu"), TINY.sampler, 2).net.prior == "he_normal"
+
+    wide = protocol(args("standard_normal"), TINY.sampler, 3)
+    X, y = np.random.default_rng(0).normal(size=(5, 4)), np.zeros(5)
+    model = wide.net.build_model(X, y)
+    w1, w_out = pm.draw([model["w1"], model["w_out"]], draws=4000, random_seed=1)
+    # Xavier-normal's sds would be sqrt(2/7) = 0.53 and sqrt(2/4) = 0.71
+    assert np.std(w1) == pytest.approx(1.0, abs=0.02)
+    assert np.std(w_out) == pytest.approx(1.0, abs=0.03)
+    with pytest.raises(OutputError, match="other settings"):
+        SplitStore.open(tmp_path / "s", wide)  # another prior: another protocol's splits

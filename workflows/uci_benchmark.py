@@ -38,7 +38,9 @@ def main(argv=None) -> int:
                    help="use splits 0..N-1 (default all 20; --quick: 2)")
     g.add_argument("--hidden", type=int, default=None, help="hidden units (default 50; --quick: 10)")
     g.add_argument("--activation", choices=bnn.ACTIVATIONS, default="relu",
-                   help="default relu (the protocol); tanh uses Xavier-normal priors")
+                   help="default relu (the protocol)")
+    g.add_argument("--prior", choices=bnn.PRIORS, default=None,
+                   help="weight prior (default he_normal for relu, xavier_normal otherwise)")
     g.add_argument("--adaptation", choices=ADAPTATIONS, default="diag",
                    help="nutpie's mass-matrix adaptation (default diag; low_rank: see the bnn workflow)")
     g.add_argument("--target-accept", type=float, default=None,
@@ -77,16 +79,23 @@ def main(argv=None) -> int:
                                   init="prior")
     except ValueError as exc:
         raise cli_error(exc) from None
-    proto = bnn.BNNProtocol(
-        bnn.NetworkSpec((hidden,), args.activation,
-                        "he_normal" if args.activation == "relu" else "xavier_normal"),
-        config, advi_iterations=args.advi, chains_from=args.chains_from, nuts=not args.no_nuts)
+    proto = protocol(args, config, hidden)
     try:  # checked before any work, like --out: never write into a directory not ours
         store = SplitStore.open(args.splits_dir or f"{s.out}.splits", proto)
     except OutputError as exc:
         raise SystemExit(f"error: {exc}") from None
     with fanout_client(args) as client:
         return _run(s, names, n_splits, proto, client, store)
+
+
+def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
+    """The protocol the options name: one hidden layer of ``hidden`` units; the weight prior
+    is --prior, else He-normal for ReLU and Xavier-normal otherwise (the same default as the
+    bnn workflow, so a run without --prior keeps its splits' fingerprint)."""
+    prior = args.prior or ("he_normal" if args.activation == "relu" else "xavier_normal")
+    return bnn.BNNProtocol(bnn.NetworkSpec((hidden,), args.activation, prior), config,
+                           advi_iterations=args.advi, chains_from=args.chains_from,
+                           nuts=not args.no_nuts)
 
 
 SPLITS_MARKER = ".mlebayes-splits"
@@ -159,6 +168,7 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
     net = {"activation": proto.net.activation, "prior": proto.net.prior,
            "adaptation": proto.sampler.adaptation, "target_accept": proto.sampler.target_accept,
            "advi": proto.advi_iterations}
+    report.metrics["network"] = {"hidden": hidden, **net}
     report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
                 f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
                 f"standardised target), splits 0..{n_splits - 1} of the standard 20, inputs and "
