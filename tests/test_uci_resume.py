@@ -2,6 +2,7 @@
 fitting again, a missing split is the only one fitted, and a directory that is not ours (or
 holds another protocol's splits) is refused before any work."""
 
+import pandas as pd
 import pytest
 
 from models.evaluation import bnn
@@ -156,3 +157,46 @@ def test_the_prior_option_reaches_the_model_and_no_option_keeps_the_old_fingerpr
     assert np.std(w_out) == pytest.approx(1.0, abs=0.03)
     with pytest.raises(OutputError, match="other settings"):
         SplitStore.open(tmp_path / "s", wide)  # another prior: another protocol's splits
+
+
+def test_each_failing_chain_is_counted_once_under_the_first_cause_that_applies():
+    from models.inference import FAILURE_CAUSES, chain_failure_cause
+    from workflows import uci_benchmark
+
+    ok = dict(split_rhat_max=1.005, ess_bulk_min=500.0, ess_tail_min=400.0, divergences=0,
+              e_bfmi=0.9)
+    assert chain_failure_cause(**ok) is None
+    stuck, div, bfmi, ess, rhat = FAILURE_CAUSES
+    # a stuck chain fails every check; it is counted as stuck, not five times
+    assert chain_failure_cause(1.8, 1.9, 5.0, 1210, 0.08) == stuck
+    assert chain_failure_cause(**{**ok, "divergences": 4, "split_rhat_max": 1.02}) == div
+    assert chain_failure_cause(**{**ok, "e_bfmi": 0.2, "ess_tail_min": 50.0}) == bfmi
+    assert chain_failure_cause(**{**ok, "ess_tail_min": 90.0, "split_rhat_max": 1.03}) == ess
+    assert chain_failure_cause(**{**ok, "split_rhat_max": 1.0101}) == rhat
+    assert chain_failure_cause(**{**ok, "split_rhat_max": float("nan")}) == rhat  # NaN fails
+    assert chain_failure_cause(**{**ok, "ess_bulk_min": float("nan")}) == stuck
+
+    def split(data, rows):
+        wc = {k: [r[k] for r in rows] for k in ok}
+        wc["chain"] = list(range(len(rows)))
+        causes = uci_benchmark._chain_causes(wc)
+        passed = all(chain_failure_cause(**r) is None for r in rows)
+        return {"data": data, "checks_passed": passed, **causes}
+
+    slow = {**ok, "split_rhat_max": 1.02, "ess_bulk_min": 180.0}
+    nuts = pd.DataFrame([
+        split("a", [ok, slow, slow, ok]),
+        split("a", [ok, {**ok, "ess_bulk_min": 2.0}, ok, ok]),
+        split("a", [ok, ok, ok, ok]),
+        split("b", [ok, ok, ok, {**slow, "ess_bulk_min": 300.0}]),
+    ])
+    table = uci_benchmark._failure_causes(nuts)
+    assert table.loc["a", "splits failing"] == 2 and table.loc["b", "splits failing"] == 1
+    assert table.loc["a", rhat] == "2 (1)" and table.loc["a", stuck] == "1 (1)"
+    assert table.loc["a", div] == "0 (0)" and table.loc["b", rhat] == "1 (1)"
+    assert table.loc["a", "R-hat only: median bulk ESS"] == "180"
+    assert table.loc["b", "R-hat only: median bulk ESS"] == "300"
+    # chains judged together (prior starts) have no per-chain rows: no table
+    assert uci_benchmark._failure_causes(pd.DataFrame([{"data": "a", "checks_passed": False}])) is None
+    assert uci_benchmark._failure_causes(pd.DataFrame([split("c", [ok])])).loc[
+        "c", "R-hat only: median bulk ESS"] == "–"

@@ -161,6 +161,35 @@ def within_chain_check(values, idata: xr.DataTree) -> tuple[pd.DataFrame, Diagno
                               note="each chain alone, its two halves", ess_min=PER_CHAIN_ESS_MIN)
 
 
+# A chain whose bulk ESS is below this has hardly moved: a few effective draws in thousands.
+STUCK_ESS = 10
+# Why a chain failed :func:`within_chain_check`, the first that applies, in this order (the
+# order of how much each says about the draws: a stuck chain's R-hat and ESS say nothing more).
+FAILURE_CAUSES = ("stuck (bulk ESS < 10)", "divergences", "E-BFMI < 0.3",
+                  "ESS < 100 per chain", "R-hat > 1.01 only")
+
+
+def chain_failure_cause(split_rhat_max: float, ess_bulk_min: float, ess_tail_min: float,
+                        divergences: int, e_bfmi: float) -> str | None:
+    """Why one chain failed the within-chain checks (:data:`FAILURE_CAUSES`, the first that
+    applies), or None if it passed. "R-hat > 1.01 only": every other check passed, so the
+    chain moved, without divergences, with at least 100 effective draws, and still its two
+    halves differ by more than R-hat allows (a slowly mixing chain, or a drifting one: the
+    halves alone cannot tell which; more draws can, see benchmarks/within_chain_rhat_null.py)."""
+    # "not x >= t" rather than "x < t": a NaN fails, as in within_chain_check's pass rule
+    if not ess_bulk_min >= STUCK_ESS:
+        return FAILURE_CAUSES[0]
+    if divergences > 0:
+        return FAILURE_CAUSES[1]
+    if not e_bfmi >= EBFMI_MIN:
+        return FAILURE_CAUSES[2]
+    if not (ess_bulk_min >= PER_CHAIN_ESS_MIN and ess_tail_min >= PER_CHAIN_ESS_MIN):
+        return FAILURE_CAUSES[3]
+    if not split_rhat_max <= RHAT_MAX:
+        return FAILURE_CAUSES[4]
+    return None
+
+
 def rank_test(idata: xr.DataTree, var_names=None) -> pd.Series:
     """p-value of ArviZ's multi-chain rank uniformity test ("mtc_c", the test ``plot_rank``
     prints on each panel) per scalar, labelled from dims/coords. Ranks are pooled over all
