@@ -4,6 +4,7 @@ nats and bits, each method's fitting seconds per split and its 'checks passed' c
 cell of a README table is typed by hand.
 
     python benchmarks/uci_table.py reports/uci_benchmark/metrics.json [more metrics.json ...]
+    python benchmarks/uci_table.py --causes METRICS_JSON [...]   # why chains failed, per data set
 """
 
 from __future__ import annotations
@@ -38,7 +39,25 @@ def table(paths) -> str:
     return "\n".join(lines)
 
 
+def causes(paths) -> str:
+    """The page's 'why chains failed' table (metrics.json's ``failure_causes``), one row per
+    data set; a metrics.json without it (a run before the table existed, or no NUTS) is
+    refused by name."""
+    lines = []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            rows = json.load(fh).get("failure_causes")
+        if rows is None:
+            raise SystemExit(f"{path}: no failure_causes (rerun the benchmark with the same "
+                             "--splits-dir to tabulate its saved splits again)")
+        if not lines:
+            lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        raise SystemExit("usage: python benchmarks/uci_table.py METRICS_JSON [...]")
-    print(table(sys.argv[1:]))
+    args = sys.argv[1:]
+    if not args or args == ["--causes"]:
+        raise SystemExit("usage: python benchmarks/uci_table.py [--causes] METRICS_JSON [...]")
+    print(causes(args[1:]) if args[0] == "--causes" else table(args))

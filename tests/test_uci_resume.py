@@ -125,6 +125,13 @@ def test_the_readme_table_is_the_summary_of_metrics_json(tmp_path):
                          text=True, check=True).stdout.strip().splitlines()
     assert out[2:] == ["| yacht | NUTS posterior | **2/20** | 0.650 ± 0.047 | -0.997 ± 0.058 "
                        "| -1.439 ± 0.084 | 201 |"]
+    causes = [{"data": "yacht", "splits failing": 1, "stuck (bulk ESS < 10)": "1 (1)",
+               "R-hat only: median bulk ESS": "–"}]
+    path.write_text(json.dumps({"summary": summary, "failure_causes": causes}))
+    out = subprocess.run([sys.executable, str(script), "--causes", str(path)], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()
+    assert out == ["| data | splits failing | stuck (bulk ESS < 10) | R-hat only: median bulk ESS |",
+                   "|---|---|---|---|", "| yacht | 1 | 1 (1) | – |"]
 
 
 def test_the_prior_option_reaches_the_model_and_no_option_keeps_the_old_fingerprint(tmp_path):
