@@ -326,7 +326,7 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     from workflows import bnn as bnn_wf
     from workflows import uci_benchmark
 
-    _, m = _run(bnn_wf, tmp_path, "--dataset", "yacht", "--split", "3")
+    out, m = _run(bnn_wf, tmp_path, "--dataset", "yacht", "--split", "3")
     # The constant predictor's RMSE, derived independently from the raw split files.
     folder = datasets.DATA_DIR / "uci" / "yacht"
     raw = np.loadtxt(folder / "data.txt")[:, -1]  # the target is the last column
@@ -346,6 +346,14 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert len(fs["within_chain"]["chain"]) == m["settings"]["chains"]
     assert m["sections"]["function space"]["diagnostics"]["r_hat_max"] == pytest.approx(
         max(fs["within_chain"]["split_rhat_max"]))
+    # the per-chain table says why each failing chain failed; a passing chain shows a dash
+    from html import unescape
+    page = unescape((out / "index.html").read_text())
+    table = page.split("why it failed</th>", 1)[1].split("<tbody>", 1)[1].split("</table>", 1)[0]
+    cells = [row.split("<td>")[-1].split("</td>")[0] for row in table.split("</tr>")[:-1]]
+    passed = fs["within_chain"]["passed"]
+    assert len(cells) == len(passed)
+    assert [c == "–" for c in cells] == passed  # a dash exactly where the chain passed
     assert {"deep ensemble (MAP nets)", "last-layer Laplace", "GGN Laplace (linearised)"} <= set(
         m["metrics"])
     # The deep-ensemble and last-layer Laplace rows recomputed from the saved members and the

@@ -13,7 +13,7 @@ import xarray as xr
 from models.evaluation import bnn
 from models.base import datasets
 from models.base.splits import Standardizer, random_split
-from models.inference import ADAPTATIONS
+from models.inference import ADAPTATIONS, chain_failure_cause
 from workflows.report import Report, data_hash
 from workflows.options import cli_error, parser, settings
 from workflows.running import entry, finish, Progress, sentence
@@ -312,10 +312,16 @@ def _function_space_section(report, r, s) -> None:
                            "divergences, E-BFMI; these must pass)")
         per_chain = pd.DataFrame(fs["within_chain"]).set_index("chain")
         per_chain["test LL, own predictive (nats)"] = fs["chain_test_ll_nats"]
+        per_chain["why it failed"] = [
+            chain_failure_cause(c.split_rhat_max, c.ess_bulk_min, c.ess_tail_min,
+                                c.divergences, c.e_bfmi) or "–" for c in per_chain.itertuples()]
         report.table(per_chain, digits=3, caption="Per chain (each started at its own deep-"
                      "ensemble member): the worst test point's split R-hat and ESS of f; a "
                      "chain passes with R-hat <= 1.01, both ESS >= 100, no divergences and "
-                     "E-BFMI >= 0.3.")
+                     "E-BFMI >= 0.3. 'why it failed': the first of these that applies, in the "
+                     "order stuck (bulk ESS < 10), divergences, E-BFMI, ESS, R-hat; "
+                     "'R-hat > 1.01 only' at a low ESS is also what a stationary chain with too "
+                     "few effective draws gives: more draws tell the two apart.")
         report.text(f"Between-chain f R-hat {fs['f_rhat_max']:.3f}: how far apart the members' "
                     "modes are, not a convergence check here (each chain explores its own mode; "
                     "with one chain per member, ArviZ's nested R-hat with the members as "
