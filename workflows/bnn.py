@@ -13,7 +13,7 @@ import xarray as xr
 from models.evaluation import bnn
 from models.base import datasets
 from models.base.splits import Standardizer, random_split
-from models.inference import ADAPTATIONS, chain_failure_cause
+from models.inference import ADAPTATIONS, chain_failure_causes
 from workflows.report import Report, data_hash
 from workflows.options import cli_error, parser, settings
 from workflows.running import entry, finish, Progress, sentence
@@ -312,9 +312,7 @@ def _function_space_section(report, r, s) -> None:
                            "divergences, E-BFMI; these must pass)")
         per_chain = pd.DataFrame(fs["within_chain"]).set_index("chain")
         per_chain["test LL, own predictive (nats)"] = fs["chain_test_ll_nats"]
-        per_chain["why it failed"] = [
-            chain_failure_cause(c.split_rhat_max, c.ess_bulk_min, c.ess_tail_min,
-                                c.divergences, c.e_bfmi) or "–" for c in per_chain.itertuples()]
+        per_chain["why it failed"] = [c or "–" for c in chain_failure_causes(fs["within_chain"])]
         report.table(per_chain, digits=3, caption="Per chain (each started at its own deep-"
                      "ensemble member): the worst test point's split R-hat and ESS of f; a "
                      "chain passes with R-hat <= 1.01, both ESS >= 100, no divergences and "

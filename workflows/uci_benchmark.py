@@ -19,7 +19,7 @@ import pandas as pd
 from models.evaluation import bnn
 from models.base import datasets
 from models.inference.distributed import format_failures
-from models.inference import ADAPTATIONS, FAILURE_CAUSES, RHAT_MAX, chain_failure_cause
+from models.inference import ADAPTATIONS, FAILURE_CAUSES, RHAT_MAX, chain_failure_causes
 from workflows.report import OutputError, Report, data_hash
 from models.evaluation.uci_reference import BEST_BNN_LL, GBT_LL, PUBLISHED
 from workflows.options import add_fanout, cli_error, fanout_client, parser, settings
@@ -244,11 +244,9 @@ def _chain_causes(within_chain: dict | None) -> dict:
     together (prior starts: no per-chain rows)."""
     if not within_chain:
         return {}
-    per_chain = pd.DataFrame(within_chain)
-    causes = [chain_failure_cause(c.split_rhat_max, c.ess_bulk_min, c.ess_tail_min,
-                                  c.divergences, c.e_bfmi) for c in per_chain.itertuples()]
+    causes = chain_failure_causes(within_chain)
     return {**{f"chains: {cause}": causes.count(cause) for cause in FAILURE_CAUSES},
-            "rhat_only_ess_bulk": [float(e) for c, e in zip(causes, per_chain["ess_bulk_min"])
+            "rhat_only_ess_bulk": [float(e) for c, e in zip(causes, within_chain["ess_bulk_min"])
                                    if c == FAILURE_CAUSES[-1]]}
 
 

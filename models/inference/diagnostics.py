@@ -190,6 +190,14 @@ def chain_failure_cause(split_rhat_max: float, ess_bulk_min: float, ess_tail_min
     return None
 
 
+def chain_failure_causes(per_chain) -> list[str | None]:
+    """:func:`chain_failure_cause` for every row of :func:`within_chain_check`'s per-chain
+    table (a DataFrame, or its ``to_dict(orient="list")`` as saved in function_space)."""
+    frame = pd.DataFrame(per_chain)
+    return [chain_failure_cause(c.split_rhat_max, c.ess_bulk_min, c.ess_tail_min,
+                                c.divergences, c.e_bfmi) for c in frame.itertuples()]
+
+
 def rank_test(idata: xr.DataTree, var_names=None) -> pd.Series:
     """p-value of ArviZ's multi-chain rank uniformity test ("mtc_c", the test ``plot_rank``
     prints on each panel) per scalar, labelled from dims/coords. Ranks are pooled over all
