@@ -147,7 +147,7 @@ def test_the_prior_option_reaches_the_model_and_no_option_keeps_the_old_fingerpr
 
     def args(prior, activation="tanh"):
         return argparse.Namespace(prior=prior, activation=activation, advi=0,
-                                  chains_from="ensemble", no_nuts=False)
+                                  chains_from="ensemble", no_nuts=False, member_pool=0)
 
     old = bnn.BNNProtocol(TINY.net, TINY.sampler)
     SplitStore.open(tmp_path / "s", old)  # as written before --prior existed

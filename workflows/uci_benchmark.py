@@ -52,6 +52,10 @@ def main(argv=None) -> int:
                    help="where the NUTS chains start: ensemble (default; chain k at deep-ensemble "
                         "member k, each chain judged on its own) or prior (prior draws, judged "
                         "across chains)")
+    g.add_argument("--member-pool", type=int, default=0,
+                   help="train this many MAP nets per split (>= --chains) and keep the --chains "
+                        "with the highest training log posterior as the deep ensemble and the "
+                        "chains' starts (default 0: one MAP net per chain, no selection)")
     g.add_argument("--no-nuts", action="store_true",
                    help="skip NUTS and its checks: MLE net, MAP net, deep ensemble (--chains "
                         "members), the Laplace rows and optional ADVI only (for nets too wide "
@@ -74,6 +78,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --hidden must be a positive integer, got {hidden}")
     if not 0 <= args.advi <= 10_000_000:
         raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {args.advi}")
+    if args.member_pool and not s.config.chains <= args.member_pool <= 1000:
+        raise SystemExit(f"error: --member-pool must be 0 (off) or between the {s.config.chains} "
+                         f"chains and 1000, got {args.member_pool}")
     try:  # every sampler option is checked in one place, SamplerConfig
         config = s.config.replace(adaptation=args.adaptation, target_accept=args.target_accept,
                                   init="prior")
@@ -95,7 +102,7 @@ def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
     prior = args.prior or ("he_normal" if args.activation == "relu" else "xavier_normal")
     return bnn.BNNProtocol(bnn.NetworkSpec((hidden,), args.activation, prior), config,
                            advi_iterations=args.advi, chains_from=args.chains_from,
-                           nuts=not args.no_nuts)
+                           nuts=not args.no_nuts, member_pool=args.member_pool)
 
 
 SPLITS_MARKER = ".mlebayes-splits"
@@ -195,6 +202,11 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                 + ("; each process compiles each data set's model once and swaps every split's "
                    "data in" if proto.nuts else "")
                 + ". (The published protocol is 50 ReLU units.)"
+                + (f" Member pool (--member-pool {proto.member_pool}): {proto.member_pool} MAP "
+                   f"nets per split, the {s.chains} with the highest training log posterior "
+                   "kept, best first: they are the deep ensemble, the MAP net (the best of the "
+                   "pool) and, with NUTS, the chains' starts; the time of every pool fit is in "
+                   "those rows' seconds." if proto.member_pool else "")
                 + (" 'NUTS, chains stacked': the same draws, chains weighted by stacking of "
                    "their PSIS-LOO predictive densities on the training split (Yao, Vehtari & "
                    "Gelman 2022) instead of equally; on a split where PSIS-LOO is unreliable "

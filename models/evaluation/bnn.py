@@ -43,7 +43,7 @@ from models.inference.distributed import run_tasks, worker_cached
 from models.inference.mle import MLEResult, fit_mle
 from models.inference.predictive import stack_chains
 from models.inference.sampling import (CompiledSampler, prior_initvals, sample_from_starts,
-                                       sample_posterior, set_data)
+                                       sample_posterior, set_data, value_point)
 
 
 def prior_starts(model: pm.Model, n: int, seed: int = 0) -> list[dict]:
@@ -147,7 +147,14 @@ class BNNProtocol:
     at its own prior draw, judged across chains). ``nuts=False`` skips NUTS and its checks
     (and stacking): only the MLE net, the MAP net, the deep ensemble of ``sampler.chains``
     members, the Laplace rows (GGN Laplace ensemble included) and optional ADVI, e.g. where
-    sampling a wide net is out of reach."""
+    sampling a wide net is out of reach.
+
+    ``member_pool``: 0 (the default) trains one MAP net per chain; ``P >= sampler.chains``
+    trains P (the chains' own K first, then P - K from prior draws of another seed stream)
+    and keeps the K with the highest training log posterior, best first
+    (:func:`best_members`): the deep ensemble, the MAP net (the best of P), the Laplace rows
+    and the chains' starts are then those K. A chain started in a mode hundreds of nats below
+    the best member's is the one that got stuck on energy (README)."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
@@ -156,8 +163,22 @@ class BNNProtocol:
     advi_iterations: int = 0
     chains_from: str = "ensemble"
     nuts: bool = True
+    # repr=False: __repr__ adds it only when set, so that a protocol without a pool keeps the
+    # fingerprint (a hash of the repr) its saved UCI splits were written under
+    member_pool: int = field(default=0, repr=False)
+
+    def __repr__(self):
+        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr]
+        if self.member_pool:
+            parts.append(f"member_pool={self.member_pool!r}")
+        return f"{type(self).__qualname__}({', '.join(parts)})"
 
     def __post_init__(self):
+        pool = self.member_pool
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0 or \
+                (pool and pool < self.sampler.chains):
+            raise ValueError(f"member_pool must be 0 (off) or an integer >= the {self.sampler.chains} "
+                             f"chains, got {pool!r}")
         if self.chains_from not in CHAIN_STARTS:
             raise ValueError(f"chains_from must be one of {CHAIN_STARTS}, got {self.chains_from!r}")
         if self.sampler.init != "prior":
@@ -198,14 +219,16 @@ class Evaluation:
         raise KeyError(key)
 
 
-def method_seconds(phase: dict, members: int, chains_from: str = "ensemble") -> dict:
+def method_seconds(phase: dict, members: int, chains_from: str = "ensemble",
+                   pooled: bool = False) -> dict:
     """Wall seconds to produce each method's predictive from the compiled model (fitting
     only: compilation, scoring and diagnostics excluded), from :func:`evaluate`'s phase
-    timings. The MAP net is one member (the ensemble's time / ``members``); both Laplace
+    timings. The MAP net is one member (the ensemble's time / ``members``), or, ``pooled``
+    (the best of a member pool), every fit of the pool; both Laplace
     rows add their fit to it; the GGN Laplace ensemble pays for every member and every GGN
     fit; NUTS from ensemble starts includes training the members it starts from; the stacked
     row adds the stacking."""
-    one_map = phase["members"] / members
+    one_map = phase["members"] if pooled else phase["members"] / members
     out = {MLE_NET: phase["mle"], MAP_NET: one_map, DEEP_ENSEMBLE: phase["members"],
            LAPLACE: one_map + phase["last_layer"], GGN_LAPLACE: one_map + phase["ggn"]}
     if "ggn_ensemble" in phase:
@@ -297,6 +320,11 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
         mle = fit_mle(model, initvals=starts[:3], maxiter=protocol.mle_maxiter, warn=False)
     with clock("members"):
         members = deep_ensemble(model, starts[:K], protocol.mle_maxiter)
+        if protocol.member_pool:
+            more = prior_starts(model, protocol.member_pool - K,
+                                seed=int(np.random.SeedSequence((seed, 1)).generate_state(1)[0]))
+            pool = members + deep_ensemble(model, more, protocol.mle_maxiter)
+            members, pool_logp = best_members(model, pool, K)
     map_params = members[0]
     L = net.depth
     idata = fdiag = f_post = None
@@ -312,6 +340,9 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
             per_chain, fdiag = within_chain_check(f_post, idata)
             fs["within_chain"] = per_chain.reset_index().to_dict(orient="list")
     fs["chains_from"] = protocol.chains_from
+    if protocol.member_pool:
+        fs["member_pool_log_posterior"] = pool_logp
+        fs["member_log_posterior"] = sorted(pool_logp, reverse=True)[:K]
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
     f_members = np.stack([forward(p, d["X_test"], activation, L)[:, 0] for p in members])
     sigma_members = np.array([float(p["sigma"]) for p in members])
@@ -376,7 +407,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
             f_advi.std(axis=0), forward(advi, d["X_test"] + shift, activation, L)[..., 0].std(axis=0))
     metrics = {k: metrics[k] for k in (CONSTANT, *METHODS) if k in metrics}  # table order
     fs["phase_seconds"] = clock.seconds
-    fs["method_seconds"] = method_seconds(clock.seconds, K, protocol.chains_from)
+    fs["method_seconds"] = method_seconds(clock.seconds, K, protocol.chains_from,
+                                          pooled=bool(protocol.member_pool))
     return Evaluation(model, mle, map_params, idata, metrics, fs, fdiag,
                       extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
                              "members": members, "f_members": f_members, "laplace": laplace,
@@ -546,6 +578,18 @@ def deep_ensemble(model, starts: list[dict], maxiter: int) -> list[dict]:
     decay and a shared noise sd per member): one MAP net (:func:`_map_params`) from each
     prior-drawn start. Its predictive is the equal-weight mixture of the members' normals."""
     return [_map_params(model, start, maxiter) for start in starts]
+
+
+def best_members(model, members: list[dict], k: int) -> tuple[list[dict], list[float]]:
+    """The ``k`` members with the highest MAP objective, best first, and that objective for
+    every member in the order given. The objective is ``model.logp(jacobian=False)`` at the
+    member (training data only): what ``pm.find_MAP`` maximised to find it. Modes that far
+    below the best carry almost none of the posterior's mass, and chains started in them are
+    the ones that got stuck on energy (README, "A member pool")."""
+    logp = model.compile_logp(jacobian=False)
+    values = [float(logp(value_point(model, m))) for m in members]
+    order = np.argsort(values, kind="stable")[::-1][:k]
+    return [members[i] for i in order], values
 
 
 def running_lppd(f, sigma, y_original, y_mean, y_sd) -> np.ndarray:

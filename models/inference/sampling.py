@@ -240,17 +240,24 @@ def prior_initvals(model: pm.Model, chains: int, seed: int | None) -> list[dict]
     return [{rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws)} for i in range(chains)]
 
 
-def flat_start(model: pm.Model, point: dict) -> np.ndarray:
-    """``point`` (constrained values of every free variable) as nutpie's flat vector of
-    unconstrained values, in nutpie's order (``model.free_RVs``)."""
+def value_point(model: pm.Model, point: dict) -> dict:
+    """``point`` (constrained values of every free variable, e.g. ``{"sigma": 0.1, ...}``) as
+    the model's value variables (``{"sigma_log__": log 0.1, ...}``): what ``model.compile_logp``
+    and the samplers take."""
     from pymc.initial_point import make_initial_point_fn
 
     missing = [rv.name for rv in model.free_RVs if rv.name not in point]
     if missing:
         raise ValueError(f"start point: no value for {missing}")
-    values = make_initial_point_fn(model=model, overrides={k: np.asarray(v) for k, v in point.items()
-                                                           if k in model.named_vars},
-                                   return_transformed=True, jitter_rvs=set())(0)
+    return make_initial_point_fn(model=model, overrides={k: np.asarray(v) for k, v in point.items()
+                                                         if k in model.named_vars},
+                                 return_transformed=True, jitter_rvs=set())(0)
+
+
+def flat_start(model: pm.Model, point: dict) -> np.ndarray:
+    """``point`` (constrained values of every free variable) as nutpie's flat vector of
+    unconstrained values, in nutpie's order (``model.free_RVs``)."""
+    values = value_point(model, point)
     return np.concatenate([np.ravel(values[model.rvs_to_values[rv].name])
                            for rv in model.free_RVs]).astype("float64")
 
