@@ -392,6 +392,9 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     row = [r for r in m["summary"] if r["method"] == "NUTS posterior"][0]
     assert row["checks passed"] == f"{int(nuts['checks_passed'])}/1"
     assert m["checks"]["yacht split 0"] == nuts["checks_passed"]
+    # the causes table is saved whether or not a chain failed: its failing-split count is
+    # the split's own verdict
+    assert [c["splits failing"] for c in m["failure_causes"]] == [int(not nuts["checks_passed"])]
     # the verdict at the top says the same, and each row states its fitting time
     assert m["verdicts"]["NUTS BNN, yacht"]["convergence"]["passed"] == nuts["checks_passed"]
     page = (tmp_path / "uci_benchmark" / "index.html").read_text()

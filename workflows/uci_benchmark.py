@@ -450,6 +450,7 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
                 "stationary chain with too few effective draws gives (benchmarks/"
                 "within_chain_rhat_null.py: about 1.015 at a bulk ESS of 326 over 160 test "
                 "points); a longer chain tells the two apart."))
+        if causes is not None:  # zeros too: "no chain failed" is a result worth tabulating
             report.metrics["failure_causes"] = causes.reset_index().to_dict(orient="records")
     report.metrics["convergence"] = conv.reset_index().to_dict(orient="records")
     report.table(pd.DataFrame({"seconds (sum over splits)": timing, "splits": n_splits})
