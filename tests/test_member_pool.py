@@ -78,3 +78,14 @@ def test_a_bad_member_pool_is_refused_in_one_line_before_any_work(tmp_path, pool
     msg = str(exc.value)
     assert "--member-pool" in msg and "\n" not in msg and pool in msg
     assert not out.exists() and not (tmp_path / "o.splits").exists()
+
+
+def test_with_a_pool_the_map_net_pays_for_every_fit_of_the_pool():
+    phase = {"mle": 1.0, "members": 8.0, "last_layer": 0.5, "ggn": 2.0, "ggn_ensemble": 3.0,
+             "nuts": 10.0}
+    plain = bnn.method_seconds(phase, 4)
+    pooled = bnn.method_seconds(phase, 4, pooled=True)
+    assert plain[bnn.MAP_NET] == 2.0 and pooled[bnn.MAP_NET] == 8.0  # best of the pool: all 8 fits
+    assert pooled[bnn.LAPLACE] == 8.5 and pooled[bnn.GGN_LAPLACE] == 10.0
+    assert pooled[bnn.DEEP_ENSEMBLE] == plain[bnn.DEEP_ENSEMBLE] == 8.0
+    assert pooled[bnn.NUTS] == plain[bnn.NUTS] == 18.0

@@ -420,9 +420,13 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
                 "point, higher is better; 'bits' = nats / ln 2). 'checks passed': on how many splits the NUTS checks "
                 "passed (within each chain for ensemble-started chains); the mean is over every "
                 "split, passed or not, so read it with that count. 'fit s/split': mean wall "
-                "seconds to fit that method on one split on this run's workers (MAP net: one "
-                "member; Laplace rows: one member plus the Laplace fit; NUTS from ensemble "
-                "starts: all members plus sampling; compilation, once per process, excluded). "
+                "seconds to fit that method on one split on this run's workers ("
+                + ("MAP net, deep ensemble and Laplace rows: every fit of the member pool, plus "
+                   "the Laplace fits; NUTS: the pool plus sampling; "
+                   if proto.member_pool else
+                   "MAP net: one member; Laplace rows: one member plus the Laplace fit; NUTS "
+                   "from ensemble starts: all members plus sampling; ")
+                + "compilation, once per process, excluded). "
                 "Published rows: the papers' 20-split means.")
     best = _best(summary)
     report.heading("Which method predicts best")
