@@ -89,3 +89,19 @@ def test_with_a_pool_the_map_net_pays_for_every_fit_of_the_pool():
     assert pooled[bnn.LAPLACE] == 8.5 and pooled[bnn.GGN_LAPLACE] == 10.0
     assert pooled[bnn.DEEP_ENSEMBLE] == plain[bnn.DEEP_ENSEMBLE] == 8.0
     assert pooled[bnn.NUTS] == plain[bnn.NUTS] == 18.0
+
+
+def test_the_bnn_workflow_passes_its_member_pool_to_the_regression_protocol(tmp_path):
+    from workflows import bnn as bnn_wf
+    from workflows.options import parser
+
+    def proto(*argv):
+        args = bnn_wf.add_arguments(parser("bnn", "")).parse_args([*argv, "--out", str(tmp_path / "o")])
+        s = bnn_wf.bnn_settings(args)
+        widths, prior = bnn_wf.network_options(args, s.quick)
+        return bnn_wf.protocol(args, s, widths, prior)
+
+    assert proto().member_pool == 0 and proto("--member-pool", "8").member_pool == 8
+    assert proto("--task", "classification", "--member-pool", "8").member_pool == 0
+    with pytest.raises(SystemExit, match="--member-pool must be 0 .* got 3$"):
+        proto("--member-pool", "3")

@@ -86,6 +86,10 @@ def add_arguments(p):
                         "steps, target acceptance 0.98, unless --draws / --tune / "
                         "--target-accept; prior: each chain at a prior draw, judged across "
                         "chains (1000 draws after 1000 tuning steps, 0.9)")
+    g.add_argument("--member-pool", type=int, default=0,
+                   help="--task regression: train this many MAP nets (>= --chains) and keep the "
+                        "--chains with the highest training log posterior as the deep ensemble "
+                        "and the chains' starts, best first (default 0: one MAP net per chain)")
     g.add_argument("--advi", type=int, default=None,
                    help="mean-field ADVI iterations for --task regression, shown beside NUTS "
                         "(default 30000; --quick: 5000; 0: no ADVI)")
@@ -120,20 +124,29 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
     chains_from = args.chains_from if args.task == "regression" else "prior"
     target_accept = args.target_accept if args.target_accept is not None else (
         ENSEMBLE_TARGET_ACCEPT if chains_from == "ensemble" else 0.9)
+    pool = args.member_pool if args.task == "regression" else 0
+    if pool and not s.config.chains <= pool <= 1000:
+        raise SystemExit(f"error: --member-pool must be 0 (off) or between the {s.config.chains} "
+                         f"chains and 1000, got {pool}")
     try:
         config = s.config.replace(adaptation=adaptation, target_accept=target_accept, init="prior")
         net = bnn.NetworkSpec(hidden, args.activation, prior)
     except ValueError as exc:
         raise cli_error(exc) from None
-    return bnn.BNNProtocol(net, config, advi_iterations=advi, chains_from=chains_from)
+    return bnn.BNNProtocol(net, config, advi_iterations=advi, chains_from=chains_from,
+                           member_pool=pool)
 
 
 def _sampler_note(report, proto, s) -> None:
     o = proto.sampler
     if proto.chains_from == "ensemble":
-        start = ("chain k started at member k of the deep ensemble (a MAP net trained from "
-                 "the k-th prior draw), Sommer et al. 2024: each chain explores the mode its "
-                 "member found and is judged on its own; the predictive is the chains' mixture")
+        member = ("the k-th best of a pool of {} MAP nets, each trained from its own prior "
+                  "draw and ranked by training log posterior; the MAP net is the best"
+                  .format(proto.member_pool) if proto.member_pool else
+                  "a MAP net trained from the k-th prior draw")
+        start = (f"chain k started at member k of the deep ensemble ({member}), Sommer et al. "
+                 "2024: each chain explores the mode its member found and is judged on its "
+                 "own; the predictive is the chains' mixture")
     else:
         start = "chains started from prior draws (the initialisation is the prior)"
     report.text(f"NUTS ({o.sampler}): {o.chains} chains x {o.draws} draws after {o.tune} tuning "
