@@ -5,6 +5,7 @@ cell of a README table is typed by hand.
 
     python benchmarks/uci_table.py reports/uci_benchmark/metrics.json [more metrics.json ...]
     python benchmarks/uci_table.py --causes METRICS_JSON [...]   # why chains failed, per data set
+    python benchmarks/uci_table.py --paired BASE_JSON OTHER_JSON  # OTHER - BASE, split by split
 """
 
 from __future__ import annotations
@@ -56,8 +57,37 @@ def causes(paths) -> str:
     return "\n".join(lines)
 
 
+def paired(base_path, other_path) -> str:
+    """Test LL of two runs on the same splits, method by method: the mean over splits of
+    OTHER - BASE (nats per point) and its standard error (sd of the differences / sqrt(n)),
+    over the (data set, split) pairs both runs have. Pairing removes the split-to-split
+    spread that the two runs share, which the separate means ± se in the table keep."""
+    def rows(path):
+        with open(path, encoding="utf-8") as fh:
+            return {(r["data"], r["method"], r["split"]): r["test_ll_nats"]
+                    for r in json.load(fh)["per_split"]}
+    base, other = rows(base_path), rows(other_path)
+    groups: dict = {}
+    for key in base:  # the base run's order: data sets, then its methods' table order
+        if key in other:
+            groups.setdefault(key[:2], []).append(other[key] - base[key])
+    lines = ["| data | method | splits | test LL, other - base (nats) |", "|---|---|---|---|"]
+    for (data, method), diffs in groups.items():
+        n = len(diffs)
+        mean = sum(diffs) / n
+        se = (math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1
+              else float("nan"))
+        lines.append(f"| {data} | {method} | {n} | {mean:+.3f} ± {se:.3f} |"
+                     if n > 1 else f"| {data} | {method} | {n} | {mean:+.3f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if not args or args == ["--causes"]:
-        raise SystemExit("usage: python benchmarks/uci_table.py [--causes] METRICS_JSON [...]")
-    print(causes(args[1:]) if args[0] == "--causes" else table(args))
+    if not args or args == ["--causes"] or (args[0] == "--paired" and len(args) != 3):
+        raise SystemExit("usage: python benchmarks/uci_table.py [--causes] METRICS_JSON [...] | "
+                         "--paired BASE_JSON OTHER_JSON")
+    if args[0] == "--paired":
+        print(paired(args[1], args[2]))
+    else:
+        print(causes(args[1:]) if args[0] == "--causes" else table(args))

@@ -134,6 +134,33 @@ def test_the_readme_table_is_the_summary_of_metrics_json(tmp_path):
                    "|---|---|---|---|", "| yacht | 1 | 1 (1) | – |"]
 
 
+def test_paired_differences_are_taken_split_by_split_over_the_splits_both_runs_have(tmp_path):
+    """benchmarks/uci_table.py --paired: mean and standard error of OTHER - BASE test LL over
+    the (data, split) pairs present in both runs (numpy here)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base_ll, shift = rng.normal(-1.3, 0.2, 6), rng.normal(0.05, 0.03, 6)
+
+    def run(ll, splits):
+        return {"per_split": [{"data": "energy", "method": "NUTS posterior", "split": k,
+                               "test_ll_nats": float(ll[k])} for k in splits]}
+    (tmp_path / "a.json").write_text(json.dumps(run(base_ll, range(6))))
+    (tmp_path / "b.json").write_text(json.dumps(run(base_ll + shift, range(1, 6))))  # no split 0
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "uci_table.py"
+    out = subprocess.run([sys.executable, str(script), "--paired", str(tmp_path / "a.json"),
+                          str(tmp_path / "b.json")], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()
+    d = shift[1:]
+    assert out[2] == (f"| energy | NUTS posterior | 5 | {d.mean():+.3f} ± "
+                      f"{d.std(ddof=1) / np.sqrt(5):.3f} |")
+
+
 def test_the_prior_option_reaches_the_model_and_no_option_keeps_the_old_fingerprint(tmp_path):
     """--prior standard_normal puts N(0, 1) on every weight (checked on prior draws of the
     model it builds); without --prior a tanh run keeps Xavier-normal, so the splits it saved
