@@ -15,7 +15,7 @@ from models.base import datasets
 from models.base.splits import Standardizer, random_split
 from models.inference import ADAPTATIONS, chain_failure_causes
 from workflows.report import Report, data_hash
-from workflows.options import cli_error, parser, settings
+from workflows.options import check_member_pool, cli_error, parser, settings
 from workflows.running import entry, finish, Progress, sentence
 
 NAME = "bnn"
@@ -124,10 +124,7 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
     chains_from = args.chains_from if args.task == "regression" else "prior"
     target_accept = args.target_accept if args.target_accept is not None else (
         ENSEMBLE_TARGET_ACCEPT if chains_from == "ensemble" else 0.9)
-    pool = args.member_pool if args.task == "regression" else 0
-    if pool and not s.config.chains <= pool <= 1000:
-        raise SystemExit(f"error: --member-pool must be 0 (off) or between the {s.config.chains} "
-                         f"chains and 1000, got {pool}")
+    pool = check_member_pool(args.member_pool, s.config.chains) if args.task == "regression" else 0
     try:
         config = s.config.replace(adaptation=adaptation, target_accept=target_accept, init="prior")
         net = bnn.NetworkSpec(hidden, args.activation, prior)

@@ -75,6 +75,15 @@ def cli_error(exc: Exception) -> SystemExit:
     return SystemExit(f"error: --{field.replace('_', '-')} {rest}")
 
 
+def check_member_pool(pool: int, chains: int) -> int:
+    """``--member-pool``: 0 (off) or between the number of chains and 1000 (``bnn`` and
+    ``uci_benchmark``); a one-line error otherwise, before any work."""
+    if pool and not chains <= pool <= 1000:
+        raise SystemExit(f"error: --member-pool must be 0 (off) or between the {chains} chains "
+                         f"and 1000, got {pool}")
+    return pool
+
+
 def parser(name: str, description: str, takes_data: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"mlebayes run {name}", description=description)
     s = p.add_argument_group("sampling")

@@ -22,7 +22,8 @@ from models.inference.distributed import format_failures
 from models.inference import ADAPTATIONS, FAILURE_CAUSES, RHAT_MAX, chain_failure_causes
 from workflows.report import OutputError, Report, data_hash
 from models.evaluation.uci_reference import BEST_BNN_LL, GBT_LL, PUBLISHED
-from workflows.options import add_fanout, cli_error, fanout_client, parser, settings
+from workflows.options import (add_fanout, check_member_pool, cli_error, fanout_client, parser,
+                               settings)
 from workflows.running import entry, finish, Progress
 
 NAME = "uci_benchmark"
@@ -78,9 +79,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --hidden must be a positive integer, got {hidden}")
     if not 0 <= args.advi <= 10_000_000:
         raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {args.advi}")
-    if args.member_pool and not s.config.chains <= args.member_pool <= 1000:
-        raise SystemExit(f"error: --member-pool must be 0 (off) or between the {s.config.chains} "
-                         f"chains and 1000, got {args.member_pool}")
+    check_member_pool(args.member_pool, s.config.chains)
     try:  # every sampler option is checked in one place, SamplerConfig
         config = s.config.replace(adaptation=args.adaptation, target_accept=args.target_accept,
                                   init="prior")

@@ -290,7 +290,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
 
     MLE net (``fit_mle`` from 3 prior-drawn starts, priors ignored); a deep ensemble of one
     MAP net per chain (:func:`deep_ensemble`, ``pm.find_MAP`` from its own prior draw: the prior
-    acts as weight decay), whose first member is the MAP net; last-layer Laplace
+    acts as weight decay; with ``protocol.member_pool`` the best of a larger pool,
+    :func:`best_members`), whose first member is the MAP net; last-layer Laplace
     (:func:`fit_last_layer`) and GGN Laplace (:func:`fit_ggn_laplace`) around the MAP net;
     with 2 or more members the "GGN Laplace ensemble (mixture)": a GGN Laplace around every
     member, mixed with equal weights (Eschenhagen et al. 2021); and the NUTS posterior. With
@@ -583,9 +584,9 @@ def deep_ensemble(model, starts: list[dict], maxiter: int) -> list[dict]:
 def best_members(model, members: list[dict], k: int) -> tuple[list[dict], list[float]]:
     """The ``k`` members with the highest MAP objective, best first, and that objective for
     every member in the order given. The objective is ``model.logp(jacobian=False)`` at the
-    member (training data only): what ``pm.find_MAP`` maximised to find it. Modes that far
-    below the best carry almost none of the posterior's mass, and chains started in them are
-    the ones that got stuck on energy (README, "A member pool")."""
+    member (training data only): what ``pm.find_MAP`` maximised to find it. A mode hundreds
+    of nats below the best holds almost none of the posterior's mass, and chains started in
+    such modes are the ones that got stuck on energy (README, "A member pool")."""
     logp = model.compile_logp(jacobian=False)
     values = [float(logp(value_point(model, m))) for m in members]
     order = np.argsort(values, kind="stable")[::-1][:k]
