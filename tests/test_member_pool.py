@@ -105,3 +105,22 @@ def test_the_bnn_workflow_passes_its_member_pool_to_the_regression_protocol(tmp_
     assert proto("--task", "classification", "--member-pool", "8").member_pool == 0
     with pytest.raises(SystemExit, match="--member-pool must be 0 .* got 3$"):
         proto("--member-pool", "3")
+
+
+def test_best_members_compiles_once_per_model_and_reads_each_splits_data(monkeypatch):
+    """A 20-split protocol swaps each split into one compiled model; the MAP objective must be
+    compiled once and still score every split on that split's training data."""
+    from models.inference.sampling import set_data
+
+    d0, d1 = datasets.uci("yacht", 0), datasets.uci("yacht", 1)
+    model = NET.build_model(d0["X_train"], d0["y_train"])
+    compiles = []
+    original = model.compile_logp
+    monkeypatch.setattr(model, "compile_logp", lambda **kw: compiles.append(kw) or original(**kw))
+    starts = bnn.prior_starts(model, 3, seed=2)
+    for d in (d0, d1):
+        set_data(model, X=d["X_train"], y=d["y_train"])
+        _, logp = bnn.best_members(model, starts, 2)
+        expected = [scipy_log_posterior(p, d["X_train"], d["y_train"]) for p in starts]
+        np.testing.assert_allclose(logp, expected, rtol=1e-9)
+    assert len(compiles) == 1

@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 import uuid
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -581,13 +582,21 @@ def deep_ensemble(model, starts: list[dict], maxiter: int) -> list[dict]:
     return [_map_params(model, start, maxiter) for start in starts]
 
 
+# The MAP objective (model.logp(jacobian=False)) compiled once per model, weakly held.
+_MAP_OBJECTIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def best_members(model, members: list[dict], k: int) -> tuple[list[dict], list[float]]:
     """The ``k`` members with the highest MAP objective, best first, and that objective for
     every member in the order given. The objective is ``model.logp(jacobian=False)`` at the
     member (training data only): what ``pm.find_MAP`` maximised to find it. A mode hundreds
     of nats below the best holds almost none of the posterior's mass, and chains started in
     such modes are the ones that got stuck on energy (README, "A member pool")."""
-    logp = model.compile_logp(jacobian=False)
+    logp = _MAP_OBJECTIVE.get(model)
+    if logp is None:
+        # compiled once per model: the data are shared variables, so a protocol that swaps
+        # each split into one compiled model (set_data) reuses this function on every split
+        logp = _MAP_OBJECTIVE[model] = model.compile_logp(jacobian=False)
     values = [float(logp(value_point(model, m))) for m in members]
     order = np.argsort(values, kind="stable")[::-1][:k]
     return [members[i] for i in order], values
