@@ -439,6 +439,9 @@ def test_uci_benchmark_without_nuts_e2e(tmp_path):
     assert best["best_ll_method"] == top and best["checks passed"] == "no checks"
     assert best["vs_best_published_bnn"] == pytest.approx(means[top] + 1.18, rel=1e-12)
     assert best["vs_gbt"] == pytest.approx(means[top] + 0.55, rel=1e-12)
+    gap = means[top] + 1.18
+    assert (f"{abs(gap):.3f} nats {'above' if gap >= 0 else 'below'} the best published "
+            "BNN-family number -1.18") in best["text"]
     assert f"the best mean test LL is {means[top]:.3f}" in best["text"]
     assert f"nats per point, by the {top} (" in best["text"]
     assert "nan" not in best["text"] and "one split: no standard error" in best["text"]

@@ -327,8 +327,8 @@ def _best(summary: pd.DataFrame) -> list[dict]:
         text = (f"{name}: the best mean test LL is {ll:.3f}"
                 + (f" ± {se:.3f}" if np.isfinite(se) else " (one split: no standard error)")
                 + f" nats per point, by the {ll_method} ({verdict}); "
-                + f"{ll - target:+.3f} nats against the best published BNN-family number "
-                f"{target} ({source})")
+                + f"{abs(ll - target):.3f} nats {'above' if ll >= target else 'below'} the best "
+                f"published BNN-family number {target} ({source})")
         gbt = GBT_LL.get(name)
         if gbt is not None:
             text += (f", {gbt - ll:.3f} nats short of gradient-boosted trees (about {gbt})"
