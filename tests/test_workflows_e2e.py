@@ -428,6 +428,7 @@ def test_uci_benchmark_without_nuts_e2e(tmp_path):
     assert m["convergence"] == [] and m["checks"] == {} and not m.get("verdicts")
     page = (out / "index.html").read_text()
     assert "NUTS not run (--no-nuts)" in page and "closed forms" not in page
+    assert "split 0 of the standard 20" in page  # one split, not "splits 0..0"
     # which method predicts best, from the per-split rows by hand, against the issue's targets
     # (deep ensembles' published -1.18; gradient-boosted trees about -0.55 on yacht)
     ll = {}

@@ -177,7 +177,9 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
     report.metrics["network"] = {"hidden": hidden, **net}
     report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
                 f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
-                f"standardised target), splits 0..{n_splits - 1} of the standard 20, inputs and "
+                f"standardised target), "
+                + (f"splits 0..{n_splits - 1}" if n_splits > 1 else "split 0")
+                + " of the standard 20, inputs and "
                 f"target standardised by the training split, metrics in original units. "
                 + (f"NUTS not run (--no-nuts): a deep ensemble of {s.chains} MAP nets, each from "
                    "its own prior draw, the MLE net, and the Laplace rows (below); no method "
