@@ -255,3 +255,49 @@ def test_method_seconds_charge_each_method_what_it_needs():
                    bnn.LAPLACE: 2.5, bnn.GGN_LAPLACE: 2.25, bnn.GGN_ENSEMBLE: 9.0, bnn.NUTS: 18.0,
                    bnn.NUTS_STACKED: 20.0, bnn.ADVI: 3.0}
     assert bnn.method_seconds(phase, 4, chains_from="prior")[bnn.NUTS] == 10.0
+
+
+def test_divergence_locations_rank_the_divergent_draws_within_their_own_chain(rng):
+    import xarray as xr
+
+    from models.inference import divergence_locations
+
+    n = 1000
+    a = rng.normal(size=(2, n))
+    b = rng.normal(size=(2, n, 3))
+    div = np.zeros((2, n), dtype=bool)
+    div[1, np.argsort(b[1, :, 1])[-20:]] = True  # chain 1 diverges at b[y]'s 20 largest draws
+    tree = xr.DataTree.from_dict({
+        "posterior": xr.Dataset({"a": (("chain", "draw"), a),
+                                 "b": (("chain", "draw", "k"), b)}, coords={"k": ["x", "y", "z"]}),
+        "sample_stats": xr.Dataset({"diverging": (("chain", "draw"), div)})})
+    got = divergence_locations(tree, {"-b[y]": -b[:, :, 1]}, top=2)
+    # only chain 1 has rows; its top two are b[y] in its upper tail and -b[y] in its lower:
+    # the 20 largest of n draws have midrank percentiles (n - 19.5 .. n - 0.5) / n * 100,
+    # mean (n - 10) / n * 100 = 99.0
+    assert list(got["chain"]) == [1, 1] and list(got["divergences"]) == [20, 20]
+    assert set(got["quantity"]) == {"b[y]", "-b[y]"}
+    pct = dict(zip(got["quantity"], got["percentile at divergences"]))
+    assert pct["b[y]"] == pytest.approx((n - 10) / n * 100)
+    assert pct["-b[y]"] == pytest.approx(10 / n * 100)
+    row = got.set_index("quantity").loc["b[y]"]
+    assert row["median at divergences"] == pytest.approx(np.median(np.sort(b[1, :, 1])[-20:]))
+    assert row["median in chain"] == pytest.approx(np.median(b[1, :, 1]))
+    calm = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset(), "sample_stats":
+                                  xr.Dataset({"diverging": (("chain", "draw"), div & False)})})
+    assert divergence_locations(calm).empty
+
+
+def test_unit_scales_are_each_hidden_units_output_and_input_weight_sizes():
+    import xarray as xr
+
+    w1 = np.zeros((1, 2, 2, 3))  # (chain, draw, feature, unit)
+    w1[0, :, :, 2] = [3.0, 4.0]  # unit 2's input weights: norm 5
+    w_out = np.zeros((1, 2, 3, 1))
+    w_out[0, :, 2, 0] = -2.0
+    post = xr.Dataset({"w1": (("chain", "draw", "feature", "hidden_1"), w1),
+                       "w_out": (("chain", "draw", "hidden_1", "output"), w_out)})
+    got = bnn.unit_scales(post, 1)
+    assert set(got) == {f"|w_out[{j}]|" for j in range(3)} | {f"||w1[:, {j}]||" for j in range(3)}
+    assert np.all(got["||w1[:, 2]||"] == 5.0) and np.all(got["|w_out[2]|"] == 2.0)
+    assert np.all(got["||w1[:, 0]||"] == 0.0) and got["|w_out[1]|"].shape == (1, 2)

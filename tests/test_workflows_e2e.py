@@ -322,6 +322,46 @@ def test_signal_propagation_e2e(tmp_path):
     assert all(r["q (mean field)"] == pytest.approx(2.0) for r in he_relu)
 
 
+def test_bnn_page_says_where_the_divergences_sit(tmp_path):
+    """At target acceptance 0.6 the 5-unit net diverges; the page lists, per diverging chain,
+    the quantities whose divergent draws sit furthest in the chain's tails. Each listed
+    percentile is recomputed here from the saved posterior with scipy's ranks."""
+    from html import unescape
+
+    import xarray as xr
+    from scipy.stats import rankdata
+
+    from workflows import bnn as bnn_wf
+
+    out, m = _run(bnn_wf, tmp_path, "--hidden", "5", "--target-accept", "0.6")
+    fs = m["function_space"]
+    diverged = {c for c, k in zip(fs["within_chain"]["chain"], fs["within_chain"]["divergences"])
+                if k > 0}
+    assert diverged  # 15 divergences in chains 0 and 1 when this was written
+    page = unescape((out / "index.html").read_text())
+    table = page.split("Where the divergences sit", 1)[1].split("<tbody>", 1)[1].split(
+        "</table>", 1)[0]
+    rows = [[c.split("</td>")[0] for c in r.split("<td>")[1:]] for r in table.split("</tr>")[:-1]]
+    assert {int(r[0]) for r in rows} == diverged and len(rows) == 3 * len(diverged)
+    tree = xr.open_datatree(out / "posterior.nc")
+    post = tree["posterior"].to_dataset()
+    div = tree["sample_stats"]["diverging"].values.astype(bool)
+    for chain, quantity, k, pct, *_ in rows:
+        c = int(chain)
+        name, _, idx = quantity.strip("|").partition("[")
+        idx = [i.strip() for i in idx.rstrip("]").split(",")]
+        if quantity.startswith("||"):  # the norm of a unit's input weights
+            x = np.linalg.norm(post[name].isel(chain=c).sel(hidden_1=int(idx[1])).values, axis=-1)
+        elif quantity.startswith("|"):  # the size of a unit's output weight
+            x = np.abs(post[name].isel(chain=c).sel(hidden_1=int(idx[0])).values[:, 0])
+        else:
+            dims = [d for d in post[name].dims if d not in ("chain", "draw")]
+            labels = {d: (int(v) if post[d].dtype.kind == "i" else v) for d, v in zip(dims, idx)}
+            x = post[name].isel(chain=c).sel(labels).values
+        want = ((rankdata(x) - 0.5) / len(x) * 100)[div[c]].mean()
+        assert int(k) == div[c].sum() and float(pct) == pytest.approx(want, abs=0.051)
+
+
 def test_bnn_and_uci_benchmark_e2e(tmp_path):
     from workflows import bnn as bnn_wf
     from workflows import uci_benchmark
@@ -354,6 +394,12 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     passed = fs["within_chain"]["passed"]
     assert len(cells) == len(passed)
     assert [c == "–" for c in cells] == passed  # a dash exactly where the chain passed
+    # "where the divergences sit": shown exactly when a chain diverged, with a row for each
+    # such chain (the per-chain divergence counts come from the sample stats, chain by chain)
+    diverged = {c for c, k in zip(fs["within_chain"]["chain"], fs["within_chain"]["divergences"])
+                if k > 0}
+    assert ("Where the divergences sit" in page) == bool(diverged)
+    assert set(fs.get("divergence_locations", {}).get("chain", [])) == diverged
     assert {"deep ensemble (MAP nets)", "last-layer Laplace", "GGN Laplace (linearised)"} <= set(
         m["metrics"])
     # The deep-ensemble and last-layer Laplace rows recomputed from the saved members and the

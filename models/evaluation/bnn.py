@@ -36,10 +36,12 @@ from models.evaluation.scores import (auroc, binary_entropy, predictive_entropy,
                                       predictive_regression_metrics, weighted_sd)
 from models.families.bnn import (ACTIVATIONS, LIKELIHOODS, PRIORS, activation_fn,  # noqa: F401
                                  build, canonical_hidden_order, forward, numpy_activation,
-                                 weight_prior, weight_variance, NetworkSpec, network_spec)
+                                 unit_scales, weight_prior, weight_variance, NetworkSpec,
+                                 network_spec)
 from models.inference.config import SamplerConfig
 from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics,
-                                          split_rhat_one_chain, within_chain_check)
+                                          divergence_locations, split_rhat_one_chain,
+                                          within_chain_check)
 from models.inference.distributed import run_tasks, worker_cached
 from models.inference.mle import MLEResult, fit_mle
 from models.inference.predictive import stack_chains
@@ -341,6 +343,9 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
             # between-chain R-hat above stays as information (how far apart the modes are)
             per_chain, fdiag = within_chain_check(f_post, idata)
             fs["within_chain"] = per_chain.reset_index().to_dict(orient="list")
+        if fs["divergences"]:
+            fs["divergence_locations"] = divergence_locations(
+                idata, unit_scales(idata["posterior"], L)).to_dict(orient="list")
     fs["chains_from"] = protocol.chains_from
     if protocol.member_pool:
         fs["member_pool_log_posterior"] = pool_logp

@@ -183,6 +183,23 @@ def forward(params: dict, X, activation: str, n_hidden: int) -> np.ndarray:
     return h @ np.asarray(params["w_out"]) + np.asarray(params["b_out"])[..., None, :]
 
 
+def unit_scales(posterior, n_hidden: int) -> dict:
+    """Per unit j of the last hidden layer, the size of its output weights (``|w_out[j]|``;
+    the norm over outputs for several) and of its input weights (``||w<L>[:, j]||``), each a
+    (chain, draw) array: the two scales whose product alone the data identify while the unit
+    stays in its activation's near-linear range (the ridge :func:`divergence_locations
+    <models.inference.divergence_locations>` points to when divergences sit at a large output
+    and small input weight). ``posterior``: a Dataset or DataTree node with w<L> and w_out."""
+    w_in = np.asarray(posterior[f"w{n_hidden}"].transpose("chain", "draw", ...).values, dtype=float)
+    w_out = np.asarray(posterior["w_out"].transpose("chain", "draw", ...).values, dtype=float)
+    out = {}
+    for j in range(w_out.shape[2]):
+        out[f"|w_out[{j}]|" if w_out.shape[3] == 1 else f"||w_out[{j}, :]||"] = np.linalg.norm(
+            w_out[:, :, j, :], axis=-1)
+        out[f"||w{n_hidden}[:, {j}]||"] = np.linalg.norm(w_in[:, :, :, j], axis=-1)
+    return out
+
+
 def canonical_hidden_order(w1, b1, w_out, odd: bool):
     """Remove the permutation (and, for odd activations, sign) symmetry of one hidden layer.
 

@@ -25,7 +25,7 @@ scores, chain stacking), ``fitcheck``, ``evidence``, ``sequential``, ``fits`` (m
 from models.inference.config import ADAPTATIONS, BACKENDS, SAMPLERS, SamplerConfig
 from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, FAILURE_CAUSES, PER_CHAIN_ESS_MIN,
                                           RHAT_MAX, Diagnostics, chain_failure_cause,
-                                          chain_failure_causes, diagnose,
+                                          chain_failure_causes, diagnose, divergence_locations,
                                           rank_test, within_chain_check)
 from models.inference.labels import scalar_labels
 from models.inference.laplace import LaplaceFit, compare_loo, fit_laplace, laplace_loo
@@ -41,7 +41,7 @@ from models.inference.summary import compare, compare_laplace, posterior_summary
 
 __all__ = [
     "ADAPTATIONS", "BACKENDS", "SAMPLERS", "SamplerConfig", "EBFMI_MIN", "ESS_MIN", "RHAT_MAX", "Diagnostics",
-    "PER_CHAIN_ESS_MIN", "within_chain_check", "chain_failure_cause", "chain_failure_causes", "FAILURE_CAUSES", "sample_from_starts", "diagnose", "rank_test", "scalar_labels", "LaplaceFit", "fit_laplace",
+    "PER_CHAIN_ESS_MIN", "within_chain_check", "chain_failure_cause", "chain_failure_causes", "divergence_locations", "FAILURE_CAUSES", "sample_from_starts", "diagnose", "rank_test", "scalar_labels", "LaplaceFit", "fit_laplace",
     "laplace_loo", "compare_loo", "IDENT_TOL", "MLEResult", "MLEWarning", "fit_mle",
     "STACKING_MAX_BAD_K_SHARE", "ChainStacking", "pointwise_log_likelihood",
     "predictive_class_probs", "predictive_log_score", "stack_chains", "NUTPIE_PRIOR_INIT",

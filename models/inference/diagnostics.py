@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from models.base import stopwatch
-from models.inference.labels import flat_by_label
+from models.inference.labels import flat_by_label, scalars_by_label
 
 # Thresholds of :func:`diagnose` (Vehtari et al. 2021 for R-hat/ESS; Betancourt 2016 for E-BFMI).
 RHAT_MAX = 1.01
@@ -196,6 +196,42 @@ def chain_failure_causes(per_chain) -> list[str | None]:
     frame = pd.DataFrame(per_chain)
     return [chain_failure_cause(c.split_rhat_max, c.ess_bulk_min, c.ess_tail_min,
                                 c.divergences, c.e_bfmi) for c in frame.itertuples()]
+
+
+def divergence_locations(idata: xr.DataTree, quantities: dict | None = None,
+                         top: int = 3) -> pd.DataFrame:
+    """Where each chain's divergent transitions sit, the numbers behind a pairs plot with the
+    divergences marked (Betancourt 2017): for every chain with divergences, and every scalar of
+    the posterior (labelled from its dims and coords) and of ``quantities`` (name -> (chain,
+    draw) array, such as a scale derived from several parameters), the mean percentile of the
+    divergent draws among that chain's own draws: near 50, the divergences are spread like the
+    chain's draws; near 0 or 100, they sit in that quantity's tail, where the sampler's step is
+    too large for the posterior's curvature (Stan marks the draw a divergent trajectory started
+    from; nutpie's ``diverging`` flags it the same way). Returns the ``top`` quantities
+    furthest from 50 per chain, one row each: chain, divergences, quantity, percentile, the
+    median at the divergent draws and over the chain; no rows when nothing diverged."""
+    from scipy.stats import rankdata
+
+    diverging = np.asarray(idata["sample_stats"]["diverging"].transpose("chain", "draw").values,
+                           dtype=bool)
+    scalars = {label: np.asarray(da.values, dtype=float) for label, da in scalars_by_label(
+        idata["posterior"].to_dataset(), list(idata["posterior"].data_vars)).items()}
+    scalars.update({k: np.asarray(v, dtype=float) for k, v in (quantities or {}).items()})
+    columns = ["chain", "divergences", "quantity", "percentile at divergences",
+               "median at divergences", "median in chain"]
+    rows = []
+    for c in np.flatnonzero(diverging.any(axis=1)):
+        hit = diverging[c]
+        per_chain = []
+        for label, x in scalars.items():
+            x = x[c]
+            if not np.all(np.isfinite(x)):
+                continue
+            pct = (rankdata(x) - 0.5) / len(x) * 100  # midrank percentile, symmetric: 0..100
+            per_chain.append((int(c), int(hit.sum()), label, float(pct[hit].mean()),
+                              float(np.median(x[hit])), float(np.median(x))))
+        rows += sorted(per_chain, key=lambda r: -abs(r[3] - 50))[:top]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def rank_test(idata: xr.DataTree, var_names=None) -> pd.Series:
