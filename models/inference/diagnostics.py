@@ -206,8 +206,9 @@ def divergence_locations(idata: xr.DataTree, quantities: dict | None = None,
     draw) array, such as a scale derived from several parameters), the mean percentile of the
     divergent draws among that chain's own draws: near 50, the divergences are spread like the
     chain's draws; near 0 or 100, they sit in that quantity's tail, where the sampler's step is
-    too large for the posterior's curvature (Stan marks the draw a divergent trajectory started
-    from; nutpie's ``diverging`` flags it the same way). Returns the ``top`` quantities
+    too large for the posterior's curvature. A divergent draw is the point NUTS kept from the
+    part of the diverging trajectory built before it diverged, near where it diverged: the
+    draws Stan's pairs plots mark. Returns the ``top`` quantities
     furthest from 50 per chain, one row each: chain, divergences, quantity, percentile, the
     median at the divergent draws and over the chain; no rows when nothing diverged."""
     from scipy.stats import rankdata
