@@ -301,3 +301,67 @@ def test_unit_scales_are_each_hidden_units_output_and_input_weight_sizes():
     assert set(got) == {f"|w_out[{j}]|" for j in range(3)} | {f"||w1[:, {j}]||" for j in range(3)}
     assert np.all(got["||w1[:, 2]||"] == 5.0) and np.all(got["|w_out[2]|"] == 2.0)
     assert np.all(got["||w1[:, 0]||"] == 0.0) and got["|w_out[1]|"].shape == (1, 2)
+
+
+def test_product_coordinates_are_the_same_posterior_written_with_the_jacobian(rng):
+    """build_product's log density, at points mapped from (v, w, b), equals scipy's: the
+    folded Xavier prior of (v, w, b) + log|J| of the map from a finite-difference Jacobian of
+    an independently written map + the normal likelihood, up to one constant."""
+    n, d, H = 15, 2, 3
+    X, y = rng.normal(size=(n, d)), rng.normal(size=n)
+    model = bnn.build_product(X, y, n_hidden=H)
+    logp = model.compile_logp(jacobian=True)
+    s_in, s_out = np.sqrt(2 / (d + H)), np.sqrt(2 / (H + 1))
+
+    def to_vwb(theta):  # (r, u) -> (v, w, b), flat
+        r, u = theta[:H], theta[H:].reshape(d + 1, H)
+        return np.concatenate([np.exp(r), (u * np.exp(-r)).ravel()])
+
+    gaps = []
+    for _ in range(4):
+        v = rng.uniform(0.2, 2.0, H) * rng.choice([-1, 1], H)  # some negative: folded
+        w, b = rng.normal(0, s_in, (d, H)), rng.normal(0, 0.1, H)
+        net = {"w1": w, "b1": b, "w_out": v[:, None], "b_out": np.array([0.3]), "sigma": np.array(0.7)}
+        start = bnn.product_start(net)
+        theta = np.concatenate([start["r"], start["u"].ravel()])
+        J = np.empty((theta.size, theta.size))
+        for k in range(theta.size):
+            e = np.zeros_like(theta)
+            e[k] = 1e-6
+            J[:, k] = (to_vwb(theta + e) - to_vwb(theta - e)) / 2e-6
+        vv, wb = to_vwb(theta)[:H], to_vwb(theta)[H:].reshape(d + 1, H)
+        f = np.tanh(X @ w + b) @ v + 0.3  # the original net's function
+        want = (stats.halfnorm.logpdf(vv, scale=s_out).sum() + stats.norm.logpdf(wb[:d], 0, s_in).sum()
+                + stats.norm.logpdf(wb[d], 0, 0.1).sum() + np.linalg.slogdet(J)[1]
+                + stats.norm.logpdf(y, f, 0.7).sum())
+        point = {"r": start["r"], "u": start["u"], "b_out": start["b_out"],
+                 "sigma_log__": np.log(start["sigma"])}
+        gaps.append(logp(point) - want)
+    assert np.ptp(gaps) < 1e-6
+
+
+def test_product_start_keeps_the_function_and_refuses_what_it_cannot_map(rng):
+    d, H = 3, 4
+    net = {"w1": rng.normal(size=(d, H)), "b1": rng.normal(size=H),
+           "w_out": np.array([[0.5], [-1.5], [2.0], [-0.1]]), "b_out": np.array([0.2])}
+    import pytensor
+
+    model = bnn.build_product(rng.normal(size=(10, d)), rng.integers(0, 2, 10), n_hidden=H,
+                              likelihood="bernoulli")
+    start = bnn.product_start(net)
+    assert "sigma" not in start
+    # the model's own w1, b1, w_out at the start compute the original net's function
+    weights = pytensor.function([model["r"], model["u"]],
+                                [model["w1"], model["b1"], model["w_out"]])
+    w1, b1, w_out = weights(start["r"], start["u"])
+    back = {"w1": w1, "b1": b1, "w_out": w_out, "b_out": start["b_out"]}
+    X = rng.normal(size=(7, d))
+    assert np.all(w_out > 0)
+    np.testing.assert_allclose(bnn.forward(back, X, "tanh", 1), bnn.forward(net, X, "tanh", 1),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="output weight is exactly 0"):
+        bnn.product_start(dict(net, w_out=np.array([[0.5], [0.0], [1.0], [1.0]])))
+    with pytest.raises(ValueError, match="prior"):
+        bnn.build_product(X, np.zeros(7), prior="he_uniform")
+    with pytest.raises(ValueError, match="likelihood"):
+        bnn.build_product(X, np.zeros(7), likelihood="categorical")

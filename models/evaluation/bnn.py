@@ -37,7 +37,7 @@ from models.evaluation.scores import (auroc, binary_entropy, predictive_entropy,
 from models.families.bnn import (ACTIVATIONS, LIKELIHOODS, PRIORS, activation_fn,  # noqa: F401
                                  build, canonical_hidden_order, forward, numpy_activation,
                                  unit_scales, weight_prior, weight_variance, NetworkSpec,
-                                 network_spec)
+                                 build_product, network_spec, product_start)
 from models.inference.config import SamplerConfig
 from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics,
                                           divergence_locations, split_rhat_one_chain,

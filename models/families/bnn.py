@@ -169,6 +169,83 @@ def build(X, y, hidden: Sequence[int] = (50,), activation: str = "relu",
     return model
 
 
+def build_product(X, y, n_hidden: int = 3, prior: str = "xavier_normal",
+                  likelihood: str = "normal", bias_sd: float = 0.1) -> pm.Model:
+    """The one-hidden-layer tanh net of :func:`build`, sampled in product coordinates.
+
+    Hidden unit j's output weight v_j, input weights w_j and bias b_j become ``r[j]`` = log v_j
+    and ``u[:, j]`` = v_j (w_j, b_j). Where tanh is nearly linear the data identify only the
+    product of a unit's output and input weights: a ridge that narrows where v_j is large, and
+    NUTS diverges there (README, "Longer tuning, and where wine's divergences sit"). In these
+    coordinates the ridge runs along ``r`` alone. v_j's sign is folded to positive, which is
+    exact because tanh is odd and the prior symmetric, so the posterior over functions is
+    :func:`build`'s. The prior is :func:`build`'s, written in the new coordinates with the
+    Jacobian of (r, u) -> (v, w, b): log J = r_j - (d + 1) r_j per unit, for d inputs.
+    Deterministics ``w1``, ``b1``, ``w_out`` carry :func:`build`'s names and dims, so
+    :func:`forward` and the function-space checks read the draws unchanged. Start chains at
+    nets fitted with :func:`build` through :func:`product_start`. Normal weight priors and a
+    normal or bernoulli likelihood only (a uniform prior's edges would be hard walls in these
+    coordinates; several outputs would need a vector v_j)."""
+    normal_priors = tuple(p for p in PRIORS if p.endswith("normal"))
+    _check(prior, normal_priors, "prior (product coordinates)")
+    _check(likelihood, ("normal", "bernoulli"), "likelihood (product coordinates)")
+    if int(n_hidden) < 1:
+        raise ValueError(f"n_hidden must be a positive number of tanh units, got {n_hidden!r}")
+    check_aligned(("X", X), ("y", y))
+    X_values, names = as_design_matrix(X, "X", check_columns=False)
+    n, d, H = X_values.shape[0], X_values.shape[1], int(n_hidden)
+    y_values = as_outcome(y, n, "y", kind="binary" if likelihood == "bernoulli" else "real")
+    coords = {"feature": names, "input_row": [*names, "bias"], OBS_DIM: np.arange(n),
+              "hidden_1": np.arange(H), "output": ["f"]}
+    s_in = np.sqrt(weight_variance(prior, d, H))
+    s_out = np.sqrt(weight_variance(prior, H, 1))
+    with pm.Model(coords=coords) as model:
+        X_data = pm.Data("X", X_values, dims=(OBS_DIM, "feature"))
+        y_data = pm.Data("y", y_values, dims=OBS_DIM)
+        r = pm.Flat("r", dims="hidden_1")
+        u = pm.Flat("u", dims=("input_row", "hidden_1"))
+        v = pt.exp(r)
+        wb = u * pt.exp(-r)[None, :]
+        w1, b1 = wb[:d], wb[d]
+        # the folded prior of v is half-normal (twice the normal density on v > 0)
+        pm.Potential("prior_in_product_coordinates",
+                     pm.logp(pm.HalfNormal.dist(s_out), v).sum() + r.sum()
+                     + pm.logp(pm.Normal.dist(0.0, s_in), w1).sum()
+                     + pm.logp(pm.Normal.dist(0.0, bias_sd), b1).sum() - (d + 1) * r.sum())
+        pm.Deterministic("w1", w1, dims=("feature", "hidden_1"))
+        pm.Deterministic("b1", b1, dims="hidden_1")
+        w_out = pm.Deterministic("w_out", v[:, None], dims=("hidden_1", "output"))
+        b_out = pm.Normal("b_out", 0.0, bias_sd, dims="output")
+        f = pt.tanh(X_data @ w1 + b1) @ w_out + b_out
+        if likelihood == "normal":
+            sigma = pm.HalfNormal("sigma", 1.0)
+            pm.Normal("y_obs", mu=f[:, 0], sigma=sigma, observed=y_data, dims=OBS_DIM)
+        else:
+            pm.Bernoulli("y_obs", logit_p=f[:, 0], observed=y_data, dims=OBS_DIM)
+    return model
+
+
+def product_start(params: dict) -> dict:
+    """A net of :func:`build` (one tanh layer, one output: ``w1``, ``b1``, ``w_out``,
+    ``b_out`` and, for a normal likelihood, ``sigma``) as a start point of
+    :func:`build_product`: each unit's signs flipped where its output weight is negative (the
+    same function), then r = log v and u = v (w, b). An output weight of exactly 0 has no
+    product coordinates and is refused."""
+    v = np.asarray(params["w_out"], dtype=float)[:, 0]
+    if np.any(v == 0):
+        raise ValueError("product_start: a hidden unit's output weight is exactly 0 "
+                         f"(units {np.flatnonzero(v == 0).tolist()}); it has no log scale")
+    sign = np.sign(v)
+    w = np.asarray(params["w1"], dtype=float) * sign[None, :]
+    b = np.asarray(params["b1"], dtype=float) * sign
+    v = np.abs(v)
+    start = {"r": np.log(v), "u": np.vstack([w, b[None, :]]) * v[None, :],
+             "b_out": np.asarray(params["b_out"], dtype=float)}
+    if "sigma" in params:
+        start["sigma"] = np.asarray(params["sigma"], dtype=float)
+    return start
+
+
 def forward(params: dict, X, activation: str, n_hidden: int) -> np.ndarray:
     """Network outputs for weights in ``params`` with leading sample dims: (..., N, outputs).
 
