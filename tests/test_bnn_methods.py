@@ -309,7 +309,7 @@ def test_product_coordinates_are_the_same_posterior_written_with_the_jacobian(rn
     an independently written map + the normal likelihood, up to one constant."""
     n, d, H = 15, 2, 3
     X, y = rng.normal(size=(n, d)), rng.normal(size=n)
-    model = bnn.build_product(X, y, n_hidden=H)
+    model = bnn.build_product(X, y, units=H)
     logp = model.compile_logp(jacobian=True)
     s_in, s_out = np.sqrt(2 / (d + H)), np.sqrt(2 / (H + 1))
 
@@ -346,7 +346,7 @@ def test_product_start_keeps_the_function_and_refuses_what_it_cannot_map(rng):
            "w_out": np.array([[0.5], [-1.5], [2.0], [-0.1]]), "b_out": np.array([0.2])}
     import pytensor
 
-    model = bnn.build_product(rng.normal(size=(10, d)), rng.integers(0, 2, 10), n_hidden=H,
+    model = bnn.build_product(rng.normal(size=(10, d)), rng.integers(0, 2, 10), units=H,
                               likelihood="bernoulli")
     start = bnn.product_start(net)
     assert "sigma" not in start
@@ -365,3 +365,5 @@ def test_product_start_keeps_the_function_and_refuses_what_it_cannot_map(rng):
         bnn.build_product(X, np.zeros(7), prior="he_uniform")
     with pytest.raises(ValueError, match="likelihood"):
         bnn.build_product(X, np.zeros(7), likelihood="categorical")
+    with pytest.raises(ValueError, match="units must be a positive number"):
+        bnn.build_product(X, np.zeros(7), units=0)

@@ -169,7 +169,7 @@ def build(X, y, hidden: Sequence[int] = (50,), activation: str = "relu",
     return model
 
 
-def build_product(X, y, n_hidden: int = 3, prior: str = "xavier_normal",
+def build_product(X, y, units: int = 3, prior: str = "xavier_normal",
                   likelihood: str = "normal", bias_sd: float = 0.1) -> pm.Model:
     """The one-hidden-layer tanh net of :func:`build`, sampled in product coordinates.
 
@@ -189,11 +189,11 @@ def build_product(X, y, n_hidden: int = 3, prior: str = "xavier_normal",
     normal_priors = tuple(p for p in PRIORS if p.endswith("normal"))
     _check(prior, normal_priors, "prior (product coordinates)")
     _check(likelihood, ("normal", "bernoulli"), "likelihood (product coordinates)")
-    if int(n_hidden) < 1:
-        raise ValueError(f"n_hidden must be a positive number of tanh units, got {n_hidden!r}")
+    if int(units) < 1:
+        raise ValueError(f"units must be a positive number of tanh units, got {units!r}")
     check_aligned(("X", X), ("y", y))
     X_values, names = as_design_matrix(X, "X", check_columns=False)
-    n, d, H = X_values.shape[0], X_values.shape[1], int(n_hidden)
+    n, d, H = X_values.shape[0], X_values.shape[1], int(units)
     y_values = as_outcome(y, n, "y", kind="binary" if likelihood == "bernoulli" else "real")
     coords = {"feature": names, "input_row": [*names, "bias"], OBS_DIM: np.arange(n),
               "hidden_1": np.arange(H), "output": ["f"]}
