@@ -365,5 +365,9 @@ def test_product_start_keeps_the_function_and_refuses_what_it_cannot_map(rng):
         bnn.build_product(X, np.zeros(7), prior="he_uniform")
     with pytest.raises(ValueError, match="likelihood"):
         bnn.build_product(X, np.zeros(7), likelihood="categorical")
+    import pandas as pd
+
+    named = bnn.build_product(pd.DataFrame(X, columns=["bias", "x", "bias_"]), np.zeros(7))
+    assert list(named.coords["input_row"]) == ["bias", "x", "bias_", "bias__"]
     with pytest.raises(ValueError, match="units must be a positive number"):
         bnn.build_product(X, np.zeros(7), units=0)

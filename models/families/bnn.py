@@ -195,7 +195,10 @@ def build_product(X, y, units: int = 3, prior: str = "xavier_normal",
     X_values, names = as_design_matrix(X, "X", check_columns=False)
     n, d, H = X_values.shape[0], X_values.shape[1], int(units)
     y_values = as_outcome(y, n, "y", kind="binary" if likelihood == "bernoulli" else "real")
-    coords = {"feature": names, "input_row": [*names, "bias"], OBS_DIM: np.arange(n),
+    bias_row = "bias"
+    while bias_row in names:  # a column named "bias" must not collide with the bias row
+        bias_row += "_"
+    coords = {"feature": names, "input_row": [*names, bias_row], OBS_DIM: np.arange(n),
               "hidden_1": np.arange(H), "output": ["f"]}
     s_in = np.sqrt(weight_variance(prior, d, H))
     s_out = np.sqrt(weight_variance(prior, H, 1))
