@@ -371,3 +371,122 @@ def test_product_start_keeps_the_function_and_refuses_what_it_cannot_map(rng):
     assert list(named.coords["input_row"]) == ["bias", "x", "bias_", "bias__"]
     with pytest.raises(ValueError, match="units must be a positive number"):
         bnn.build_product(X, np.zeros(7), units=0)
+
+
+def _product_split(rng, n=60):
+    """A 2-input regression split (standardised units) for the product-coordinate protocol."""
+    def draw(m):
+        X = rng.uniform(-2, 2, size=(m, 2))
+        return X, np.tanh(1.5 * X[:, 0]) - 0.5 * np.tanh(X[:, 1] - 0.5) + 0.1 * rng.normal(size=m)
+    (X, y), (Xt, yt) = draw(n), draw(20)
+    return {"X_train": X, "y_train": y, "X_test": Xt, "y_test_original": yt,
+            "y_mean": 0.0, "y_sd": 1.0}
+
+
+def _product_protocol(coordinates, draws=1000, **net):
+    spec = dict({"hidden": (2,), "activation": "tanh", "prior": "xavier_normal"}, **net)
+    return bnn.BNNProtocol(bnn.NetworkSpec(**spec),
+                           SamplerConfig(draws=draws, tune=draws, chains=2, seed=4, init="prior",
+                                         target_accept=0.9),
+                           coordinates=coordinates)
+
+
+def _f_draws(idata, X):
+    """f at X from the saved draws of w1, b1, w_out, b_out (numpy, not the package's forward)."""
+    p = idata["posterior"]
+    h = np.tanh(np.einsum("nd,cpdh->cpnh", X, p["w1"].values) + p["b1"].values[:, :, None, :])
+    return np.einsum("cpnh,cph->cpn", h, p["w_out"].values[..., 0]) + p["b_out"].values[..., :1]
+
+
+def test_product_coordinates_protocol_samples_the_same_functions(rng):
+    """evaluate(..., coordinates="product") samples the posterior over functions that the
+    network's own weights give: each chain starts at the same member (same seeds), so each
+    chain's posterior mean and sd of f at the test inputs, from the saved draws, agree with
+    the weights' chain's within Monte-Carlo error (ArviZ's MCSE of the mean)."""
+    import arviz as az
+
+    d = _product_split(rng)
+    runs = {c: bnn.evaluate(d, _product_protocol(c), cores=1) for c in ("weights", "product")}
+    post = runs["product"].idata["posterior"]
+    assert {"r", "u", "w1", "b1", "w_out"} <= set(post.data_vars)
+    assert runs["product"].function_space["coordinates"] == "product"
+    # the members, MLE net and Laplace rows are the network's own fits either way
+    for key in ("MLE net", "deep ensemble (MAP nets)", "GGN Laplace (linearised)"):
+        assert runs["product"].metrics[key] == runs["weights"].metrics[key]
+    f = {c: _f_draws(r.idata, d["X_test"]) for c, r in runs.items()}
+    for c in range(2):
+        mean = {k: v[c].mean(0) for k, v in f.items()}
+        sd = {k: v[c].std(0) for k, v in f.items()}
+        se = {k: np.asarray(az.mcse(v[c][None], method="mean")) for k, v in f.items()}
+        gap = np.abs(mean["product"] - mean["weights"]) / np.hypot(se["product"], se["weights"])
+        assert gap.max() < 4.5, (c, gap.max())
+        np.testing.assert_allclose(sd["product"], sd["weights"], rtol=0.25)
+    # the draws of w_out come out folded positive: the product model's, not a copy of build's
+    assert np.all(post["w_out"].values > 0)
+
+
+def test_product_coordinates_reuse_one_compiled_sampler_with_new_data(rng):
+    """A benchmark compiles the product model once (on another split's data) and swaps each
+    split in: its draws and stacking weights equal a fresh model's on this split's data."""
+    from models.inference import CompiledSampler
+
+    proto = _product_protocol("product", draws=150)
+    other, d = _product_split(rng, 40), _product_split(rng)
+    compiled = CompiledSampler(proto.sampling_model(other["X_train"], other["y_train"]),
+                               proto.sampler)
+    net_model = proto.net.build_model(other["X_train"], other["y_train"])
+    reused = bnn.evaluate(d, proto, compiled=compiled, cores=1, model=net_model)
+    fresh = bnn.evaluate(d, proto, cores=1)
+    for name in ("r", "u", "b_out", "sigma"):
+        np.testing.assert_allclose(reused.idata["posterior"][name].values,
+                                   fresh.idata["posterior"][name].values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(reused.function_space["chain_stacking"]["stacking weight"],
+                               fresh.function_space["chain_stacking"]["stacking weight"], atol=1e-9)
+
+
+def test_product_coordinates_are_refused_where_they_do_not_exist():
+    for net, match in (({"activation": "relu", "prior": "he_normal"}, "tanh units"),
+                       ({"hidden": (2, 2)}, "one hidden layer"),
+                       ({"prior": "xavier_uniform"}, "a normal weight prior")):
+        with pytest.raises(ValueError, match=f"coordinates 'product' needs {match}"):
+            _product_protocol("product", **net)
+    with pytest.raises(ValueError, match="chains started at ensemble members"):
+        _product_protocol("product").replace(chains_from="prior")
+    with pytest.raises(ValueError, match="needs NUTS"):
+        _product_protocol("product").replace(nuts=False)
+    with pytest.raises(ValueError, match="coordinates must be one of"):
+        _product_protocol("polar")
+    # the network's own weights keep the repr, so saved UCI splits keep their fingerprint
+    assert "coordinates" not in repr(_product_protocol("weights"))
+    assert "coordinates='product'" in repr(_product_protocol("product"))
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--activation", "relu"], "--coordinates 'product' needs tanh units"),
+    (["--hidden", "3,3"], "--coordinates 'product' needs one hidden layer"),
+    (["--chains-from", "prior"], "--coordinates 'product' needs chains started at ensemble"),
+    (["--task", "classification"], "--coordinates product: only for --task regression")])
+def test_the_bnn_workflow_refuses_product_coordinates_in_one_line(tmp_path, argv, match):
+    from workflows import bnn as bnn_wf
+    from workflows.options import parser
+
+    args = bnn_wf.add_arguments(parser("bnn", "")).parse_args(
+        ["--coordinates", "product", *argv, "--out", str(tmp_path / "o")])
+    s = bnn_wf.bnn_settings(args)
+    widths, prior = bnn_wf.network_options(args, s.quick)
+    with pytest.raises(SystemExit, match=match) as exc:
+        bnn_wf.protocol(args, s, widths, prior)
+    assert "\n" not in str(exc.value)
+    assert bnn_wf.protocol(bnn_wf.add_arguments(parser("bnn", "")).parse_args(
+        ["--coordinates", "product", "--out", str(tmp_path / "o")]), s, (3,),
+        "xavier_normal").coordinates == "product"
+
+
+def test_uci_benchmark_refuses_product_coordinates_in_one_line_before_any_work(tmp_path):
+    from workflows import uci_benchmark
+
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as exc:
+        uci_benchmark.main(["--coordinates", "product", "--activation", "relu", "--out", str(out)])
+    assert str(exc.value) == "error: --coordinates 'product' needs tanh units (got relu)"
+    assert not out.exists() and not (tmp_path / "o.splits").exists()

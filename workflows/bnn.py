@@ -90,6 +90,12 @@ def add_arguments(p):
                    help="--task regression: train this many MAP nets (>= --chains) and keep the "
                         "--chains with the highest training log posterior as the deep ensemble "
                         "and the chains' starts, best first (default 0: one MAP net per chain)")
+    g.add_argument("--coordinates", choices=bnn.COORDINATES, default="weights",
+                   help="--task regression with one tanh layer: where NUTS runs. weights "
+                        "(default): the network's own weights; product: each unit's log output "
+                        "weight and its output x input weights, the same posterior over "
+                        "functions, where a unit's near-linear ridge runs along one coordinate "
+                        "(README, 'Product coordinates')")
     g.add_argument("--advi", type=int, default=None,
                    help="mean-field ADVI iterations for --task regression, shown beside NUTS "
                         "(default 30000; --quick: 5000; 0: no ADVI)")
@@ -122,16 +128,18 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
     adaptation = args.adaptation if s.sampler == "nutpie" else "diag"
     # ensemble-started chains only for --task regression (the classifiers keep prior starts)
     chains_from = args.chains_from if args.task == "regression" else "prior"
+    if args.coordinates != "weights" and args.task != "regression":
+        raise SystemExit(f"error: --coordinates {args.coordinates}: only for --task regression")
     target_accept = args.target_accept if args.target_accept is not None else (
         ENSEMBLE_TARGET_ACCEPT if chains_from == "ensemble" else 0.9)
     pool = check_member_pool(args.member_pool, s.config.chains) if args.task == "regression" else 0
     try:
         config = s.config.replace(adaptation=adaptation, target_accept=target_accept, init="prior")
         net = bnn.NetworkSpec(hidden, args.activation, prior)
+        return bnn.BNNProtocol(net, config, advi_iterations=advi, chains_from=chains_from,
+                               member_pool=pool, coordinates=args.coordinates)
     except ValueError as exc:
         raise cli_error(exc) from None
-    return bnn.BNNProtocol(net, config, advi_iterations=advi, chains_from=chains_from,
-                           member_pool=pool)
 
 
 def _sampler_note(report, proto, s) -> None:
@@ -146,9 +154,16 @@ def _sampler_note(report, proto, s) -> None:
                  "own; the predictive is the chains' mixture")
     else:
         start = "chains started from prior draws (the initialisation is the prior)"
+    where = ("" if proto.coordinates == "weights" else
+             " NUTS ran in product coordinates (--coordinates product): for each tanh unit j the "
+             "log of its output weight, r_j = log v_j, and its output weight times its input "
+             "weights and bias, u_j = v_j (w_j, b_j), with v_j's sign folded (tanh is odd and the "
+             "prior symmetric), the prior carried over with the change of variables' Jacobian. "
+             "It is the same posterior over functions; the draws of w1, b1 and w_out are computed "
+             "from r and u, and each member is mapped into these coordinates to start its chain.")
     report.text(f"NUTS ({o.sampler}): {o.chains} chains x {o.draws} draws after {o.tune} tuning "
                 f"steps, mass-matrix adaptation {o.adaptation}, target acceptance "
-                f"{o.target_accept}, {start}.", kind="note")
+                f"{o.target_accept}, {start}.{where}", kind="note")
 
 
 def main(argv=None) -> int:

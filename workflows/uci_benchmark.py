@@ -57,6 +57,10 @@ def main(argv=None) -> int:
                    help="train this many MAP nets per split (>= --chains) and keep the --chains "
                         "with the highest training log posterior as the deep ensemble and the "
                         "chains' starts (default 0: one MAP net per chain, no selection)")
+    g.add_argument("--coordinates", choices=bnn.COORDINATES, default="weights",
+                   help="where NUTS runs: weights (default, the network's own) or product (one "
+                        "tanh layer: log output weight and output x input weights per unit, the "
+                        "same posterior over functions; see the bnn workflow)")
     g.add_argument("--no-nuts", action="store_true",
                    help="skip NUTS and its checks: MLE net, MAP net, deep ensemble (--chains "
                         "members), the Laplace rows and optional ADVI only (for nets too wide "
@@ -85,7 +89,10 @@ def main(argv=None) -> int:
                                   init="prior")
     except ValueError as exc:
         raise cli_error(exc) from None
-    proto = protocol(args, config, hidden)
+    try:
+        proto = protocol(args, config, hidden)
+    except ValueError as exc:
+        raise cli_error(exc) from None
     try:  # checked before any work, like --out: never write into a directory not ours
         store = SplitStore.open(args.splits_dir or f"{s.out}.splits", proto)
     except OutputError as exc:
@@ -101,7 +108,8 @@ def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
     prior = args.prior or ("he_normal" if args.activation == "relu" else "xavier_normal")
     return bnn.BNNProtocol(bnn.NetworkSpec((hidden,), args.activation, prior), config,
                            advi_iterations=args.advi, chains_from=args.chains_from,
-                           nuts=not args.no_nuts, member_pool=args.member_pool)
+                           nuts=not args.no_nuts, member_pool=args.member_pool,
+                           coordinates=args.coordinates)
 
 
 SPLITS_MARKER = ".mlebayes-splits"
@@ -208,6 +216,12 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    "kept, best first: they are the deep ensemble, the MAP net (the best of the "
                    "pool) and, with NUTS, the chains' starts; the time of every pool fit is in "
                    "those rows' seconds." if proto.member_pool else "")
+                + (" NUTS in product coordinates (--coordinates product): per tanh unit the log "
+                   "of its output weight, and its output weight times its input weights and "
+                   "bias; the same posterior over functions (the bnn workflow's page says how), "
+                   "each member mapped into them to start its chain; the MLE net, the members "
+                   "and the Laplace rows are fitted on the network's own weights."
+                   if proto.coordinates == "product" else "")
                 + (" 'NUTS, chains stacked': the same draws, chains weighted by stacking of "
                    "their PSIS-LOO predictive densities on the training split (Yao, Vehtari & "
                    "Gelman 2022) instead of equally; on a split where PSIS-LOO is unreliable "

@@ -137,6 +137,9 @@ METHODS = (MLE_NET, MAP_NET, DEEP_ENSEMBLE, LAPLACE, GGN_LAPLACE, GGN_ENSEMBLE, 
 # where NUTS chains start: "ensemble" (chain k at deep-ensemble member k, Sommer et al. 2024;
 # judged within each chain) or "prior" (each chain at its own prior draw; judged across chains)
 CHAIN_STARTS = ("ensemble", "prior")
+# where NUTS runs: "weights", the network's own weights (:func:`build`), or "product", one
+# tanh layer in product coordinates (:func:`build_product`: the same posterior over functions)
+COORDINATES = ("weights", "product")
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,16 @@ class BNNProtocol:
     and keeps the K with the highest training log posterior, best first
     (:func:`best_members`): the deep ensemble, the MAP net (the best of P), the Laplace rows
     and the chains' starts are then those K. A chain started in a mode hundreds of nats below
-    the best member's is the one that got stuck on energy (README)."""
+    the best member's is the one that got stuck on energy (README).
+
+    ``coordinates``: where NUTS runs. "weights" (the default): the network's own weights.
+    "product": a one-tanh-layer net with a normal weight prior and a normal likelihood,
+    sampled in product coordinates (:func:`build_product`: log output weight, and output x
+    input weights; the same posterior over functions, its draws carrying ``w1``, ``b1``,
+    ``w_out`` as Deterministics), each chain started at its member mapped by
+    :func:`product_start`. The MLE net, the members and the Laplace rows are fitted on the
+    network's weights either way. Ensemble starts only: the product coordinates have no
+    prior draw to start from."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
@@ -169,11 +181,15 @@ class BNNProtocol:
     # repr=False: __repr__ adds it only when set, so that a protocol without a pool keeps the
     # fingerprint (a hash of the repr) its saved UCI splits were written under
     member_pool: int = field(default=0, repr=False)
+    # the same: a protocol in the network's own weights keeps its saved splits' fingerprint
+    coordinates: str = field(default="weights", repr=False)
 
     def __repr__(self):
         parts = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr]
         if self.member_pool:
             parts.append(f"member_pool={self.member_pool!r}")
+        if self.coordinates != "weights":
+            parts.append(f"coordinates={self.coordinates!r}")
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
     def __post_init__(self):
@@ -184,6 +200,7 @@ class BNNProtocol:
                              f"chains, got {pool!r}")
         if self.chains_from not in CHAIN_STARTS:
             raise ValueError(f"chains_from must be one of {CHAIN_STARTS}, got {self.chains_from!r}")
+        self._check_coordinates()
         if self.sampler.init != "prior":
             object.__setattr__(self, "sampler", self.sampler.replace(init="prior"))
         if self.sampler.seed is None:
@@ -192,6 +209,33 @@ class BNNProtocol:
                 or self.advi_iterations < 0:
             raise ValueError(f"advi_iterations must be a non-negative integer, got "
                              f"{self.advi_iterations!r}")
+
+    def _check_coordinates(self) -> None:
+        """Product coordinates exist for one tanh layer, a normal weight prior, a normal
+        likelihood and ensemble-started NUTS only; anything else is refused in words."""
+        if self.coordinates not in COORDINATES:
+            raise ValueError(f"coordinates must be one of {COORDINATES}, got {self.coordinates!r}")
+        if self.coordinates == "weights":
+            return
+        net = self.net
+        needs = [(net.depth == 1, f"one hidden layer (got {net.depth})"),
+                 (net.activation == "tanh", f"tanh units (got {net.activation})"),
+                 (net.prior.endswith("normal"), f"a normal weight prior (got {net.prior})"),
+                 (net.likelihood == "normal", f"a normal likelihood (got {net.likelihood})"),
+                 (self.chains_from == "ensemble",
+                  f"chains started at ensemble members (got {self.chains_from})"),
+                 (self.nuts, "NUTS (it is where NUTS runs)")]
+        missing = [what for ok, what in needs if not ok]
+        if missing:
+            raise ValueError("coordinates 'product' needs " + "; ".join(missing))
+
+    def sampling_model(self, X, y) -> pm.Model:
+        """The model NUTS runs on: the network's own (:meth:`NetworkSpec.build_model`) or, with
+        ``coordinates="product"``, :func:`build_product` of the same net."""
+        net = self.net
+        if self.coordinates == "product":
+            return build_product(X, y, net.hidden[0], net.prior, net.likelihood, net.bias_sd)
+        return net.build_model(X, y)
 
     def replace(self, **changes) -> BNNProtocol:
         return dataclasses.replace(self, **changes)
@@ -263,7 +307,11 @@ class _Clock:
 
 
 def _sample(model, compiled, config, protocol, members, d, cores):
-    """The NUTS draws of :func:`evaluate`: from the members (ensemble starts) or the prior."""
+    """The NUTS draws of :func:`evaluate`: from the members (ensemble starts; in product
+    coordinates each member mapped by :func:`product_start`) or the prior. ``model`` and
+    ``compiled`` are the sampling model's (:meth:`BNNProtocol.sampling_model`)."""
+    if protocol.coordinates == "product":
+        members = [product_start(m) for m in members]
     if protocol.chains_from == "ensemble":
         sampler = compiled.with_config(config) if compiled is not None else None
         return (sampler.sample_from(members, cores=cores, X=d["X_train"], y=d["y_train"])
@@ -276,14 +324,18 @@ def _sample(model, compiled, config, protocol, members, d, cores):
 
 
 def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
-             cores: int | None = None) -> Evaluation:
+             cores: int | None = None, model: pm.Model | None = None) -> Evaluation:
     """Fit one regression split (``models.base.datasets.uci`` format) every way and score them.
 
     ``protocol``: :class:`BNNProtocol` (default: 50 ReLU units, He prior, nutpie 4 x 1000).
-    ``compiled``: a :class:`models.inference.CompiledSampler` of a model built by :func:`build`
-    with the same architecture and ``init="prior"`` (e.g. on split 0): its model and nutpie
-    sampler are reused with this split's data and the protocol's sampler settings, so a
-    20-split benchmark compiles once. ``cores``: threads for its chains (default all; 1 inside
+    ``compiled``: a :class:`models.inference.CompiledSampler` of the protocol's sampling model
+    (:meth:`BNNProtocol.sampling_model`: a model built by :func:`build` with the same
+    architecture, or in product coordinates :func:`build_product`'s) with ``init="prior"``
+    (e.g. on split 0): its model and nutpie sampler are reused with this split's data and the
+    protocol's sampler settings, so a 20-split benchmark compiles once. ``model``: a model of
+    :func:`build` with the same architecture, reused with this split's data for the MLE net,
+    the members and the Laplace rows (default: ``compiled``'s model in the network's weights,
+    else a new one). ``cores``: threads for its chains (default all; 1 inside
     a Dask worker). ``protocol.advi_iterations`` > 0 adds a mean-field ADVI fit
     (:func:`fit_advi`, 1000 draws) as a predictor, "ADVI (mean-field)". With 2 or more chains,
     "NUTS, chains stacked" weights the chains by stacking (:func:`models.inference.stack_chains`,
@@ -301,7 +353,9 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     ``protocol.chains_from == "ensemble"`` chain k starts at member k and the Diagnostics
     judge each chain alone (:func:`models.inference.within_chain_check`; the per-chain rows
     in ``function_space["within_chain"]``); with "prior" every chain starts
-    at a prior draw and the chains are judged together. Metrics on the test split in original
+    at a prior draw and the chains are judged together. ``protocol.coordinates`` "product":
+    NUTS runs on :meth:`BNNProtocol.sampling_model` (product coordinates), chain k from
+    member k mapped by :func:`product_start`; ``function_space["coordinates"]`` says which. Metrics on the test split in original
     units; the input-shift check adds ``protocol.shift`` training sds to every input and asks
     whether predictive uncertainty (sd of f) flags the shifted points (AUROC). ``extra``:
     ``f_post`` (chain, draw, test point), ``sd_in``, ``sd_out``, ``advi``, ``members``,
@@ -312,11 +366,21 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     protocol = protocol or BNNProtocol()
     net, config, seed = protocol.net, protocol.sampler, protocol.sampler.seed
     activation, shift = net.activation, protocol.shift
-    if compiled is None:
+    product = protocol.coordinates == "product"
+    if model is None and compiled is not None and not product:
+        model = compiled.model
+    if model is None:
         model = net.build_model(d["X_train"], d["y_train"])
     else:
-        model = compiled.model
         set_data(model, X=d["X_train"], y=d["y_train"])
+    # where NUTS runs (product coordinates: another model, the same posterior over functions)
+    sampling_model = model
+    if protocol.nuts and product:
+        if compiled is None:
+            sampling_model = protocol.sampling_model(d["X_train"], d["y_train"])
+        else:  # its data too: stacking computes the training log-likelihood on it
+            sampling_model = compiled.model
+            set_data(sampling_model, X=d["X_train"], y=d["y_train"])
     K = config.chains
     clock = _Clock()
     starts = prior_starts(model, max(3, K), seed=seed)
@@ -335,7 +399,7 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     fs = {"nuts": protocol.nuts}
     if protocol.nuts:
         with clock("nuts"):
-            idata = _sample(model, compiled, config, protocol, members, d, cores)
+            idata = _sample(sampling_model, compiled, config, protocol, members, d, cores)
         fs, fdiag, f_post = function_space_check(idata, d["X_test"], activation, L)
         fs["nuts"] = True
         if protocol.chains_from == "ensemble":
@@ -347,6 +411,7 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
             fs["divergence_locations"] = divergence_locations(
                 idata, unit_scales(idata["posterior"], L)).to_dict(orient="list")
     fs["chains_from"] = protocol.chains_from
+    fs["coordinates"] = protocol.coordinates
     if protocol.member_pool:
         fs["member_pool_log_posterior"] = pool_logp
         fs["member_log_posterior"] = sorted(pool_logp, reverse=True)[:K]
@@ -399,7 +464,7 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     sd_in = sd_out = running = None
     if protocol.nuts:
         nuts_metrics, nuts_fs, sd_in, sd_out, running = _score_nuts(
-            idata, f_post, model, map_params, d, protocol, clock)
+            idata, f_post, sampling_model, map_params, d, protocol, clock)
         metrics.update(nuts_metrics)
         fs.update(nuts_fs)
     for k in (MLE_NET, MAP_NET, CONSTANT):
@@ -486,12 +551,15 @@ class SplitResult:
 def _uci_split(key, name, split, protocol: BNNProtocol, cores):
     """One split of the UCI protocol; with nutpie the model is compiled once per process."""
     d = datasets.uci(name, split)
-    compiled = None
+    compiled = model = None
     if protocol.sampler.sampler == "nutpie" and protocol.nuts:
         compiled = worker_cached(("uci", key, name), lambda: CompiledSampler(
-            protocol.net.build_model(d["X_train"], d["y_train"]), protocol.sampler))
+            protocol.sampling_model(d["X_train"], d["y_train"]), protocol.sampler))
+        if protocol.coordinates == "product":  # the weights' model, for the fits, once too
+            model = worker_cached(("uci-net", key, name),
+                                  lambda: protocol.net.build_model(d["X_train"], d["y_train"]))
     start = time.perf_counter()
-    r = evaluate(d, protocol, compiled=compiled, cores=cores)
+    r = evaluate(d, protocol, compiled=compiled, cores=cores, model=model)
     return SplitResult(name, split, r.metrics, r.function_space, r.diagnostics,
                        time.perf_counter() - start, (d["X_train"], d["y_train"]))
 
