@@ -182,7 +182,9 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
     net = {"activation": proto.net.activation, "prior": proto.net.prior,
            "adaptation": proto.sampler.adaptation, "target_accept": proto.sampler.target_accept,
            "advi": proto.advi_iterations}
-    report.metrics["network"] = {"hidden": hidden, **net}
+    report.metrics["network"] = {"hidden": hidden, **net, "chains_from": proto.chains_from,
+                                 "member_pool": proto.member_pool,
+                                 "coordinates": proto.coordinates}
     report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
                 f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
                 f"standardised target), "
