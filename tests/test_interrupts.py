@@ -34,7 +34,9 @@ def _start(out: Path, *args: str):
         env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def _wait_for(proc, text: str, timeout: float = 300) -> list[str]:
+def _wait_for(proc, text: str, timeout: float = 1200) -> list[str]:
+    # a guard against a hung run, not a speed check: a --quick gaussian run reaches its write
+    # phase in under a minute on an idle machine, but took over 300 s beside two samplers
     seen, deadline = [], time.time() + timeout
     for line in proc.stderr:
         seen.append(line)
