@@ -178,14 +178,14 @@ def main(argv=None) -> int:
         d = datasets.uci(args.dataset, args.split)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+    advi = args.advi if args.advi is not None else (5000 if s.quick else 30000)
+    if not 0 <= advi <= 10_000_000:
+        raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {advi}")
+    proto = protocol(args, s, hidden, prior, advi)  # every option checked before any work
     progress = Progress(NAME, 2)
     report = Report(NAME, f"Bayesian neural network vs MLE net: {args.dataset}, split {args.split}")
     _jax_note(report, s)
     progress(f"MLE net, MAP net and NUTS ({s.chains}x{s.draws}) for a {hidden} {args.activation} net")
-    advi = args.advi if args.advi is not None else (5000 if s.quick else 30000)
-    if not 0 <= advi <= 10_000_000:
-        raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {advi}")
-    proto = protocol(args, s, hidden, prior, advi)
     r = bnn.evaluate(d, proto)
     _describe(report, args, d, proto, r, s)
     _held_out(report, args, d, proto, r)
