@@ -157,14 +157,7 @@ def build(X, y, hidden: Sequence[int] = (50,), activation: str = "relu",
             h, in_dim = act(h @ w + b), out_dim
         w = weight_prior(prior, "w_out", widths[-2], widths[-1], (in_dim, "output"))
         b = pm.Normal("b_out", 0.0, bias_sd, dims="output")
-        f = h @ w + b
-        if likelihood == "normal":
-            sigma = pm.HalfNormal("sigma", 1.0)
-            pm.Normal("y_obs", mu=f[:, 0], sigma=sigma, observed=y_data, dims=OBS_DIM)
-        elif likelihood == "bernoulli":
-            pm.Bernoulli("y_obs", logit_p=f[:, 0], observed=y_data, dims=OBS_DIM)
-        else:
-            pm.Categorical("y_obs", logit_p=f, observed=y_data, dims=OBS_DIM)
+        _observe(h @ w + b, y_data, likelihood)
     _SPECS[model] = spec
     return model
 
@@ -219,13 +212,21 @@ def build_product(X, y, units: int = 3, prior: str = "xavier_normal",
         pm.Deterministic("b1", b1, dims="hidden_1")
         w_out = pm.Deterministic("w_out", v[:, None], dims=("hidden_1", "output"))
         b_out = pm.Normal("b_out", 0.0, bias_sd, dims="output")
-        f = pt.tanh(X_data @ w1 + b1) @ w_out + b_out
-        if likelihood == "normal":
-            sigma = pm.HalfNormal("sigma", 1.0)
-            pm.Normal("y_obs", mu=f[:, 0], sigma=sigma, observed=y_data, dims=OBS_DIM)
-        else:
-            pm.Bernoulli("y_obs", logit_p=f[:, 0], observed=y_data, dims=OBS_DIM)
+        _observe(pt.tanh(X_data @ w1 + b1) @ w_out + b_out, y_data, likelihood)
     return model
+
+
+def _observe(f, y_data, likelihood: str) -> None:
+    """The likelihood of :func:`build` and :func:`build_product` (inside the model's context):
+    ``y_obs`` given the network's output ``f`` (observations x outputs); a normal likelihood
+    adds the noise sd ``sigma`` ~ HalfNormal(1)."""
+    if likelihood == "normal":
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("y_obs", mu=f[:, 0], sigma=sigma, observed=y_data, dims=OBS_DIM)
+    elif likelihood == "bernoulli":
+        pm.Bernoulli("y_obs", logit_p=f[:, 0], observed=y_data, dims=OBS_DIM)
+    else:
+        pm.Categorical("y_obs", logit_p=f, observed=y_data, dims=OBS_DIM)
 
 
 def product_start(params: dict) -> dict:
