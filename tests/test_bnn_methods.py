@@ -303,26 +303,28 @@ def test_unit_scales_are_each_hidden_units_output_and_input_weight_sizes():
     assert np.all(got["||w1[:, 0]||"] == 0.0) and got["|w_out[1]|"].shape == (1, 2)
 
 
-def test_product_coordinates_are_the_same_posterior_written_with_the_jacobian(rng):
+@pytest.mark.parametrize("power", [1.0, 0.5])
+def test_product_coordinates_are_the_same_posterior_written_with_the_jacobian(rng, power):
     """build_product's log density, at points mapped from (v, w, b), equals scipy's: the
     folded Xavier prior of (v, w, b) + log|J| of the map from a finite-difference Jacobian of
-    an independently written map + the normal likelihood, up to one constant."""
+    an independently written map + the normal likelihood, up to one constant; for u = v (w, b)
+    and for the partly non-centred u = sqrt(v) (w, b)."""
     n, d, H = 15, 2, 3
     X, y = rng.normal(size=(n, d)), rng.normal(size=n)
-    model = bnn.build_product(X, y, units=H)
+    model = bnn.build_product(X, y, units=H, power=power)
     logp = model.compile_logp(jacobian=True)
     s_in, s_out = np.sqrt(2 / (d + H)), np.sqrt(2 / (H + 1))
 
     def to_vwb(theta):  # (r, u) -> (v, w, b), flat
         r, u = theta[:H], theta[H:].reshape(d + 1, H)
-        return np.concatenate([np.exp(r), (u * np.exp(-r)).ravel()])
+        return np.concatenate([np.exp(r), (u / np.exp(r) ** power).ravel()])
 
     gaps = []
     for _ in range(4):
         v = rng.uniform(0.2, 2.0, H) * rng.choice([-1, 1], H)  # some negative: folded
         w, b = rng.normal(0, s_in, (d, H)), rng.normal(0, 0.1, H)
         net = {"w1": w, "b1": b, "w_out": v[:, None], "b_out": np.array([0.3]), "sigma": np.array(0.7)}
-        start = bnn.product_start(net)
+        start = bnn.product_start(net, power)
         theta = np.concatenate([start["r"], start["u"].ravel()])
         J = np.empty((theta.size, theta.size))
         for k in range(theta.size):
@@ -340,16 +342,20 @@ def test_product_coordinates_are_the_same_posterior_written_with_the_jacobian(rn
     assert np.ptp(gaps) < 1e-6
 
 
-def test_product_start_keeps_the_function_and_refuses_what_it_cannot_map(rng):
+@pytest.mark.parametrize("power", [1.0, 0.5])
+def test_product_start_keeps_the_function_and_refuses_what_it_cannot_map(rng, power):
     d, H = 3, 4
     net = {"w1": rng.normal(size=(d, H)), "b1": rng.normal(size=H),
            "w_out": np.array([[0.5], [-1.5], [2.0], [-0.1]]), "b_out": np.array([0.2])}
     import pytensor
 
     model = bnn.build_product(rng.normal(size=(10, d)), rng.integers(0, 2, 10), units=H,
-                              likelihood="bernoulli")
-    start = bnn.product_start(net)
+                              likelihood="bernoulli", power=power)
+    start = bnn.product_start(net, power)
     assert "sigma" not in start
+    # u's first row: the first input weight times |v|^power, computed here from the net
+    np.testing.assert_allclose(start["u"][0], net["w1"][0] * np.sign(net["w_out"][:, 0])
+                               * np.abs(net["w_out"][:, 0]) ** power)
     # the model's own w1, b1, w_out at the start compute the original net's function
     weights = pytensor.function([model["r"], model["u"]],
                                 [model["w1"], model["b1"], model["w_out"]])
@@ -371,6 +377,11 @@ def test_product_start_keeps_the_function_and_refuses_what_it_cannot_map(rng):
     assert list(named.coords["input_row"]) == ["bias", "x", "bias_", "bias__"]
     with pytest.raises(ValueError, match="units must be a positive number"):
         bnn.build_product(X, np.zeros(7), units=0)
+    for bad in (0, 1.5, -0.5, True, "1"):
+        with pytest.raises(ValueError, match=r"power must be a number in \(0, 1\]"):
+            bnn.build_product(X, np.zeros(7), power=bad)
+        with pytest.raises(ValueError, match=r"power must be a number in \(0, 1\]"):
+            bnn.product_start(net, bad)
 
 
 def _product_split(rng, n=60):
@@ -383,12 +394,12 @@ def _product_split(rng, n=60):
             "y_mean": 0.0, "y_sd": 1.0}
 
 
-def _product_protocol(coordinates, draws=1000, **net):
+def _product_protocol(coordinates, draws=1000, product_power=1.0, **net):
     spec = dict({"hidden": (2,), "activation": "tanh", "prior": "xavier_normal"}, **net)
     return bnn.BNNProtocol(bnn.NetworkSpec(**spec),
                            SamplerConfig(draws=draws, tune=draws, chains=2, seed=4, init="prior",
                                          target_accept=0.9),
-                           coordinates=coordinates)
+                           coordinates=coordinates, product_power=product_power)
 
 
 def _f_draws(idata, X):
@@ -406,23 +417,32 @@ def test_product_coordinates_protocol_samples_the_same_functions(rng):
     import arviz as az
 
     d = _product_split(rng)
-    runs = {c: bnn.evaluate(d, _product_protocol(c), cores=1) for c in ("weights", "product")}
-    post = runs["product"].idata["posterior"]
-    assert {"r", "u", "w1", "b1", "w_out"} <= set(post.data_vars)
-    assert runs["product"].function_space["coordinates"] == "product"
-    # the members, MLE net and Laplace rows are the network's own fits either way
-    for key in ("MLE net", "deep ensemble (MAP nets)", "GGN Laplace (linearised)"):
-        assert runs["product"].metrics[key] == runs["weights"].metrics[key]
+    powers = {"weights": None, "product": 1.0, "product a=0.5": 0.5}
+    runs = {c: bnn.evaluate(d, _product_protocol("weights") if a is None else
+                            _product_protocol("product", product_power=a), cores=1)
+            for c, a in powers.items()}
     f = {c: _f_draws(r.idata, d["X_test"]) for c, r in runs.items()}
-    for c in range(2):
-        mean = {k: v[c].mean(0) for k, v in f.items()}
-        sd = {k: v[c].std(0) for k, v in f.items()}
-        se = {k: np.asarray(az.mcse(v[c][None], method="mean")) for k, v in f.items()}
-        gap = np.abs(mean["product"] - mean["weights"]) / np.hypot(se["product"], se["weights"])
-        assert gap.max() < 4.5, (c, gap.max())
-        np.testing.assert_allclose(sd["product"], sd["weights"], rtol=0.25)
-    # the draws of w_out come out folded positive: the product model's, not a copy of build's
-    assert np.all(post["w_out"].values > 0)
+    for coords in ("product", "product a=0.5"):
+        post = runs[coords].idata["posterior"]
+        assert {"r", "u", "w1", "b1", "w_out"} <= set(post.data_vars)
+        assert runs[coords].function_space["coordinates"] == "product"
+        # the members, MLE net and Laplace rows are the network's own fits either way
+        for key in ("MLE net", "deep ensemble (MAP nets)", "GGN Laplace (linearised)"):
+            assert runs[coords].metrics[key] == runs["weights"].metrics[key]
+        for c in range(2):
+            mean = {k: f[k][c].mean(0) for k in (coords, "weights")}
+            sd = {k: f[k][c].std(0) for k in (coords, "weights")}
+            se = {k: np.asarray(az.mcse(f[k][c][None], method="mean")) for k in (coords, "weights")}
+            gap = np.abs(mean[coords] - mean["weights"]) / np.hypot(se[coords], se["weights"])
+            assert gap.max() < 4.5, (coords, c, gap.max())
+            np.testing.assert_allclose(sd[coords], sd["weights"], rtol=0.25)
+        # the draws of w_out come out folded positive: the product model's, not build's
+        assert np.all(post["w_out"].values > 0)
+        # and NUTS ran in u = v^a (w, b) with this coordinate system's a, from the saved draws
+        a = powers[coords]
+        np.testing.assert_allclose(post["u"].values[:, :, :-1, :],
+                                   post["w1"].values * post["w_out"].values[..., 0][:, :, None, :] ** a,
+                                   rtol=1e-9)
 
 
 def test_product_coordinates_reuse_one_compiled_sampler_with_new_data(rng):
@@ -456,16 +476,27 @@ def test_product_coordinates_are_refused_where_they_do_not_exist():
         _product_protocol("product").replace(nuts=False)
     with pytest.raises(ValueError, match="coordinates must be one of"):
         _product_protocol("polar")
+    for bad in (0, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match=r"product_power must be a number in \(0, 1\]"):
+            _product_protocol("product", product_power=bad)
+    with pytest.raises(ValueError, match="product_power 0.5 needs coordinates 'product'"):
+        _product_protocol("weights", product_power=0.5)
+    assert _product_protocol("product", product_power=0.5).power == 0.5
+    assert _product_protocol("weights").power is None
     # the network's own weights keep the repr, so saved UCI splits keep their fingerprint
     assert "coordinates" not in repr(_product_protocol("weights"))
     assert "coordinates='product'" in repr(_product_protocol("product"))
+    # and product coordinates at a = 1 keep theirs; another power is another protocol
+    assert "product_power" not in repr(_product_protocol("product"))
+    assert "product_power=0.75" in repr(_product_protocol("product", product_power=0.75))
 
 
 @pytest.mark.parametrize("argv, match", [
     (["--activation", "relu"], "--coordinates 'product' needs tanh units"),
     (["--hidden", "3,3"], "--coordinates 'product' needs one hidden layer"),
     (["--chains-from", "prior"], "--coordinates 'product' needs chains started at ensemble"),
-    (["--task", "classification"], "--coordinates product: only for --task regression")])
+    (["--task", "classification"], "--coordinates product: only for --task regression"),
+    (["--product-power", "1.5"], r"--product-power must be a number in \(0, 1\], got 1.5")])
 def test_the_bnn_workflow_refuses_product_coordinates_in_one_line(tmp_path, argv, match):
     from workflows import bnn as bnn_wf
     from workflows.options import parser
@@ -489,4 +520,9 @@ def test_uci_benchmark_refuses_product_coordinates_in_one_line_before_any_work(t
     with pytest.raises(SystemExit) as exc:
         uci_benchmark.main(["--coordinates", "product", "--activation", "relu", "--out", str(out)])
     assert str(exc.value) == "error: --coordinates 'product' needs tanh units (got relu)"
+    assert not out.exists() and not (tmp_path / "o.splits").exists()
+    with pytest.raises(SystemExit) as exc:  # a power without the product coordinates
+        uci_benchmark.main(["--product-power", "0.5", "--activation", "tanh", "--out", str(out)])
+    assert str(exc.value).startswith("error: --product-power 0.5 needs coordinates 'product'")
+    assert "\n" not in str(exc.value)
     assert not out.exists() and not (tmp_path / "o.splits").exists()

@@ -435,8 +435,9 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     nuts = [r for r in m["per_split"] if r["method"] == "NUTS posterior"][0]
     assert np.isfinite(nuts["f_rhat_max"])  # function-space diagnostics on the NUTS row
     # metrics.json names the protocol's options, defaults included
-    assert {k: m["network"][k] for k in ("chains_from", "member_pool", "coordinates")} == \
-        {"chains_from": "ensemble", "member_pool": 0, "coordinates": "weights"}
+    keys = ("chains_from", "member_pool", "coordinates", "product_power")
+    assert {k: m["network"][k] for k in keys} == {
+        "chains_from": "ensemble", "member_pool": 0, "coordinates": "weights", "product_power": None}
     # the summary's count of passed splits is the per-split verdicts' own count
     row = [r for r in m["summary"] if r["method"] == "NUTS posterior"][0]
     assert row["checks passed"] == f"{int(nuts['checks_passed'])}/1"

@@ -96,6 +96,10 @@ def add_arguments(p):
                         "weight and its output x input weights, the same posterior over "
                         "functions, where a unit's near-linear ridge runs along one coordinate "
                         "(README, 'Product coordinates')")
+    g.add_argument("--product-power", type=float, default=1.0,
+                   help="with --coordinates product: a in (0, 1], the input weights times the "
+                        "output weight to the power a (default 1; a < 1 is partly non-centred, "
+                        "milder where a unit's output weight is small)")
     g.add_argument("--advi", type=int, default=None,
                    help="mean-field ADVI iterations for --task regression, shown beside NUTS "
                         "(default 30000; --quick: 5000; 0: no ADVI)")
@@ -137,7 +141,8 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
         config = s.config.replace(adaptation=adaptation, target_accept=target_accept, init="prior")
         net = bnn.NetworkSpec(hidden, args.activation, prior)
         return bnn.BNNProtocol(net, config, advi_iterations=advi, chains_from=chains_from,
-                               member_pool=pool, coordinates=args.coordinates)
+                               member_pool=pool, coordinates=args.coordinates,
+                               product_power=args.product_power)
     except ValueError as exc:
         raise cli_error(exc) from None
 
@@ -154,11 +159,14 @@ def _sampler_note(report, proto, s) -> None:
                  "own; the predictive is the chains' mixture")
     else:
         start = "chains started from prior draws (the initialisation is the prior)"
-    where = ("" if proto.coordinates == "weights" else
-             " NUTS ran in product coordinates (--coordinates product): for each tanh unit j the "
-             "log of its output weight, r_j = log v_j, and its output weight times its input "
-             "weights and bias, u_j = v_j (w_j, b_j), with v_j's sign folded (tanh is odd and the "
-             "prior symmetric), the prior carried over with the change of variables' Jacobian. "
+    product = "v_j" if proto.power == 1 else f"v_j^{proto.power:g}"
+    where = ("" if proto.power is None else
+             " NUTS ran in product coordinates (--coordinates product"
+             + ("" if proto.power == 1 else f" --product-power {proto.power:g}") + "): for each "
+             "tanh unit j the log of its output weight, r_j = log v_j, and its input weights and "
+             f"bias times {product}, u_j = {product} (w_j, b_j), with v_j's sign folded (tanh is "
+             "odd and the prior symmetric), the prior carried over with the change of variables' "
+             "Jacobian. "
              "It is the same posterior over functions; the draws of w1, b1 and w_out are computed "
              "from r and u, and each member is mapped into these coordinates to start its chain.")
     report.text(f"NUTS ({o.sampler}): {o.chains} chains x {o.draws} draws after {o.tune} tuning "

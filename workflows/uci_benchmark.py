@@ -58,9 +58,12 @@ def main(argv=None) -> int:
                         "with the highest training log posterior as the deep ensemble and the "
                         "chains' starts (default 0: one MAP net per chain, no selection)")
     g.add_argument("--coordinates", choices=bnn.COORDINATES, default="weights",
-                   help="where NUTS runs: weights (default, the network's own) or product (one "
+                   help="where NUTS runs: weights (default, the network's own), product (one "
                         "tanh layer: log output weight and output x input weights per unit, the "
                         "same posterior over functions; see the bnn workflow)")
+    g.add_argument("--product-power", type=float, default=1.0,
+                   help="with --coordinates product: a in (0, 1], the input weights times the "
+                        "output weight to the power a (default 1; a < 1 is partly non-centred)")
     g.add_argument("--no-nuts", action="store_true",
                    help="skip NUTS and its checks: MLE net, MAP net, deep ensemble (--chains "
                         "members), the Laplace rows and optional ADVI only (for nets too wide "
@@ -109,7 +112,7 @@ def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
     return bnn.BNNProtocol(bnn.NetworkSpec((hidden,), args.activation, prior), config,
                            advi_iterations=args.advi, chains_from=args.chains_from,
                            nuts=not args.no_nuts, member_pool=args.member_pool,
-                           coordinates=args.coordinates)
+                           coordinates=args.coordinates, product_power=args.product_power)
 
 
 SPLITS_MARKER = ".mlebayes-splits"
@@ -184,7 +187,8 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
            "advi": proto.advi_iterations}
     report.metrics["network"] = {"hidden": hidden, **net, "chains_from": proto.chains_from,
                                  "member_pool": proto.member_pool,
-                                 "coordinates": proto.coordinates}
+                                 "coordinates": proto.coordinates,
+                                 "product_power": proto.power}
     report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
                 f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
                 f"standardised target), "
@@ -218,12 +222,15 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    "kept, best first: they are the deep ensemble, the MAP net (the best of the "
                    "pool) and, with NUTS, the chains' starts; the time of every pool fit is in "
                    "those rows' seconds." if proto.member_pool else "")
-                + (" NUTS in product coordinates (--coordinates product): per tanh unit the log "
-                   "of its output weight, and its output weight times its input weights and "
-                   "bias; the same posterior over functions (the bnn workflow's page says how), "
+                + (" NUTS in product coordinates (--coordinates product"
+                   + ("" if proto.power == 1 else f" --product-power {proto.power:g}") + "): per tanh "
+                   "unit the log of its output weight, and its input weights and bias times "
+                   + ("its output weight" if proto.power == 1 else
+                      f"its output weight to the power {proto.power:g}")
+                   + "; the same posterior over functions (the bnn workflow's page says how), "
                    "each member mapped into them to start its chain; the MLE net, the members "
                    "and the Laplace rows are fitted on the network's own weights."
-                   if proto.coordinates == "product" else "")
+                   if proto.power is not None else "")
                 + (" 'NUTS, chains stacked': the same draws, chains weighted by stacking of "
                    "their PSIS-LOO predictive densities on the training split (Yao, Vehtari & "
                    "Gelman 2022) instead of equally; on a split where PSIS-LOO is unreliable "

@@ -167,9 +167,11 @@ class BNNProtocol:
     sampled in product coordinates (:func:`build_product`: log output weight, and output x
     input weights; the same posterior over functions, its draws carrying ``w1``, ``b1``,
     ``w_out`` as Deterministics), each chain started at its member mapped by
-    :func:`product_start`. The MLE net, the members and the Laplace rows are fitted on the
-    network's weights either way. Ensemble starts only: the product coordinates have no
-    prior draw to start from."""
+    :func:`product_start`. ``product_power`` a in (0, 1] (product coordinates only): u =
+    v^a (w, b), output weight to the power a times input weights (:func:`build_product`'s
+    ``power``; a < 1 is partly non-centred, milder at a unit's small output weights). The MLE net, the members and the Laplace rows are fitted on the network's
+    weights either way. Ensemble starts only: the product coordinates have no prior draw to
+    start from."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
@@ -183,6 +185,7 @@ class BNNProtocol:
     member_pool: int = field(default=0, repr=False)
     # the same: a protocol in the network's own weights keeps its saved splits' fingerprint
     coordinates: str = field(default="weights", repr=False)
+    product_power: float = field(default=1.0, repr=False)
 
     def __repr__(self):
         parts = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr]
@@ -190,6 +193,8 @@ class BNNProtocol:
             parts.append(f"member_pool={self.member_pool!r}")
         if self.coordinates != "weights":
             parts.append(f"coordinates={self.coordinates!r}")
+        if self.product_power != 1:
+            parts.append(f"product_power={self.product_power!r}")
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
     def __post_init__(self):
@@ -215,7 +220,13 @@ class BNNProtocol:
         likelihood and ensemble-started NUTS only; anything else is refused in words."""
         if self.coordinates not in COORDINATES:
             raise ValueError(f"coordinates must be one of {COORDINATES}, got {self.coordinates!r}")
+        power = self.product_power
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 < power <= 1:
+            raise ValueError(f"product_power must be a number in (0, 1], got {power!r}")
         if self.coordinates == "weights":
+            if power != 1:
+                raise ValueError(f"product_power {power!r} needs coordinates 'product' (NUTS in "
+                                 "the network's own weights has no power)")
             return
         net = self.net
         needs = [(net.depth == 1, f"one hidden layer (got {net.depth})"),
@@ -227,15 +238,21 @@ class BNNProtocol:
                  (self.nuts, "NUTS (it is where NUTS runs)")]
         missing = [what for ok, what in needs if not ok]
         if missing:
-            raise ValueError("coordinates 'product' needs " + "; ".join(missing))
+            raise ValueError(f"coordinates {self.coordinates!r} needs " + "; ".join(missing))
 
     def sampling_model(self, X, y) -> pm.Model:
-        """The model NUTS runs on: the network's own (:meth:`NetworkSpec.build_model`) or, with
-        ``coordinates="product"``, :func:`build_product` of the same net."""
+        """The model NUTS runs on: the network's own (:meth:`NetworkSpec.build_model`) or, in
+        product coordinates, :func:`build_product` of the same net with :attr:`power`."""
         net = self.net
-        if self.coordinates == "product":
-            return build_product(X, y, net.hidden[0], net.prior, net.likelihood, net.bias_sd)
+        if self.power is not None:
+            return build_product(X, y, net.hidden[0], net.prior, net.likelihood, net.bias_sd,
+                                 power=self.power)
         return net.build_model(X, y)
+
+    @property
+    def power(self) -> float | None:
+        """a of the product coordinates u = v^a (w, b) NUTS runs in; None: the weights."""
+        return float(self.product_power) if self.coordinates == "product" else None
 
     def replace(self, **changes) -> BNNProtocol:
         return dataclasses.replace(self, **changes)
@@ -310,8 +327,8 @@ def _sample(model, compiled, config, protocol, members, d, cores):
     """The NUTS draws of :func:`evaluate`: from the members (ensemble starts; in product
     coordinates each member mapped by :func:`product_start`) or the prior. ``model`` and
     ``compiled`` are the sampling model's (:meth:`BNNProtocol.sampling_model`)."""
-    if protocol.coordinates == "product":
-        members = [product_start(m) for m in members]
+    if protocol.power is not None:
+        members = [product_start(m, protocol.power) for m in members]
     if protocol.chains_from == "ensemble":
         sampler = compiled.with_config(config) if compiled is not None else None
         return (sampler.sample_from(members, cores=cores, X=d["X_train"], y=d["y_train"])
@@ -353,9 +370,9 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     ``protocol.chains_from == "ensemble"`` chain k starts at member k and the Diagnostics
     judge each chain alone (:func:`models.inference.within_chain_check`; the per-chain rows
     in ``function_space["within_chain"]``); with "prior" every chain starts
-    at a prior draw and the chains are judged together. ``protocol.coordinates`` "product":
-    NUTS runs on :meth:`BNNProtocol.sampling_model` (product coordinates), chain k from
-    member k mapped by :func:`product_start`; ``function_space["coordinates"]`` says which. Metrics on the test split in original
+    at a prior draw and the chains are judged together. ``protocol.coordinates`` "product"
+    (``protocol.product_power`` a): NUTS runs on :meth:`BNNProtocol.sampling_model` (product
+    coordinates), chain k from member k mapped by :func:`product_start`; ``function_space["coordinates"]`` says which. Metrics on the test split in original
     units; the input-shift check adds ``protocol.shift`` training sds to every input and asks
     whether predictive uncertainty (sd of f) flags the shifted points (AUROC). ``extra``:
     ``f_post`` (chain, draw, test point), ``sd_in``, ``sd_out``, ``advi``, ``members``,
@@ -366,7 +383,7 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     protocol = protocol or BNNProtocol()
     net, config, seed = protocol.net, protocol.sampler, protocol.sampler.seed
     activation, shift = net.activation, protocol.shift
-    product = protocol.coordinates == "product"
+    product = protocol.power is not None
     if model is None and compiled is not None and not product:
         model = compiled.model
     if model is None:
@@ -555,7 +572,7 @@ def _uci_split(key, name, split, protocol: BNNProtocol, cores):
     if protocol.sampler.sampler == "nutpie" and protocol.nuts:
         compiled = worker_cached(("uci", key, name), lambda: CompiledSampler(
             protocol.sampling_model(d["X_train"], d["y_train"]), protocol.sampler))
-        if protocol.coordinates == "product":  # the weights' model, for the fits, once too
+        if protocol.power is not None:  # the weights' model, for the fits, once too
             model = worker_cached(("uci-net", key, name),
                                   lambda: protocol.net.build_model(d["X_train"], d["y_train"]))
     start = time.perf_counter()

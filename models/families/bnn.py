@@ -163,7 +163,8 @@ def build(X, y, hidden: Sequence[int] = (50,), activation: str = "relu",
 
 
 def build_product(X, y, units: int = 3, prior: str = "xavier_normal",
-                  likelihood: str = "normal", bias_sd: float = 0.1) -> pm.Model:
+                  likelihood: str = "normal", bias_sd: float = 0.1,
+                  power: float = 1.0) -> pm.Model:
     """The one-hidden-layer tanh net of :func:`build`, sampled in product coordinates.
 
     Hidden unit j's output weight v_j, input weights w_j and bias b_j become ``r[j]`` = log v_j
@@ -178,12 +179,20 @@ def build_product(X, y, units: int = 3, prior: str = "xavier_normal",
     :func:`forward` and the function-space checks read the draws unchanged. Start chains at
     nets fitted with :func:`build` through :func:`product_start`. Normal weight priors and a
     normal or bernoulli likelihood only (a uniform prior's edges would be hard walls in these
-    coordinates; several outputs would need a vector v_j)."""
+    coordinates; several outputs would need a vector v_j).
+
+    ``power`` a in (0, 1]: ``u[:, j]`` = v_j^a (w_j, b_j) (log J = r_j - a (d + 1) r_j). a = 1
+    is the product above; smaller a is partly non-centred (Gorinova et al. 2020): where v_j is
+    small the prior alone holds w_j, and u_j's scale shrinks only as v_j^a, a milder funnel
+    than a = 1's, while the ridge at large v_j narrows as v_j^(a - 1) instead of the network
+    weights' 1 / v_j. ``BNNProtocol(coordinates="product", product_power=a)`` samples in
+    them."""
     normal_priors = tuple(p for p in PRIORS if p.endswith("normal"))
     _check(prior, normal_priors, "prior (product coordinates)")
     _check(likelihood, ("normal", "bernoulli"), "likelihood (product coordinates)")
     if int(units) < 1:
         raise ValueError(f"units must be a positive number of tanh units, got {units!r}")
+    a = _check_power(power)
     check_aligned(("X", X), ("y", y))
     X_values, names = as_design_matrix(X, "X", check_columns=False)
     n, d, H = X_values.shape[0], X_values.shape[1], int(units)
@@ -201,13 +210,13 @@ def build_product(X, y, units: int = 3, prior: str = "xavier_normal",
         r = pm.Flat("r", dims="hidden_1")
         u = pm.Flat("u", dims=("input_row", "hidden_1"))
         v = pt.exp(r)
-        wb = u * pt.exp(-r)[None, :]
+        wb = u * pt.exp(-a * r)[None, :]
         w1, b1 = wb[:d], wb[d]
         # the folded prior of v is half-normal (twice the normal density on v > 0)
         pm.Potential("prior_in_product_coordinates",
                      pm.logp(pm.HalfNormal.dist(s_out), v).sum() + r.sum()
                      + pm.logp(pm.Normal.dist(0.0, s_in), w1).sum()
-                     + pm.logp(pm.Normal.dist(0.0, bias_sd), b1).sum() - (d + 1) * r.sum())
+                     + pm.logp(pm.Normal.dist(0.0, bias_sd), b1).sum() - a * (d + 1) * r.sum())
         pm.Deterministic("w1", w1, dims=("feature", "hidden_1"))
         pm.Deterministic("b1", b1, dims="hidden_1")
         w_out = pm.Deterministic("w_out", v[:, None], dims=("hidden_1", "output"))
@@ -229,12 +238,19 @@ def _observe(f, y_data, likelihood: str) -> None:
         pm.Categorical("y_obs", logit_p=f, observed=y_data, dims=OBS_DIM)
 
 
-def product_start(params: dict) -> dict:
+def _check_power(power) -> float:
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 < power <= 1:
+        raise ValueError(f"power must be a number in (0, 1] (u = v**power (w, b)), got {power!r}")
+    return float(power)
+
+
+def product_start(params: dict, power: float = 1.0) -> dict:
     """A net of :func:`build` (one tanh layer, one output: ``w1``, ``b1``, ``w_out``,
     ``b_out`` and, for a normal likelihood, ``sigma``) as a start point of
-    :func:`build_product`: each unit's signs flipped where its output weight is negative (the
-    same function), then r = log v and u = v (w, b). An output weight of exactly 0 has no
-    product coordinates and is refused."""
+    :func:`build_product` with the same ``power`` a: each unit's signs flipped where its
+    output weight is negative (the same function), then r = log v and u = v^a (w, b). An
+    output weight of exactly 0 has no product coordinates and is refused."""
+    a = _check_power(power)
     v = np.asarray(params["w_out"], dtype=float)[:, 0]
     if np.any(v == 0):
         raise ValueError("product_start: a hidden unit's output weight is exactly 0 "
@@ -243,7 +259,7 @@ def product_start(params: dict) -> dict:
     w = np.asarray(params["w1"], dtype=float) * sign[None, :]
     b = np.asarray(params["b1"], dtype=float) * sign
     v = np.abs(v)
-    start = {"r": np.log(v), "u": np.vstack([w, b[None, :]]) * v[None, :],
+    start = {"r": np.log(v), "u": np.vstack([w, b[None, :]]) * v[None, :] ** a,
              "b_out": np.asarray(params["b_out"], dtype=float)}
     if "sigma" in params:
         start["sigma"] = np.asarray(params["sigma"], dtype=float)
