@@ -159,7 +159,7 @@ def _sampler_note(report, proto, s) -> None:
                  "own; the predictive is the chains' mixture")
     else:
         start = "chains started from prior draws (the initialisation is the prior)"
-    product = "v_j" if proto.power == 1 else f"v_j^{proto.power:g}"
+    product = "v_j" if proto.power in (None, 1) else f"v_j^{proto.power:g}"
     where = ("" if proto.power is None else
              " NUTS ran in product coordinates (--coordinates product"
              + ("" if proto.power == 1 else f" --product-power {proto.power:g}") + "): for each "
