@@ -526,3 +526,41 @@ def test_uci_benchmark_refuses_product_coordinates_in_one_line_before_any_work(t
     assert str(exc.value).startswith("error: --product-power 0.5 needs coordinates 'product'")
     assert "\n" not in str(exc.value)
     assert not out.exists() and not (tmp_path / "o.splits").exists()
+
+
+class _Said:
+    """A stand-in report that keeps what a workflow writes on its page."""
+
+    def __init__(self):
+        self.said, self.metrics = [], {}
+
+    def text(self, sentence, kind=None):
+        self.said.append(sentence)
+
+
+@pytest.mark.parametrize("coordinates, power, says, not_says", [
+    ("weights", 1.0, [], ["product coordinates"]),
+    ("product", 1.0, ["(--coordinates product)", "u_j = v_j (w_j, b_j)"], ["--product-power"]),
+    ("product", 0.75, ["(--coordinates product --product-power 0.75)",
+                       "u_j = v_j^0.75 (w_j, b_j)"], [])])
+def test_both_pages_say_which_coordinates_nuts_ran_in(coordinates, power, says, not_says):
+    """The bnn page's sampler note and the uci_benchmark page's protocol paragraph name the
+    coordinates and the power the protocol ran with (written from the protocol's fields)."""
+    from workflows import bnn as bnn_wf
+    from workflows import uci_benchmark
+
+    proto = _product_protocol(coordinates, product_power=power)
+    pages = {"bnn": _Said(), "uci_benchmark": _Said()}
+    bnn_wf._sampler_note(pages["bnn"], proto, None)
+    uci_benchmark._describe(pages["uci_benchmark"], proto.sampler, proto, 2, "here")
+    assert pages["uci_benchmark"].metrics["network"]["product_power"] == \
+        (None if coordinates == "weights" else power)
+    for page, report in pages.items():
+        text = " ".join(report.said)
+        if page == "uci_benchmark":  # its own words: "the input weights and bias times ..."
+            says = [w.replace("u_j = v_j^0.75 (w_j, b_j)", "its output weight to the power 0.75")
+                     .replace("u_j = v_j (w_j, b_j)", "times its output weight;") for w in says]
+        for words in says:
+            assert words in text, (page, words)
+        for words in not_says:
+            assert words not in text, (page, words)
