@@ -9,7 +9,7 @@ per (split, coordinates), one core each; each prints one markdown row as it fini
 "product", product_power=a)``), or ``weights`` for the network's own weights. The protocol
 is the ``uci_benchmark`` one (``--hidden 3 --activation tanh --adaptation low_rank
 --target-accept 0.98 --tune 2000 --advi 0``, chains at the deep ensemble's members, seed
-20261124 + split), with ``--draws`` (default 24000) draws per chain.
+20261124 + split, or ``--seed`` + split), with ``--draws`` (default 24000) draws per chain.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 SEED = 20261124  # the workflows' default seed; split k runs with SEED + k, as uci_benchmark does
 
 
-def probe(name: str, split: int, power: str, draws: int) -> str:
+def probe(name: str, split: int, power: str, draws: int, seed: int = SEED) -> str:
     from models.base import datasets
     from models.evaluation import bnn
     from models.inference import SamplerConfig
@@ -29,7 +29,7 @@ def probe(name: str, split: int, power: str, draws: int) -> str:
     where = {"coordinates": "weights"} if power == "weights" else {
         "coordinates": "product", "product_power": float(power)}
     proto = bnn.BNNProtocol(bnn.NetworkSpec((3,), "tanh", "xavier_normal"),
-                            SamplerConfig(draws=draws, tune=2000, chains=4, seed=SEED + split,
+                            SamplerConfig(draws=draws, tune=2000, chains=4, seed=seed + split,
                                           adaptation="low_rank", target_accept=0.98, init="prior"),
                             **where)
     start = time.perf_counter()
@@ -49,17 +49,20 @@ def main(argv=None) -> None:
     p.add_argument("--powers", default="1", help="comma-separated: a in (0, 1] or 'weights'")
     p.add_argument("--draws", type=int, default=24000)
     p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--seed", type=int, default=SEED,
+                   help=f"split k runs with seed + k (default {SEED}, the protocol's)")
     args = p.parse_args(argv)
     splits = [int(s) for s in args.splits.split(",")]
     powers = [a.strip() for a in args.powers.split(",")]
     for a in powers:  # refuse a bad power before any fitting
         if a != "weights" and not 0 < float(a) <= 1:
             raise SystemExit(f"error: --powers: {a!r} is neither 'weights' nor a number in (0, 1]")
+    print(f"seed {args.seed} + split")
     print("| data | split | power a | within-chain checks | divergences | worst chain R-hat "
           "| bulk ESS (min) | tail ESS (min) | NUTS test LL | NUTS s | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     with ProcessPoolExecutor(args.processes) as pool:
-        jobs = [pool.submit(probe, args.dataset, s, a, args.draws) for s in splits for a in powers]
+        jobs = [pool.submit(probe, args.dataset, s, a, args.draws, args.seed) for s in splits for a in powers]
         for job in as_completed(jobs):
             print(job.result(), flush=True)
 
