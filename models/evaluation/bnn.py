@@ -169,8 +169,8 @@ class BNNProtocol:
     ``w_out`` as Deterministics), each chain started at its member mapped by
     :func:`product_start`. ``product_power`` a in (0, 1] (product coordinates only): u =
     v^a (w, b), output weight to the power a times input weights (:func:`build_product`'s
-    ``power``; a < 1 is partly non-centred, milder at a unit's small output weights). The MLE net, the members and the Laplace rows are fitted on the network's
-    weights either way. Ensemble starts only: the product coordinates have no prior draw to
+    ``power``; a < 1 is partly non-centred, milder at a unit's small output weights). The
+    MLE net, the members and the Laplace rows are fitted on the network's weights either way. Ensemble starts only: the product coordinates have no prior draw to
     start from."""
 
     net: NetworkSpec = NetworkSpec()
@@ -372,7 +372,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     in ``function_space["within_chain"]``); with "prior" every chain starts
     at a prior draw and the chains are judged together. ``protocol.coordinates`` "product"
     (``protocol.product_power`` a): NUTS runs on :meth:`BNNProtocol.sampling_model` (product
-    coordinates), chain k from member k mapped by :func:`product_start`; ``function_space["coordinates"]`` says which. Metrics on the test split in original
+    coordinates), chain k from member k mapped by :func:`product_start`;
+    ``function_space["coordinates"]`` says which. Metrics on the test split in original
     units; the input-shift check adds ``protocol.shift`` training sds to every input and asks
     whether predictive uncertainty (sd of f) flags the shifted points (AUROC). ``extra``:
     ``f_post`` (chain, draw, test point), ``sd_in``, ``sd_out``, ``advi``, ``members``,
