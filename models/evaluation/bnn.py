@@ -170,8 +170,8 @@ class BNNProtocol:
     :func:`product_start`. ``product_power`` a in (0, 1] (product coordinates only): u =
     v^a (w, b), output weight to the power a times input weights (:func:`build_product`'s
     ``power``; a < 1 is partly non-centred, milder at a unit's small output weights). The
-    MLE net, the members and the Laplace rows are fitted on the network's weights either way. Ensemble starts only: the product coordinates have no prior draw to
-    start from."""
+    MLE net, the members and the Laplace rows are fitted on the network's weights either way.
+    Ensemble starts only: the product coordinates have no prior draw to start from."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
