@@ -242,6 +242,84 @@ def test_ggn_laplace_precision_and_evidence_by_direct_computation(rng):
     np.testing.assert_allclose(var, np.einsum("ij,jk,ik->i", J[:4], fit.cov, J[:4]))
 
 
+def test_ggn_laplace_noise_by_evidence_is_mackays_fixed_point(rng):
+    # Independent: the Laplace evidence over (alpha, sigma) written with slogdet of the P x P
+    # precision (no eigenbasis), and MacKay's (1992) stationarity conditions derived by hand:
+    # sigma^2 = RSS / (N - gamma), alpha = gamma / |theta|^2, gamma = P - alpha tr(A^-1).
+    from models.evaluation.ggn import fit_ggn_laplace, flat_parameters, jacobian
+
+    params = _net(rng)  # sigma 0.3, but the data's noise is 0.5: the evidence must say so
+    X = rng.normal(size=(60, 3))
+    y = bnn.forward(params, X, "tanh", 1)[:, 0] + 0.5 * rng.normal(size=60)
+    fit = fit_ggn_laplace(params, X, y, "tanh", 1, noise="evidence")
+    J, theta = jacobian(params, X, "tanh", 1), flat_parameters(params, 1)
+    resid = y - bnn.forward(params, X, "tanh", 1)[:, 0]
+    P, n = len(theta), len(y)
+
+    def evidence(alpha, sigma):
+        _, logdet = np.linalg.slogdet(J.T @ J / sigma ** 2 + alpha * np.eye(P))
+        return (stats.norm.logpdf(resid, 0, sigma).sum() - alpha / 2 * theta @ theta
+                + P / 2 * np.log(alpha) - logdet / 2)
+
+    a, s = fit.prior_precision, fit.sigma
+    A = J.T @ J / s ** 2 + a * np.eye(P)
+    gamma = P - a * np.trace(np.linalg.inv(A))
+    assert s ** 2 == pytest.approx(resid @ resid / (n - gamma), rel=1e-6)
+    assert a == pytest.approx(gamma / (theta @ theta), rel=1e-6)
+    assert fit.log_evidence == pytest.approx(evidence(a, s), rel=1e-10)
+    for fa, fs in ((1, 0.9), (1, 1.1), (0.8, 1), (1.25, 1), (0.9, 1.05)):
+        assert evidence(a * fa, s * fs) < evidence(a, s)
+    np.testing.assert_allclose(np.linalg.inv(fit.cov), A, rtol=1e-6, atol=1e-6)
+    assert s > 0.35  # moved from the MAP net's 0.3 towards the data's noise
+    # the default keeps the MAP net's sigma; a fixed precision moves sigma alone
+    assert fit_ggn_laplace(params, X, y, "tanh", 1).sigma == 0.3
+    fixed = fit_ggn_laplace(params, X, y, "tanh", 1, prior_precision=2.0, noise="evidence")
+    A2 = J.T @ J / fixed.sigma ** 2 + 2.0 * np.eye(P)
+    assert fixed.prior_precision == 2.0
+    assert fixed.sigma ** 2 == pytest.approx(
+        resid @ resid / (n - P + 2.0 * np.trace(np.linalg.inv(A2))), rel=1e-6)
+    with pytest.raises(ValueError, match="noise must be one of"):
+        fit_ggn_laplace(params, X, y, "tanh", 1, noise="mle")
+
+
+def test_ggn_ensemble_with_noise_by_evidence_recomputed_from_its_members():
+    """The protocol's "GGN Laplace ensemble (mixture)" row under ggn_noise="evidence",
+    recomputed from the members it returns: each member's (alpha, sigma) by MacKay's
+    fixed-point iteration (not the package's optimiser), its linearised predictive with a
+    dense inverse, and the equal-weight mixture density with scipy."""
+    from models.base import datasets
+    from models.evaluation.ggn import flat_parameters, jacobian
+
+    d = datasets.uci("yacht", 0)
+    proto = bnn.BNNProtocol(bnn.NetworkSpec((4,), "tanh", "xavier_normal"),
+                            SamplerConfig(chains=2, seed=3, init="prior"), nuts=False,
+                            mle_maxiter=500, ggn_noise="evidence")
+    r = bnn.evaluate(d, proto, cores=1)
+    dens = []
+    for p in r["members"]:
+        J, theta = jacobian(p, d["X_train"], "tanh", 1), flat_parameters(p, 1)
+        resid = d["y_train"] - bnn.forward(p, d["X_train"], "tanh", 1)[:, 0]
+        mu = np.linalg.eigvalsh(J.T @ J)
+        a, s2 = 1.0, float(p["sigma"]) ** 2
+        for _ in range(5000):  # MacKay's updates
+            gamma = np.sum(mu / (mu + a * s2))
+            a, s2 = gamma / (theta @ theta), resid @ resid / (len(resid) - gamma)
+        cov = np.linalg.inv(J.T @ J / s2 + a * np.eye(len(theta)))
+        Jt = jacobian(p, d["X_test"], "tanh", 1)
+        f = bnn.forward(p, d["X_test"], "tanh", 1)[:, 0]
+        var = np.einsum("ij,jk,ik->i", Jt, cov, Jt) + s2
+        dens.append(stats.norm.pdf(d["y_test_original"], f * d["y_sd"] + d["y_mean"],
+                                   np.sqrt(var) * d["y_sd"]))
+    assert r.metrics[bnn.GGN_ENSEMBLE]["test_ll_nats"] == pytest.approx(
+        np.log(np.mean(dens, axis=0)).mean(), rel=1e-6)
+    assert r.function_space["ggn_laplace"]["noise"] == "evidence"
+    assert r.function_space["ggn_laplace"]["sigma"] != float(r["members"][0]["sigma"])
+    assert "ggn_noise='evidence'" in repr(proto) and "ggn_noise" not in repr(proto.replace(
+        ggn_noise="map"))
+    with pytest.raises(ValueError, match="ggn_noise must be one of"):
+        proto.replace(ggn_noise="mle")
+
+
 def test_method_seconds_charge_each_method_what_it_needs():
     """The documented definition: the MAP net is one member; both Laplace rows add their fit
     to one member; the Laplace ensemble pays for every member and every GGN fit; ensemble-started NUTS pays for every member and its sampling; stacking adds
@@ -564,3 +642,16 @@ def test_both_pages_say_which_coordinates_nuts_ran_in(coordinates, power, says, 
             assert words in text, (page, words)
         for words in not_says:
             assert words not in text, (page, words)
+
+
+@pytest.mark.parametrize("noise, says", [
+    ("map", "noise σ the member's"),
+    ("evidence", "noise σ by the evidence too (--ggn-noise evidence), not the member's own")])
+def test_uci_page_says_where_the_ggn_noise_comes_from(noise, says):
+    from workflows import uci_benchmark
+
+    proto = bnn.BNNProtocol(nuts=False, ggn_noise=noise)
+    page = _Said()
+    uci_benchmark._describe(page, proto.sampler, proto, 2, "here")
+    assert says in " ".join(page.said)
+    assert page.metrics["network"]["ggn_noise"] == noise

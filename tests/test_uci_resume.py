@@ -172,10 +172,11 @@ def test_the_prior_option_reaches_the_model_and_no_option_keeps_the_old_fingerpr
 
     from workflows.uci_benchmark import protocol
 
-    def args(prior, activation="tanh", coordinates="weights", product_power=1.0):
+    def args(prior, activation="tanh", coordinates="weights", product_power=1.0, ggn_noise="map"):
         return argparse.Namespace(prior=prior, activation=activation, advi=0,
                                   chains_from="ensemble", no_nuts=False, member_pool=0,
-                                  coordinates=coordinates, product_power=product_power)
+                                  coordinates=coordinates, product_power=product_power,
+                                  ggn_noise=ggn_noise)
 
     old = bnn.BNNProtocol(TINY.net, TINY.sampler)
     SplitStore.open(tmp_path / "s", old)  # as written before --prior existed
@@ -184,6 +185,8 @@ def test_the_prior_option_reaches_the_model_and_no_option_keeps_the_old_fingerpr
     assert protocol(args(None, "relu"), TINY.sampler, 2).net.prior == "he_normal"
     with pytest.raises(OutputError, match="other settings"):  # product coordinates: its own
         SplitStore.open(tmp_path / "s", protocol(args(None, coordinates="product"), TINY.sampler, 2))
+    with pytest.raises(OutputError, match="other settings"):  # the GGN noise by evidence: its own
+        SplitStore.open(tmp_path / "s", protocol(args(None, ggn_noise="evidence"), TINY.sampler, 2))
     product = protocol(args(None, coordinates="product"), TINY.sampler, 2)
     SplitStore.open(tmp_path / "p", product)
     SplitStore.open(tmp_path / "p", product)  # the same product protocol: not refused

@@ -100,6 +100,10 @@ def add_arguments(p):
                    help="with --coordinates product: a in (0, 1], the input weights times the "
                         "output weight to the power a (default 1; a < 1 is partly non-centred, "
                         "milder where a unit's output weight is small)")
+    g.add_argument("--ggn-noise", choices=bnn.GGN_NOISES, default="map",
+                   help="--task regression: the GGN Laplace rows' noise sd. map (default): the "
+                        "MAP net's (each member's); evidence: chosen with the prior precision by "
+                        "the Laplace evidence, as the last-layer Laplace does")
     g.add_argument("--advi", type=int, default=None,
                    help="mean-field ADVI iterations for --task regression, shown beside NUTS "
                         "(default 30000; --quick: 5000; 0: no ADVI)")
@@ -142,7 +146,7 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
         net = bnn.NetworkSpec(hidden, args.activation, prior)
         return bnn.BNNProtocol(net, config, advi_iterations=advi, chains_from=chains_from,
                                member_pool=pool, coordinates=args.coordinates,
-                               product_power=args.product_power)
+                               product_power=args.product_power, ggn_noise=args.ggn_noise)
     except ValueError as exc:
         raise cli_error(exc) from None
 
@@ -248,7 +252,8 @@ def _held_out(report, args, d, proto, r) -> None:
                                            r.metrics[bnn.NUTS]["rmse"]), kind="note")
         report.metrics["advi"] = {"f_sd_mean": advi_sd, "nuts_f_sd_mean": nuts_sd,
                                   **r.extra["advi"]["_meta"]}
-    la = r.function_space["laplace"]
+    la, ggn = r.function_space["laplace"], r.function_space["ggn_laplace"]
+    ggn_noise = ggn.get("noise", "map")
     members = (f"the {len(r.extra['members'])} MAP nets the chains start from"
                if r.function_space.get("chains_from") == "ensemble"
                else f"{len(r.extra['members'])} MAP nets (one per chain; the chains start at prior draws)")
@@ -260,15 +265,19 @@ def _held_out(report, args, d, proto, r) -> None:
                 f"evidence: precision {la['prior_precision']:.3g} (prior sd "
                 f"{la['prior_precision'] ** -0.5:.3g}), σ {la['sigma']:.3g} (standardised "
                 "units); its predictive is normal with the output layer's variance plus σ². "
-                f"GGN Laplace: all {r.function_space['ggn_laplace']['parameters']} of the net's "
+                f"GGN Laplace: all {ggn['parameters']} of the net's "
                 "weights and biases (every parameter but σ), a Gaussian around the MAP net with the generalised "
                 "Gauss-Newton precision JᵀJ/σ² plus the evidence-chosen prior precision "
-                f"{r.function_space['ggn_laplace']['prior_precision']:.3g}, σ the MAP net's "
-                f"({r.function_space['ggn_laplace']['sigma']:.3g}); its predictive linearises "
-                "the network at the MAP weights."
+                f"{ggn['prior_precision']:.3g}, σ "
+                + ("the MAP net's" if ggn_noise == "map" else
+                   "chosen with it by the evidence (--ggn-noise evidence; the MAP net's is "
+                   f"{float(r.map['sigma']):.3g})")
+                + f" ({ggn['sigma']:.3g}); its predictive linearises the network at the MAP "
+                "weights."
                 + (" GGN Laplace ensemble: the same Laplace around every member of the deep "
-                   "ensemble (each with its own σ and evidence-chosen prior precision), mixed "
-                   "with equal weights (Eschenhagen et al. 2021)."
+                   "ensemble (each with its own " + ("σ" if ggn_noise == "map" else
+                                                     "evidence-chosen σ") + " and evidence-chosen "
+                   "prior precision), mixed with equal weights (Eschenhagen et al. 2021)."
                    if bnn.GGN_ENSEMBLE in r.metrics else ""),
                 kind="note")
     report.metrics["metrics"] = r.metrics

@@ -64,6 +64,9 @@ def main(argv=None) -> int:
     g.add_argument("--product-power", type=float, default=1.0,
                    help="with --coordinates product: a in (0, 1], the input weights times the "
                         "output weight to the power a (default 1; a < 1 is partly non-centred)")
+    g.add_argument("--ggn-noise", choices=bnn.GGN_NOISES, default="map",
+                   help="the GGN Laplace rows' noise sd: map (default), each member's own; "
+                        "evidence, chosen with the prior precision by the Laplace evidence")
     g.add_argument("--no-nuts", action="store_true",
                    help="skip NUTS and its checks: MLE net, MAP net, deep ensemble (--chains "
                         "members), the Laplace rows and optional ADVI only (for nets too wide "
@@ -112,7 +115,8 @@ def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
     return bnn.BNNProtocol(bnn.NetworkSpec((hidden,), args.activation, prior), config,
                            advi_iterations=args.advi, chains_from=args.chains_from,
                            nuts=not args.no_nuts, member_pool=args.member_pool,
-                           coordinates=args.coordinates, product_power=args.product_power)
+                           coordinates=args.coordinates, product_power=args.product_power,
+                           ggn_noise=args.ggn_noise)
 
 
 SPLITS_MARKER = ".mlebayes-splits"
@@ -188,7 +192,7 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
     report.metrics["network"] = {"hidden": hidden, **net, "chains_from": proto.chains_from,
                                  "member_pool": proto.member_pool,
                                  "coordinates": proto.coordinates,
-                                 "product_power": proto.power}
+                                 "product_power": proto.power, "ggn_noise": proto.ggn_noise}
     report.text(f"Protocol: one hidden layer of {hidden} {net['activation']} units with "
                 f"{net['prior']} weight priors (bias sd 0.1, noise σ ~ HalfNormal(1) on the "
                 f"standardised target), "
@@ -209,7 +213,9 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    if proto.chains_from == "ensemble" else "each chain started at a prior draw. "))
                 + "Last-layer Laplace: around the first member (the MAP net), output-layer "
                 "precision and noise by the evidence; GGN Laplace (linearised): all weights, "
-                "around the same member, prior precision by the evidence, noise σ the member's"
+                "around the same member, prior precision by the evidence, noise σ "
+                + ("the member's" if proto.ggn_noise == "map" else
+                   "by the evidence too (--ggn-noise evidence), not the member's own")
                 + ("; GGN Laplace ensemble: the same around every member, mixed with equal "
                    "weights (Eschenhagen et al. 2021)" if s.chains > 1 else "")
                 + ". One "

@@ -29,7 +29,7 @@ from models.base import datasets
 from models.base.checks import as_design_matrix
 from models.base.splits import Standardizer, random_split
 from models.evaluation import scores as calibration
-from models.evaluation.ggn import GGNLaplace, fit_ggn_laplace  # noqa: F401
+from models.evaluation.ggn import NOISES as GGN_NOISES, GGNLaplace, fit_ggn_laplace  # noqa: F401
 from models.evaluation.last_layer import LastLayerLaplace, fit_last_layer  # noqa: F401
 from models.evaluation.scores import (auroc, binary_entropy, predictive_entropy,  # noqa: F401
                                       gaussian_predictive_metrics,
@@ -171,7 +171,12 @@ class BNNProtocol:
     v^a (w, b), output weight to the power a times input weights (:func:`build_product`'s
     ``power``; a < 1 is partly non-centred, milder at a unit's small output weights). The
     MLE net, the members and the Laplace rows are fitted on the network's weights either way.
-    Ensemble starts only: the product coordinates have no prior draw to start from."""
+    Ensemble starts only: the product coordinates have no prior draw to start from.
+
+    ``ggn_noise``: the noise sd of the GGN Laplace rows (one GGN Laplace and the GGN Laplace
+    ensemble). "map" (the default): each member's own (MAP) sigma; "evidence": chosen with the
+    prior precision by the Laplace evidence (:func:`fit_ggn_laplace`'s ``noise``), as the
+    last-layer Laplace always does."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
@@ -186,6 +191,8 @@ class BNNProtocol:
     # the same: a protocol in the network's own weights keeps its saved splits' fingerprint
     coordinates: str = field(default="weights", repr=False)
     product_power: float = field(default=1.0, repr=False)
+    # the same: the GGN rows' noise sd, the MAP net's unless "evidence"
+    ggn_noise: str = field(default="map", repr=False)
 
     def __repr__(self):
         parts = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr]
@@ -195,6 +202,8 @@ class BNNProtocol:
             parts.append(f"coordinates={self.coordinates!r}")
         if self.product_power != 1:
             parts.append(f"product_power={self.product_power!r}")
+        if self.ggn_noise != "map":
+            parts.append(f"ggn_noise={self.ggn_noise!r}")
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
     def __post_init__(self):
@@ -206,6 +215,8 @@ class BNNProtocol:
         if self.chains_from not in CHAIN_STARTS:
             raise ValueError(f"chains_from must be one of {CHAIN_STARTS}, got {self.chains_from!r}")
         self._check_coordinates()
+        if self.ggn_noise not in GGN_NOISES:
+            raise ValueError(f"ggn_noise must be one of {GGN_NOISES}, got {self.ggn_noise!r}")
         if self.sampler.init != "prior":
             object.__setattr__(self, "sampler", self.sampler.replace(init="prior"))
         if self.sampler.seed is None:
@@ -456,18 +467,21 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     fs["laplace"] = {"prior_precision": laplace.prior_precision, "sigma": laplace.sigma,
                      "log_evidence": laplace.log_evidence}
     with clock("ggn"):
-        ggn = fit_ggn_laplace(map_params, d["X_train"], d["y_train"], activation, L)
+        ggn = fit_ggn_laplace(map_params, d["X_train"], d["y_train"], activation, L,
+                              noise=protocol.ggn_noise)
     ggn_mean, ggn_var = ggn.predict(d["X_test"])
     metrics[GGN_LAPLACE] = gaussian_predictive_metrics(ggn_mean, ggn_var + ggn.sigma ** 2,
                                                        y, m, sd)
     metrics[GGN_LAPLACE]["shift_auroc"] = auroc(ggn_var, ggn.predict(d["X_test"] + shift)[1])
     fs["ggn_laplace"] = {"prior_precision": ggn.prior_precision, "sigma": ggn.sigma,
-                         "log_evidence": ggn.log_evidence, "parameters": int(len(ggn.cov))}
+                         "log_evidence": ggn.log_evidence, "parameters": int(len(ggn.cov)),
+                         "noise": protocol.ggn_noise}
     if K > 1:
         # a mixture of Laplace approximations (Eschenhagen et al. 2021): the GGN Laplace around
         # every member, equal weights; members' modes plus each mode's local spread
         with clock("ggn_ensemble"):
-            fits = [ggn] + [fit_ggn_laplace(p, d["X_train"], d["y_train"], activation, L)
+            fits = [ggn] + [fit_ggn_laplace(p, d["X_train"], d["y_train"], activation, L,
+                                            noise=protocol.ggn_noise)
                             for p in members[1:]]
         parts = [g.predict(d["X_test"]) for g in fits]
         means = np.stack([mu for mu, _ in parts])

@@ -7,14 +7,22 @@ with respect to all P weights and biases at the MAP net. The posterior is approx
 :math:`\mathcal N(\theta_*, (G + \alpha I)^{-1})` and the predictive is that of the network
 linearised at :math:`\theta_*`: :math:`f(x) \sim \mathcal N(f_*(x),\ J(x) (G + \alpha
 I)^{-1} J(x)^\top)`, :math:`y \sim \mathcal N(f_*(x), \cdot + \sigma^2)`, with :math:`\sigma`
-the MAP net's. The prior precision :math:`\alpha` is chosen post hoc by the Laplace evidence
+the MAP net's (``noise="map"``, the default). The prior precision :math:`\alpha` is chosen post
+hoc by the Laplace evidence
 
 .. math::
-    \log p(y \mid \theta_*) - \tfrac\alpha2 \lVert\theta_*\rVert^2 + \tfrac P2 \log\alpha
+    \log p(y \mid \theta_*, \sigma) - \tfrac\alpha2 \lVert\theta_*\rVert^2 + \tfrac P2 \log\alpha
     - \tfrac12 \log\lvert G + \alpha I\rvert
 
-(MacKay 1992; Laplace Redux's post-hoc tuning), in closed form over the eigenvalues of G. P x P
-matrices: meant for networks of up to a few thousand weights (the UCI nets have 42-651).
+(MacKay 1992; Laplace Redux's post-hoc tuning), in closed form over the eigenvalues of G.
+``noise="evidence"`` maximises the same evidence over :math:`\sigma` too (jointly with
+:math:`\alpha`, Immer et al. 2021; the last-layer Laplace does the same), at the MAP net's
+weights. At the optimum MacKay's fixed point holds: :math:`\sigma^2 = \lVert y -
+f_*\rVert^2 / (N - \gamma)` and :math:`\alpha = \gamma / \lVert\theta_*\rVert^2`, with
+:math:`\gamma = \sum_i \lambda_i / (\lambda_i + \alpha)` the effective number of parameters
+(:math:`\lambda_i` the eigenvalues of G): the MAP net's noise is its training residual, which a
+net with hundreds of effective parameters makes too small. P x P matrices: meant for networks
+of up to a few thousand weights (the UCI nets have 42-651).
 
 The Jacobian is written by hand (backpropagation of one scalar output through the layers
 :func:`models.families.bnn.forward` computes): a few matrix products in numpy, checked against
@@ -83,33 +91,55 @@ class GGNLaplace(NetworkLaplace):
         return forward(self.params, X, self.activation, self.n_hidden)[:, 0]
 
 
+NOISES = ("map", "evidence")  # where the GGN Laplace's noise sd comes from
+
+
 def fit_ggn_laplace(params: dict, X, y, activation: str, n_hidden: int,
-                    prior_precision: float | None = None) -> GGNLaplace:
+                    prior_precision: float | None = None, noise: str = "map") -> GGNLaplace:
     """GGN Laplace around the network ``params`` (a MAP net with its noise ``sigma``) on the
     training data (X, y): see the module docstring. ``prior_precision``: fixed instead of
-    chosen by the evidence."""
-    sigma = float(np.asarray(params["sigma"]))
+    chosen by the evidence. ``noise``: "map" keeps the MAP net's ``sigma``; "evidence"
+    chooses it by the evidence too (with ``prior_precision`` fixed, sigma alone)."""
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+    sigma_map = float(np.asarray(params["sigma"]))
     J = jacobian(params, X, activation, n_hidden)
     theta = flat_parameters(params, n_hidden)
-    G = J.T @ J / sigma ** 2
+    G = J.T @ J / sigma_map ** 2
     lam, V = np.linalg.eigh(G)
-    lam = np.clip(lam, 0.0, None)
+    lam = np.clip(lam, 0.0, None)  # G's eigenvalues at the MAP net's sigma
     resid = np.asarray(y, float) - forward(params, X, activation, n_hidden)[:, 0]
-    loglik = float(stats.norm.logpdf(resid, 0.0, sigma).sum())
     P, sq = len(theta), float(theta @ theta)
 
-    def log_evidence(log_alpha):
+    def log_evidence(log_alpha, sigma=sigma_map):
         alpha = np.exp(log_alpha)
+        # at another sigma, G = J'J / sigma^2 has eigenvalues lam * (sigma_map / sigma)^2
+        loglik = float(stats.norm.logpdf(resid, 0.0, sigma).sum())
         return (loglik - 0.5 * alpha * sq + 0.5 * P * log_alpha
-                - 0.5 * np.sum(np.log(lam + alpha)))
+                - 0.5 * np.sum(np.log(lam * (sigma_map / sigma) ** 2 + alpha)))
 
-    if prior_precision is None:
-        best = optimize.minimize_scalar(lambda a: -log_evidence(a), bounds=(-20.0, 20.0),
-                                        method="bounded", options={"xatol": 1e-10})
-        log_alpha = float(best.x)
+    fixed = None if prior_precision is None else float(np.log(prior_precision))
+    sigma = sigma_map
+    if noise == "map":
+        if fixed is None:
+            best = optimize.minimize_scalar(lambda a: -log_evidence(a), bounds=(-20.0, 20.0),
+                                            method="bounded", options={"xatol": 1e-10})
+            log_alpha = float(best.x)
+        else:
+            log_alpha = fixed
     else:
-        log_alpha = float(np.log(prior_precision))
+        tight = {"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000}
+        if fixed is None:
+            best = optimize.minimize(lambda z: -log_evidence(z[0], np.exp(z[1])),
+                                     np.array([0.0, np.log(sigma_map)]), method="L-BFGS-B",
+                                     bounds=[(-20.0, 20.0), (-20.0, 5.0)], options=tight)
+            log_alpha, sigma = float(best.x[0]), float(np.exp(best.x[1]))
+        else:
+            best = optimize.minimize(lambda z: -log_evidence(fixed, np.exp(z[0])),
+                                     np.array([np.log(sigma_map)]), method="L-BFGS-B",
+                                     bounds=[(-20.0, 5.0)], options=tight)
+            log_alpha, sigma = fixed, float(np.exp(best.x[0]))
     alpha = np.exp(log_alpha)
-    cov = (V / (lam + alpha)) @ V.T
-    return GGNLaplace(cov, float(alpha), sigma, float(log_evidence(log_alpha)),
+    cov = (V / (lam * (sigma_map / sigma) ** 2 + alpha)) @ V.T
+    return GGNLaplace(cov, float(alpha), float(sigma), float(log_evidence(log_alpha, sigma)),
                       {k: np.asarray(v) for k, v in params.items()}, activation, n_hidden)
