@@ -655,3 +655,13 @@ def test_uci_page_says_where_the_ggn_noise_comes_from(noise, says):
     uci_benchmark._describe(page, proto.sampler, proto, 2, "here")
     assert says in " ".join(page.said)
     assert page.metrics["network"]["ggn_noise"] == noise
+
+
+def test_bnn_page_says_where_the_ggn_noise_comes_from():
+    from workflows import bnn as bnn_wf
+
+    assert bnn_wf._ggn_noise_words({"sigma": 0.0605, "noise": "map"}, 0.0605) == \
+        "σ the MAP net's (0.0605)"
+    assert bnn_wf._ggn_noise_words({"sigma": 0.0605}, 0.0605) == "σ the MAP net's (0.0605)"
+    assert bnn_wf._ggn_noise_words({"sigma": 0.0605, "noise": "evidence"}, 0.058) == (
+        "σ 0.0605, chosen with it by the evidence (--ggn-noise evidence; the MAP net's is 0.058)")

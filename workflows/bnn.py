@@ -268,12 +268,8 @@ def _held_out(report, args, d, proto, r) -> None:
                 f"GGN Laplace: all {ggn['parameters']} of the net's "
                 "weights and biases (every parameter but σ), a Gaussian around the MAP net with the generalised "
                 "Gauss-Newton precision JᵀJ/σ² plus the evidence-chosen prior precision "
-                f"{ggn['prior_precision']:.3g}, σ "
-                + ("the MAP net's" if ggn_noise == "map" else
-                   "chosen with it by the evidence (--ggn-noise evidence; the MAP net's is "
-                   f"{float(r.map['sigma']):.3g})")
-                + f" ({ggn['sigma']:.3g}); its predictive linearises the network at the MAP "
-                "weights."
+                f"{ggn['prior_precision']:.3g}, "
+                + _ggn_noise_words(ggn, float(r.map["sigma"])) + "; its predictive linearises the network at the MAP weights."
                 + (" GGN Laplace ensemble: the same Laplace around every member of the deep "
                    "ensemble (each with its own " + ("σ" if ggn_noise == "map" else
                                                      "evidence-chosen σ") + " and evidence-chosen "
@@ -288,6 +284,14 @@ def _held_out(report, args, d, proto, r) -> None:
     text, best = best_method_sentence(r.metrics, _method_checks(r))
     report.metrics["best_method"] = best
     report.text(text, kind="warn" if best["checks_passed"] is False else "note")
+
+
+def _ggn_noise_words(ggn: dict, map_sigma: float) -> str:
+    """Where the GGN Laplace's noise sd came from, with its value (standardised units)."""
+    if ggn.get("noise", "map") == "map":
+        return f"σ the MAP net's ({ggn['sigma']:.3g})"
+    return (f"σ {ggn['sigma']:.3g}, chosen with it by the evidence (--ggn-noise evidence; the "
+            f"MAP net's is {map_sigma:.3g})")
 
 
 def _method_checks(r) -> dict:
