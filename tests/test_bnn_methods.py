@@ -591,6 +591,22 @@ def test_the_bnn_workflow_refuses_product_coordinates_in_one_line(tmp_path, argv
         "xavier_normal").coordinates == "product"
 
 
+@pytest.mark.parametrize("task", ["classification", "held_out_class"])
+def test_the_bnn_workflow_refuses_ggn_noise_without_ggn_rows(tmp_path, task):
+    from workflows import bnn as bnn_wf
+    from workflows.options import parser
+
+    args = bnn_wf.add_arguments(parser("bnn", "")).parse_args(
+        ["--task", task, "--ggn-noise", "evidence", "--out", str(tmp_path / "o")])
+    s = bnn_wf.bnn_settings(args)
+    widths, prior = bnn_wf.network_options(args, s.quick)
+    with pytest.raises(SystemExit, match="^error: --ggn-noise evidence: only for --task "
+                                         "regression") as exc:
+        bnn_wf.protocol(args, s, widths, prior)
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "o").exists()
+
+
 def test_uci_benchmark_refuses_product_coordinates_in_one_line_before_any_work(tmp_path):
     from workflows import uci_benchmark
 

@@ -138,6 +138,9 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
     chains_from = args.chains_from if args.task == "regression" else "prior"
     if args.coordinates != "weights" and args.task != "regression":
         raise SystemExit(f"error: --coordinates {args.coordinates}: only for --task regression")
+    if args.ggn_noise != "map" and args.task != "regression":
+        raise SystemExit(f"error: --ggn-noise {args.ggn_noise}: only for --task regression (the "
+                         "classifiers have no GGN Laplace rows)")
     target_accept = args.target_accept if args.target_accept is not None else (
         ENSEMBLE_TARGET_ACCEPT if chains_from == "ensemble" else 0.9)
     pool = check_member_pool(args.member_pool, s.config.chains) if args.task == "regression" else 0
