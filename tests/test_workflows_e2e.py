@@ -478,6 +478,14 @@ def test_uci_benchmark_without_nuts_e2e(tmp_path):
     assert m["convergence"] == [] and m["checks"] == {} and not m.get("verdicts")
     page = (out / "index.html").read_text()
     assert "NUTS not run (--no-nuts)" in page and "closed forms" not in page
+    # the table caption describes the rows on this page: no NUTS count, and the Laplace
+    # ensemble's seconds pay for every member (method_seconds), not one
+    from html import unescape
+
+    words = unescape(page)
+    assert "on how many splits the NUTS checks passed" not in words
+    assert "'no checks' on every row" in words and "NUTS from ensemble starts" not in words
+    assert "GGN Laplace ensemble: every member plus a GGN fit around each" in words
     assert "split 0 of the standard 20" in page  # one split, not "splits 0..0"
     # which method predicts best, from the per-split rows by hand, against the issue's targets
     # (deep ensembles' published -1.18; gradient-boosted trees about -0.55 on yacht)

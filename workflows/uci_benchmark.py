@@ -447,15 +447,21 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
             what=f"{n} splits; the other methods ({', '.join(others)}) have no convergence "
                  "check of their own")
     report.text("Mean ± standard error over splits, one table per data set (test LL: nats per "
-                "point, higher is better; 'bits' = nats / ln 2). 'checks passed': on how many splits the NUTS checks "
-                "passed (within each chain for ensemble-started chains); the mean is over every "
-                "split, passed or not, so read it with that count. 'fit s/split': mean wall "
-                "seconds to fit that method on one split on this run's workers ("
+                "point, higher is better; 'bits' = nats / ln 2). "
+                + ("'checks passed': on how many splits the NUTS checks passed (within each "
+                   "chain for ensemble-started chains); the mean is over every split, passed or "
+                   "not, so read it with that count. " if proto.nuts else
+                   "'checks passed': 'no checks' on every row, since NUTS was not run and no other "
+                   "method has a convergence check of its own. ")
+                + "'fit s/split': mean wall seconds to fit that method on one split on this "
+                "run's workers ("
                 + ("MAP net, deep ensemble and Laplace rows: every fit of the member pool, plus "
                    "the Laplace fits; NUTS: the pool plus sampling; "
                    if proto.member_pool else
-                   "MAP net: one member; Laplace rows: one member plus the Laplace fit; NUTS "
-                   "from ensemble starts: all members plus sampling; ")
+                   "MAP net: one member; last-layer and GGN Laplace: one member plus its Laplace "
+                   "fit; GGN Laplace ensemble: every member plus a GGN fit around each; "
+                   + ("NUTS from ensemble starts: all members plus sampling; " if proto.nuts
+                      else ""))
                 + "compilation, once per process, excluded). "
                 "Published rows: the papers' 20-split means.")
     best = _best(summary)
