@@ -272,7 +272,8 @@ def _held_out(report, args, d, proto, r) -> None:
                 "weights and biases (every parameter but σ), a Gaussian around the MAP net with the generalised "
                 "Gauss-Newton precision JᵀJ/σ² plus the evidence-chosen prior precision "
                 f"{ggn['prior_precision']:.3g}, "
-                + _ggn_noise_words(ggn, float(r.map["sigma"])) + "; its predictive linearises the network at the MAP weights."
+                + _ggn_noise_words(ggn, float(r.map["sigma"]))
+                + "; its predictive linearises the network at the MAP weights."
                 + (" GGN Laplace ensemble: the same Laplace around every member of the deep "
                    "ensemble (each with its own " + ("σ" if ggn_noise == "map" else
                                                      "evidence-chosen σ") + " and evidence-chosen "

@@ -113,8 +113,8 @@ def fit_ggn_laplace(params: dict, X, y, activation: str, n_hidden: int,
 
     def log_evidence(log_alpha, sigma=sigma_map):
         alpha = np.exp(log_alpha)
-        # at another sigma, G = J'J / sigma^2 has eigenvalues lam * (sigma_map / sigma)^2
         loglik = float(stats.norm.logpdf(resid, 0.0, sigma).sum())
+        # at another sigma, G = J'J / sigma^2 has eigenvalues lam * (sigma_map / sigma)^2
         return (loglik - 0.5 * alpha * sq + 0.5 * P * log_alpha
                 - 0.5 * np.sum(np.log(lam * (sigma_map / sigma) ** 2 + alpha)))
 
@@ -127,18 +127,17 @@ def fit_ggn_laplace(params: dict, X, y, activation: str, n_hidden: int,
             log_alpha = float(best.x)
         else:
             log_alpha = fixed
-    else:
-        tight = {"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000}
-        if fixed is None:
-            best = optimize.minimize(lambda z: -log_evidence(z[0], np.exp(z[1])),
-                                     np.array([0.0, np.log(sigma_map)]), method="L-BFGS-B",
-                                     bounds=[(-20.0, 20.0), (-20.0, 5.0)], options=tight)
-            log_alpha, sigma = float(best.x[0]), float(np.exp(best.x[1]))
-        else:
-            best = optimize.minimize(lambda z: -log_evidence(fixed, np.exp(z[0])),
-                                     np.array([np.log(sigma_map)]), method="L-BFGS-B",
-                                     bounds=[(-20.0, 5.0)], options=tight)
-            log_alpha, sigma = fixed, float(np.exp(best.x[0]))
+    else:  # sigma by the evidence, with alpha unless it is fixed: z = ([log alpha,] log sigma)
+        def unpack(z):
+            return (float(z[0]) if fixed is None else fixed), float(np.exp(z[-1]))
+
+        free = [(0.0, (-20.0, 20.0))] if fixed is None else []
+        free.append((np.log(sigma_map), (-20.0, 5.0)))
+        best = optimize.minimize(lambda z: -log_evidence(*unpack(z)),
+                                 np.array([start for start, _ in free]), method="L-BFGS-B",
+                                 bounds=[bound for _, bound in free],
+                                 options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
+        log_alpha, sigma = unpack(best.x)
     alpha = np.exp(log_alpha)
     cov = (V / (lam * (sigma_map / sigma) ** 2 + alpha)) @ V.T
     return GGNLaplace(cov, float(alpha), float(sigma), float(log_evidence(log_alpha, sigma)),
