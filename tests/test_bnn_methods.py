@@ -681,3 +681,112 @@ def test_bnn_page_says_where_the_ggn_noise_comes_from():
     assert bnn_wf._ggn_noise_words({"sigma": 0.0605}, 0.0605) == "σ the MAP net's (0.0605)"
     assert bnn_wf._ggn_noise_words({"sigma": 0.0605, "noise": "evidence"}, 0.058) == (
         "σ 0.0605, chosen with it by the evidence (--ggn-noise evidence; the MAP net's is 0.058)")
+
+
+def _identified_tanh_net():
+    """One tanh unit, 2000 rows of its own function plus noise sd 0.1: a posterior close to
+    Gaussian around its MAP net, with the GGN Laplace around that MAP net."""
+    import dataclasses  # noqa: F401  (the callers replace the Laplace's covariance)
+
+    from models.evaluation.ggn import fit_ggn_laplace
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 2))
+    y = 1.5 * np.tanh(X @ np.array([0.8, -0.5]) + 0.2) + 0.1 * rng.normal(size=2000)
+    model = bnn.NetworkSpec((1,), "tanh", "xavier_normal").build_model(X, y)
+    member = bnn.deep_ensemble(model, bnn.prior_starts(model, 1, seed=1), 3000)[0]
+    return X, y, model, fit_ggn_laplace(member, X, y, "tanh", 1)
+
+
+def test_ggn_posterior_check_importance_ratios_by_hand():
+    """The log importance ratios are the network's log posterior (its Xavier prior, bias sd
+    0.1, the normal likelihood at the Laplace's sigma), written here in numpy and scipy, minus
+    the Gaussian's log density, up to one constant; the sigma is the Laplace's, not another."""
+    from models.evaluation.ggn import flat_parameters, importance_log_ratios
+    from models.families.bnn import forward, weight_variance
+
+    X, y, model, g = _identified_tanh_net()
+    theta = flat_parameters(g.params, 1)
+    z = theta + 0.05 * np.random.default_rng(3).normal(size=(50, len(theta)))
+    sd_in, sd_out = np.sqrt(weight_variance("xavier_normal", 2, 1)), np.sqrt(
+        weight_variance("xavier_normal", 1, 1))
+    by_hand = []
+    for zi in z:
+        params = {"w1": zi[:2].reshape(2, 1), "b1": zi[2:3], "w_out": zi[3:4].reshape(1, 1),
+                  "b_out": zi[4:5]}
+        log_prior = (stats.norm.logpdf(zi[:2], 0, sd_in).sum() + stats.norm.logpdf(zi[2], 0, 0.1)
+                     + stats.norm.logpdf(zi[3], 0, sd_out) + stats.norm.logpdf(zi[4], 0, 0.1))
+        log_lik = stats.norm.logpdf(y, forward(params, X, "tanh", 1)[:, 0], g.sigma).sum()
+        by_hand.append(log_prior + log_lik
+                       - stats.multivariate_normal(theta, g.cov).logpdf(zi))
+    diff = importance_log_ratios(g, model, z) - np.array(by_hand)
+    assert np.ptp(diff) < 1e-6 * np.ptp(by_hand)
+    # at another sigma the ratios differ by more than a constant: the check uses the Laplace's
+    import dataclasses
+
+    other = importance_log_ratios(dataclasses.replace(g, sigma=1.2 * g.sigma), model, z)
+    assert np.ptp(other - np.array(by_hand)) > 1.0
+
+
+def test_ggn_posterior_check_passes_a_near_gaussian_posterior_and_fails_a_narrow_proposal():
+    """PSIS k-hat against its closed form: for a Gaussian target and the same Gaussian with
+    its covariance times s as the proposal, the importance ratios have a Pareto tail with
+    k = 1 - s (P(w > t) ~ t^(-1/(1-s))). Around a near-Gaussian posterior the GGN Laplace
+    passes (k-hat near 0, importance ESS most of the 2000 draws); shrunk to s = 0.1 it fails
+    (k = 0.9); s = 0.5 reads k-hat near 0.5; s = 1.5 (wider than the target) has bounded
+    weights, k < 0. A check with the ratios' sign flipped passes the narrow one."""
+    import dataclasses
+
+    from models.evaluation.ggn import posterior_check
+
+    _, _, model, g = _identified_tanh_net()
+    check = posterior_check(g, model)
+    assert check.passed and check.pareto_k < 0.3 and check.ess > 1500
+    assert check.draws == 2000 and check.good_k == pytest.approx(1 - 1 / np.log10(2000))
+    narrow = posterior_check(dataclasses.replace(g, cov=0.1 * g.cov), model)
+    assert not narrow.passed and narrow.pareto_k > 0.75
+    half = posterior_check(dataclasses.replace(g, cov=0.5 * g.cov), model)
+    assert abs(half.pareto_k - 0.5) < 0.25
+    wide = posterior_check(dataclasses.replace(g, cov=1.5 * g.cov), model)
+    assert wide.passed and wide.pareto_k < 0
+    assert narrow.to_dict() == {"pareto_k": narrow.pareto_k, "good_k": narrow.good_k,
+                                "importance_ess": narrow.ess, "psis_draws": 2000,
+                                "passed": False}
+
+
+def test_ggn_posterior_check_skips_uniform_weight_priors():
+    from models.evaluation.ggn import fit_ggn_laplace, posterior_check
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(40, 2)), rng.normal(size=40)
+    model = bnn.NetworkSpec((2,), "tanh", "xavier_uniform").build_model(X, y)
+    member = bnn.deep_ensemble(model, bnn.prior_starts(model, 1, seed=1), 500)[0]
+    assert posterior_check(fit_ggn_laplace(member, X, y, "tanh", 1), model) is None
+
+
+def test_pages_say_whether_the_ggn_laplace_is_the_networks_posterior():
+    """The bnn page's words for the GGN rows' PSIS check (passed, failed, infinite k-hat, not
+    recorded) and the best-method sentence's caution when a GGN row wins and failed."""
+    from workflows import bnn as bnn_wf
+
+    ok = {"pareto_k": 0.21, "good_k": 0.697, "importance_ess": 1800.4, "psis_draws": 2000,
+          "passed": True}
+    bad = {**ok, "pareto_k": 55.83, "importance_ess": 1.1, "passed": False}
+    inf = {**bad, "pareto_k": None}  # metrics.json writes an infinite k-hat as null
+    assert bnn_wf._laplace_check_words([ok]) == (True, (
+        "its Gaussian passed the PSIS posterior check as an importance proposal for this "
+        "network's posterior over its weights (Pareto k̂ 0.21, at most 0.70)"))
+    passed, words = bnn_wf._laplace_check_words([ok, bad, inf])
+    assert passed is False and "each of its 3 Gaussians failed" in words
+    assert "Pareto k̂ 0.21, 55.83, ∞; above 0.70 fails" in words
+    assert bnn_wf._laplace_check_words([None])[0] is None
+    sentence = bnn_wf._posterior_check_sentence(bad)
+    assert "give Pareto k̂ 55.83 and an importance ESS of 1.1 of 2000: above ArviZ's 0.70" \
+        in sentence and "linearised at the MAP net" in sentence
+    assert "so the Gaussian is close to it" in bnn_wf._posterior_check_sentence(ok)
+    assert bnn_wf._posterior_check_sentence(None) == ""
+    text, best = bnn_wf.best_method_sentence(
+        {bnn.GGN_ENSEMBLE: {"test_ll_nats": -1.0, "rmse": 0.5},
+         bnn.NUTS: {"test_ll_nats": -1.2, "rmse": 0.6}},
+        {bnn.GGN_ENSEMBLE: bnn_wf._laplace_check_words([bad]), bnn.NUTS: (True, "passed")})
+    assert best["checks_passed"] is False and "treat the ranking with caution" in text

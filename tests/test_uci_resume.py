@@ -98,6 +98,10 @@ def test_a_protocol_without_nuts_samples_nothing_and_keeps_its_own_splits(tmp_pa
         dens = dens + stats.norm.pdf(y, m + sd * mu, sd * np.sqrt(var_f + g.sigma ** 2)) / 3
     assert r.metrics[bnn.GGN_ENSEMBLE]["test_ll_nats"] == pytest.approx(np.log(dens).mean(),
                                                                         rel=1e-9)
+    # one PSIS posterior check per member's Gaussian, the first the MAP net's (member 0)
+    checks = r.function_space["ggn_ensemble_posterior_check"]
+    assert len(checks) == 3 and checks[0] == r.function_space["ggn_laplace"]["posterior_check"]
+    assert len({c["pareto_k"] for c in checks}) == 3  # three Gaussians, three draws
 
     (SplitStore.open(tmp_path / "s", TINY).directory / "yacht-00.pkl").write_bytes(b"")
     with pytest.raises(OutputError, match="other settings"):

@@ -274,6 +274,7 @@ def _held_out(report, args, d, proto, r) -> None:
                 f"{ggn['prior_precision']:.3g}, "
                 + _ggn_noise_words(ggn, float(r.map["sigma"]))
                 + "; its predictive linearises the network at the MAP weights."
+                + _posterior_check_sentence(ggn.get("posterior_check"))
                 + (" GGN Laplace ensemble: the same Laplace around every member of the deep "
                    "ensemble (each with its own " + ("σ" if ggn_noise == "map" else
                                                      "evidence-chosen σ") + " and evidence-chosen "
@@ -298,6 +299,46 @@ def _ggn_noise_words(ggn: dict, map_sigma: float) -> str:
             f"MAP net's is {map_sigma:.3g})")
 
 
+def _laplace_check_words(checks: list) -> tuple:
+    """(passed, words) of a GGN Laplace row's PSIS posterior check: one Gaussian's, or every
+    member's for the ensemble; (None, ...) for a result without it."""
+    if not checks or any(c is None for c in checks):
+        return None, "a Gaussian around the MAP net with no check recorded"
+    ks = [c["pareto_k"] for c in checks]
+    passed = all(c["passed"] for c in checks)
+    good = checks[0]["good_k"]
+    what = ("its Gaussian" if len(checks) == 1 else f"each of its {len(checks)} Gaussians")
+    ks_words = (f"Pareto k̂ {_k(ks[0])}" if len(ks) == 1 else
+                "Pareto k̂ " + ", ".join(_k(k) for k in ks))
+    if passed:
+        return True, (f"{what} passed the PSIS posterior check as an importance proposal for "
+                      f"this network's posterior over its weights ({ks_words}, at most "
+                      f"{good:.2f})")
+    return False, (f"{what} failed the PSIS posterior check ({ks_words}; above {good:.2f} "
+                   "fails): it is not this network's posterior over its weights, and its "
+                   "predictive is the posterior predictive of the network linearised at the "
+                   "MAP net")
+
+
+def _posterior_check_sentence(check: dict | None) -> str:
+    """The GGN Laplace's PSIS posterior check in one sentence, with its numbers."""
+    if not check:
+        return ""
+    return (f" Is that Gaussian this network's posterior? {check['psis_draws']} draws from it, "
+            "importance-weighted to the posterior over the weights (the network's own prior, σ "
+            f"held at the Laplace's; Yao et al. 2018), give Pareto k̂ {_k(check['pareto_k'])} "
+            f"and an importance ESS of {check['importance_ess']:.1f} of {check['psis_draws']}: "
+            + ("at most ArviZ's " f"{check['good_k']:.2f}, so the Gaussian is close to it."
+               if check["passed"] else
+               f"above ArviZ's {check['good_k']:.2f}, so it is not, and the GGN rows are the "
+               "posterior predictive of the network linearised at the MAP net, a different "
+               "model from this network."))
+
+
+def _k(k) -> str:
+    return "∞" if k is None or not np.isfinite(k) else f"{k:.2f}"
+
+
 def _method_checks(r) -> dict:
     """Whether each predictor's own checks passed (None: it has none), in words."""
     d = r.diagnostics
@@ -311,8 +352,10 @@ def _method_checks(r) -> dict:
             bnn.DEEP_ENSEMBLE: (None, "optima, with no convergence check of their own"),
             bnn.LAPLACE: (None, "exact for the output layer given the MAP net's hidden layers, "
                                 "which it holds fixed: nothing to check"),
-            bnn.GGN_LAPLACE: (None, "a Gaussian around the MAP net with no check of its own"),
-            bnn.GGN_ENSEMBLE: (None, "Gaussians around the members, with no check of their own"),
+            bnn.GGN_LAPLACE: _laplace_check_words(
+                [r.function_space["ggn_laplace"].get("posterior_check")]),
+            bnn.GGN_ENSEMBLE: _laplace_check_words(
+                r.function_space.get("ggn_ensemble_posterior_check", [None])),
             bnn.NUTS: nuts, bnn.NUTS_STACKED: nuts,
             bnn.ADVI: (None, "no convergence diagnostic beyond its ELBO")}
 

@@ -29,7 +29,8 @@ from models.base import datasets
 from models.base.checks import as_design_matrix
 from models.base.splits import Standardizer, random_split
 from models.evaluation import scores as calibration
-from models.evaluation.ggn import NOISES as GGN_NOISES, GGNLaplace, fit_ggn_laplace  # noqa: F401
+from models.evaluation.ggn import (NOISES as GGN_NOISES, GGNLaplace, PosteriorCheck,  # noqa: F401
+                                   fit_ggn_laplace, posterior_check)
 from models.evaluation.last_layer import LastLayerLaplace, fit_last_layer  # noqa: F401
 from models.evaluation.scores import (auroc, binary_entropy, predictive_entropy,  # noqa: F401
                                       gaussian_predictive_metrics,
@@ -476,6 +477,10 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     fs["ggn_laplace"] = {"prior_precision": ggn.prior_precision, "sigma": ggn.sigma,
                          "log_evidence": ggn.log_evidence, "parameters": int(len(ggn.cov)),
                          "noise": protocol.ggn_noise}
+    # is the Gaussian the network's posterior? (PSIS k-hat; a diagnostic, outside the fit's
+    # seconds, as the NUTS checks are)
+    checks = [posterior_check(ggn, model, seed=_check_seed(seed, 0))]
+    fs["ggn_laplace"]["posterior_check"] = _check_dict(checks[0])
     if K > 1:
         # a mixture of Laplace approximations (Eschenhagen et al. 2021): the GGN Laplace around
         # every member, equal weights; members' modes plus each mode's local spread
@@ -493,6 +498,9 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
             _mixture_var(means, var_f), _mixture_var(np.stack([mu for mu, _ in shifted]),
                                                      np.stack([v for _, v in shifted])))
         fs["ggn_ensemble_sigma"] = [float(g.sigma) for g in fits]
+        checks += [posterior_check(g, model, seed=_check_seed(seed, k))
+                   for k, g in enumerate(fits[1:], start=1)]
+        fs["ggn_ensemble_posterior_check"] = [_check_dict(c) for c in checks]
     sd_in = sd_out = running = None
     if protocol.nuts:
         nuts_metrics, nuts_fs, sd_in, sd_out, running = _score_nuts(
@@ -517,6 +525,16 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
                       extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
                              "members": members, "f_members": f_members, "laplace": laplace,
                              "laplace_f": (la_mean, la_var), "running_lppd": running})
+
+
+def _check_dict(check: PosteriorCheck | None) -> dict | None:
+    return None if check is None else check.to_dict()  # None: uniform weight priors
+
+
+def _check_seed(seed: int, member: int) -> int:
+    """The seed of member ``member``'s :func:`posterior_check` draws: its own stream, apart
+    from the members' starts and the sampler's."""
+    return int(np.random.SeedSequence((seed, 2, member)).generate_state(1)[0])
 
 
 def _mixture_var(means, var) -> np.ndarray:

@@ -24,6 +24,15 @@ f_*\rVert^2 / (N - \gamma)` and :math:`\alpha = \gamma / \lVert\theta_*\rVert^2`
 net with hundreds of effective parameters makes too small. P x P matrices: meant for networks
 of up to a few thousand weights (the UCI nets have 42-651).
 
+Is the Gaussian the network's posterior? :func:`posterior_check` asks with Pareto-smoothed
+importance sampling (Yao, Vehtari, Simpson & Gelman 2018, "Yes, but did it work?"): draws of
+the Laplace Gaussian, importance-weighted to the model's own posterior over the weights (its
+prior, not the evidence-chosen one, and its likelihood at the Laplace's sigma), and the Pareto
+k-hat of the weights' tail. k-hat at most ArviZ's good_k (0.7 at 2000 draws or more) says the
+Gaussian is close enough to that posterior for importance sampling to work; above it, it is
+not, and the linearised predictive is the posterior predictive of the network linearised at
+the MAP net (a different model, Immer et al. 2021), not of this network.
+
 The Jacobian is written by hand (backpropagation of one scalar output through the layers
 :func:`models.families.bnn.forward` computes): a few matrix products in numpy, checked against
 finite differences of ``forward`` in the tests. PyTorch's laplace library does this for torch
@@ -32,10 +41,13 @@ models; this project's networks are PyMC models evaluated in numpy.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+import pymc as pm
+from arviz_stats.base import array_stats
+from scipy import optimize, special, stats
 
 from models.evaluation.last_layer import NetworkLaplace
 from models.families.bnn import forward, numpy_activation
@@ -142,3 +154,92 @@ def fit_ggn_laplace(params: dict, X, y, activation: str, n_hidden: int,
     cov = (V / (lam * (sigma_map / sigma) ** 2 + alpha)) @ V.T
     return GGNLaplace(cov, float(alpha), float(sigma), float(log_evidence(log_alpha, sigma)),
                       {k: np.asarray(v) for k, v in params.items()}, activation, n_hidden)
+
+
+PSIS_DRAWS = 2000  # ArviZ's good_k at S draws is min(1 - 1/log10(S), 0.7): 0.697 at 2000
+
+# the model's compiled log density, once per model object (a 20-split benchmark reuses one
+# model with each split's data; the data are shared variables, so the function follows them)
+_LOGP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class PosteriorCheck:
+    """:func:`posterior_check`'s verdict. ``pareto_k``: the Pareto k-hat of the importance
+    ratios posterior / Gaussian (inf where one draw holds all the weight and no tail can be
+    fitted); ``good_k``: ArviZ's threshold for ``draws``; ``ess``: the importance-sampling
+    effective sample size of the raw weights (1 / sum of squared normalised weights; of
+    ``draws``)."""
+
+    pareto_k: float
+    good_k: float
+    ess: float
+    draws: int
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.pareto_k <= self.good_k)
+
+    def to_dict(self) -> dict:
+        return {"pareto_k": self.pareto_k, "good_k": self.good_k, "importance_ess": self.ess,
+                "psis_draws": self.draws, "passed": self.passed}
+
+
+def importance_log_ratios(laplace: GGNLaplace, model: pm.Model, z: np.ndarray) -> np.ndarray:
+    """log p(theta, sigma | y) - log q(theta) at each row of ``z`` (draws x P, flat in
+    :func:`parameter_names` order), up to one constant: ``model``'s log density (PyMC's,
+    without the transforms' Jacobians) with sigma held at ``laplace.sigma``, minus the
+    Laplace Gaussian's (scipy's). Raises ValueError for a model whose weights are not
+    unconstrained (uniform priors: :func:`posterior_check` returns None there)."""
+    logp = _LOGP.get(model)
+    if logp is None:
+        logp = _LOGP[model] = model.compile_logp(jacobian=False)
+    names = parameter_names(laplace.n_hidden)
+    if any(model.rvs_to_transforms.get(model[k]) is not None for k in names):
+        raise ValueError("importance_log_ratios: the weights have bounded (uniform) priors")
+    sigma_rv = model["sigma"]
+    value = model.rvs_to_values[sigma_rv].name
+    if model.rvs_to_transforms.get(sigma_rv) is None or value != "sigma_log__":
+        raise ValueError(f"importance_log_ratios: sigma's value variable is {value!r}, not its log")
+    shapes = [np.shape(laplace.params[k]) for k in names]
+    ends = np.cumsum([int(np.prod(sh)) for sh in shapes])
+    z = np.atleast_2d(np.asarray(z, dtype=float))
+    log_p = np.empty(len(z))
+    for i, zi in enumerate(z):
+        point = {k: part.reshape(sh) for k, part, sh in zip(names, np.split(zi, ends[:-1]), shapes)}
+        point[value] = np.log(laplace.sigma)
+        log_p[i] = logp(point)
+    q = stats.multivariate_normal(flat_parameters(laplace.params, laplace.n_hidden), laplace.cov)
+    return log_p - q.logpdf(z).reshape(len(z))
+
+
+def posterior_check(laplace: GGNLaplace, model: pm.Model, draws: int = PSIS_DRAWS,
+                    seed: int = 0) -> PosteriorCheck | None:
+    """PSIS diagnostic of the GGN Laplace ``laplace`` as an approximation of ``model``'s
+    posterior over the network's weights (see the module docstring): ``draws`` draws of the
+    Gaussian, log importance ratios log p(theta, sigma | y) - log q(theta) with sigma held at
+    ``laplace.sigma`` (``model``: the network of :func:`models.families.bnn.build` the
+    Laplace was fitted on, its data the training split; :func:`importance_log_ratios`),
+    Pareto-smoothed by ArviZ. The importance ratios are written here (ArviZ smooths ratios it
+    is given; PyMC evaluates the model's log density at each draw). None for uniform weight
+    priors (bounded weights, whose interval transform this does not handle)."""
+    names = parameter_names(laplace.n_hidden)
+    if any(model.rvs_to_transforms.get(model[k]) is not None for k in names):
+        return None  # uniform weight priors: bounded weights, not handled here
+    theta = flat_parameters(laplace.params, laplace.n_hidden)
+    z = stats.multivariate_normal(theta, laplace.cov).rvs(
+        size=int(draws), random_state=np.random.default_rng(seed))
+    z = np.atleast_2d(z)
+    log_ratio = importance_log_ratios(laplace, model, z)
+    # ArviZ's psislw smooths the ratios of a left-out point's log-likelihood, i.e. of -ary
+    if np.isnan(log_ratio).any() or np.isposinf(log_ratio).any():
+        raise ValueError("posterior_check: the model's log density is not finite at a draw")
+    _, k = array_stats.psislw(-log_ratio)
+    # ArviZ gives nan where the largest ratio dwarfs the rest (yacht's 50-ReLU net: by 9,557
+    # nats): every other weight underflows, no tail is left to fit, and one draw is the estimate
+    k = float(k) if np.isfinite(k) else np.inf
+    # the raw weights' ESS (smoothing caps the largest weights, and with them this number)
+    log_w = log_ratio - special.logsumexp(log_ratio)
+    ess = float(1.0 / np.exp(special.logsumexp(2.0 * log_w)))
+    good_k = float(min(1.0 - 1.0 / np.log10(len(z)), 0.7))
+    return PosteriorCheck(k, good_k, ess, len(z))
