@@ -366,6 +366,8 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     from workflows import bnn as bnn_wf
     from workflows import uci_benchmark
 
+    from html import unescape
+
     out, m = _run(bnn_wf, tmp_path, "--dataset", "yacht", "--split", "3")
     # The constant predictor's RMSE, derived independently from the raw split files.
     folder = datasets.DATA_DIR / "uci" / "yacht"
@@ -377,6 +379,15 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert m["metrics"]["MLE net"]["rmse"] < m["metrics"]["constant (training mean)"]["rmse"]
     assert m["metrics"]["ADVI (mean-field)"]["rmse"] < m["metrics"]["constant (training mean)"]["rmse"]
     assert m["advi"]["iterations"] == 5000 and m["advi"]["f_sd_mean"] > 0
+    # ADVI's and the GGN Laplace's PSIS posterior checks, on the page in words with their k-hat
+    advi_check, ggn_check = (m["function_space"]["advi_posterior_check"],
+                             m["function_space"]["ggn_laplace"]["posterior_check"])
+    assert m["advi"]["posterior_check"] == advi_check
+    words = unescape((out / "index.html").read_text())
+    assert "Is ADVI's mean-field normal the posterior? its mean-field normal " + (
+        "passed" if advi_check["passed"] else "failed") in words
+    k = ggn_check["pareto_k"]
+    assert f"give Pareto k̂ {'∞' if k is None else f'{k:.2f}'}" in words
     stacking = m["function_space"]["chain_stacking"]
     assert sum(stacking["stacking weight"]) == pytest.approx(1.0, abs=1e-6)
     # ensemble-started chains (the default): one per member, judged chain by chain; the
@@ -387,7 +398,6 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert m["sections"]["function space"]["diagnostics"]["r_hat_max"] == pytest.approx(
         max(fs["within_chain"]["split_rhat_max"]))
     # the per-chain table says why each failing chain failed; a passing chain shows a dash
-    from html import unescape
     page = unescape((out / "index.html").read_text())
     table = page.split("why it failed</th>", 1)[1].split("<tbody>", 1)[1].split("</table>", 1)[0]
     cells = [row.split("<td>")[-1].split("</td>")[0] for row in table.split("</tr>")[:-1]]
@@ -434,6 +444,10 @@ def test_bnn_and_uci_benchmark_e2e(tmp_path):
     assert all(method.startswith("published") for method in methods[9:])
     nuts = [r for r in m["per_split"] if r["method"] == "NUTS posterior"][0]
     assert np.isfinite(nuts["f_rhat_max"])  # function-space diagnostics on the NUTS row
+    # ADVI's row counts its PSIS posterior check
+    advi = [r for r in m["per_split"] if r["method"] == "ADVI (mean-field)"][0]
+    assert [r["checks passed"] for r in m["summary"] if r["method"] == "ADVI (mean-field)"] == [
+        f"{int(advi['checks_passed'])}/1"]
     # metrics.json names the protocol's options, defaults included
     keys = ("chains_from", "member_pool", "coordinates", "product_power")
     assert {k: m["network"][k] for k in keys} == {

@@ -253,6 +253,10 @@ def _held_out(report, args, d, proto, r) -> None:
                     f"{advi_sd:.3g} vs NUTS {nuts_sd:.3g} (standardised units). "
                     + advi_spread_sentence(advi_sd, nuts_sd, r.metrics[bnn.ADVI]["rmse"],
                                            r.metrics[bnn.NUTS]["rmse"]), kind="note")
+        report.text("Is ADVI's mean-field normal the posterior? " + _advi_check_words(
+            r.function_space.get("advi_posterior_check"))[1] + " (its draws importance-weighted to "
+            "the posterior over the unconstrained parameters, σ included; Yao et al. 2018).",
+            kind="note")
         report.metrics["advi"] = {"f_sd_mean": advi_sd, "nuts_f_sd_mean": nuts_sd,
                                   **r.extra["advi"]["_meta"]}
     la, ggn = r.function_space["laplace"], r.function_space["ggn_laplace"]
@@ -335,6 +339,18 @@ def _posterior_check_sentence(check: dict | None) -> str:
                "model from this network."))
 
 
+def _advi_check_words(check: dict | None) -> tuple:
+    """(passed, words) of ADVI's PSIS posterior check (Yao et al. 2018 wrote it for ADVI)."""
+    if not check:
+        return None, "no check recorded beyond its ELBO"
+    words = (f"its mean-field normal {'passed' if check['passed'] else 'failed'} the PSIS "
+             f"posterior check (Pareto k̂ {_k(check['pareto_k'])}, importance ESS "
+             f"{check['importance_ess']:.1f} of {check['psis_draws']}; at most "
+             f"{check['good_k']:.2f} passes)")
+    return bool(check["passed"]), words + ("" if check["passed"] else
+                                           ": it is not this network's posterior")
+
+
 def _k(k) -> str:
     return "∞" if k is None or not np.isfinite(k) else f"{k:.2f}"
 
@@ -357,7 +373,7 @@ def _method_checks(r) -> dict:
             bnn.GGN_ENSEMBLE: _laplace_check_words(
                 r.function_space.get("ggn_ensemble_posterior_check", [None])),
             bnn.NUTS: nuts, bnn.NUTS_STACKED: nuts,
-            bnn.ADVI: (None, "no convergence diagnostic beyond its ELBO")}
+            bnn.ADVI: _advi_check_words(r.function_space.get("advi_posterior_check"))}
 
 
 def advi_spread_sentence(advi_sd: float, nuts_sd: float, advi_rmse: float,

@@ -24,19 +24,12 @@ f_*\rVert^2 / (N - \gamma)` and :math:`\alpha = \gamma / \lVert\theta_*\rVert^2`
 net with hundreds of effective parameters makes too small. P x P matrices: meant for networks
 of up to a few thousand weights (the UCI nets have 42-651).
 
-Is the Gaussian the network's posterior? :func:`posterior_check` asks with Pareto-smoothed
-importance sampling (Yao, Vehtari, Simpson & Gelman 2018, "Yes, but did it work?"): draws of
-the Laplace Gaussian, importance-weighted to the model's own posterior over the weights (its
-prior, not the evidence-chosen one, and its likelihood at the Laplace's sigma), and the Pareto
-k-hat of the weights' tail. k-hat at most ArviZ's good_k (0.7 at 2000 draws or more) says the
-Gaussian is close enough to that posterior for importance sampling to work; above it, it is
-not, and the linearised predictive is the posterior predictive of the network linearised at
-the MAP net (a different model, Immer et al. 2021), not of this network.
-
-The Jacobian is written by hand (backpropagation of one scalar output through the layers
-:func:`models.families.bnn.forward` computes): a few matrix products in numpy, checked against
-finite differences of ``forward`` in the tests. PyTorch's laplace library does this for torch
-models; this project's networks are PyMC models evaluated in numpy.
+Is the Gaussian the network's posterior? :func:`posterior_check` asks by Pareto-smoothed
+importance sampling (:mod:`models.evaluation.psis`): draws of the Laplace Gaussian,
+importance-weighted to the model's own posterior over the weights (its prior, not the
+evidence-chosen one, and its likelihood at the Laplace's sigma). Where it fails, the
+linearised predictive is the posterior predictive of the network linearised at the MAP net (a
+different model, Immer et al. 2021), not of this network.
 """
 
 from __future__ import annotations
@@ -46,10 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
-from arviz_stats.base import array_stats
-from scipy import optimize, special, stats
+from scipy import optimize, stats
 
 from models.evaluation.last_layer import NetworkLaplace
+from models.evaluation.psis import PSIS_DRAWS, PosteriorCheck
 from models.families.bnn import forward, numpy_activation
 
 
@@ -156,33 +149,9 @@ def fit_ggn_laplace(params: dict, X, y, activation: str, n_hidden: int,
                       {k: np.asarray(v) for k, v in params.items()}, activation, n_hidden)
 
 
-PSIS_DRAWS = 2000  # ArviZ's good_k at S draws is min(1 - 1/log10(S), 0.7): 0.697 at 2000
-
 # the model's compiled log density, once per model object (a 20-split benchmark reuses one
 # model with each split's data; the data are shared variables, so the function follows them)
 _LOGP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-@dataclass(frozen=True)
-class PosteriorCheck:
-    """:func:`posterior_check`'s verdict. ``pareto_k``: the Pareto k-hat of the importance
-    ratios posterior / Gaussian (inf where one draw holds all the weight and no tail can be
-    fitted); ``good_k``: ArviZ's threshold for ``draws``; ``ess``: the importance-sampling
-    effective sample size of the raw weights (1 / sum of squared normalised weights; of
-    ``draws``)."""
-
-    pareto_k: float
-    good_k: float
-    ess: float
-    draws: int
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.pareto_k <= self.good_k)
-
-    def to_dict(self) -> dict:
-        return {"pareto_k": self.pareto_k, "good_k": self.good_k, "importance_ess": self.ess,
-                "psis_draws": self.draws, "passed": self.passed}
 
 
 def importance_log_ratios(laplace: GGNLaplace, model: pm.Model, z: np.ndarray) -> np.ndarray:
@@ -229,17 +198,4 @@ def posterior_check(laplace: GGNLaplace, model: pm.Model, draws: int = PSIS_DRAW
     theta = flat_parameters(laplace.params, laplace.n_hidden)
     z = stats.multivariate_normal(theta, laplace.cov).rvs(
         size=int(draws), random_state=np.random.default_rng(seed))
-    z = np.atleast_2d(z)
-    log_ratio = importance_log_ratios(laplace, model, z)
-    # ArviZ's psislw smooths the ratios of a left-out point's log-likelihood, i.e. of -ary
-    if np.isnan(log_ratio).any() or np.isposinf(log_ratio).any():
-        raise ValueError("posterior_check: the model's log density is not finite at a draw")
-    _, k = array_stats.psislw(-log_ratio)
-    # ArviZ gives nan where the largest ratio dwarfs the rest (yacht's 50-ReLU net: by 9,557
-    # nats): every other weight underflows, no tail is left to fit, and one draw is the estimate
-    k = float(k) if np.isfinite(k) else np.inf
-    # the raw weights' ESS (smoothing caps the largest weights, and with them this number)
-    log_w = log_ratio - special.logsumexp(log_ratio)
-    ess = float(1.0 / np.exp(special.logsumexp(2.0 * log_w)))
-    good_k = float(min(1.0 - 1.0 / np.log10(len(z)), 0.7))
-    return PosteriorCheck(k, good_k, ess, len(z))
+    return PosteriorCheck.from_log_ratios(importance_log_ratios(laplace, model, np.atleast_2d(z)))
