@@ -253,10 +253,14 @@ def _held_out(report, args, d, proto, r) -> None:
                     f"{advi_sd:.3g} vs NUTS {nuts_sd:.3g} (standardised units). "
                     + advi_spread_sentence(advi_sd, nuts_sd, r.metrics[bnn.ADVI]["rmse"],
                                            r.metrics[bnn.NUTS]["rmse"]), kind="note")
-        report.text("Is ADVI's mean-field normal the posterior? " + _advi_check_words(
-            r.function_space.get("advi_posterior_check"))[1] + " (its draws importance-weighted to "
-            "the posterior over the unconstrained parameters, σ included; Yao et al. 2018).",
-            kind="note")
+        check = r.function_space.get("advi_posterior_check")
+        if check:
+            report.text(
+                f"Is ADVI's mean-field normal this network's posterior? {check['psis_draws']} "
+                "draws from it, importance-weighted to the posterior over the unconstrained "
+                "parameters (σ included; Yao et al. 2018), give " + _psis_numbers(check)
+                + (", so it is close to it." if check["passed"] else ", so it is not."),
+                kind="note")
         report.metrics["advi"] = {"f_sd_mean": advi_sd, "nuts_f_sd_mean": nuts_sd,
                                   **r.extra["advi"]["_meta"]}
     la, ggn = r.function_space["laplace"], r.function_space["ggn_laplace"]
@@ -330,13 +334,17 @@ def _posterior_check_sentence(check: dict | None) -> str:
         return ""
     return (f" Is that Gaussian this network's posterior? {check['psis_draws']} draws from it, "
             "importance-weighted to the posterior over the weights (the network's own prior, σ "
-            f"held at the Laplace's; Yao et al. 2018), give Pareto k̂ {_k(check['pareto_k'])} "
-            f"and an importance ESS of {check['importance_ess']:.1f} of {check['psis_draws']}: "
-            + ("at most ArviZ's " f"{check['good_k']:.2f}, so the Gaussian is close to it."
-               if check["passed"] else
-               f"above ArviZ's {check['good_k']:.2f}, so it is not, and the GGN rows are the "
-               "posterior predictive of the network linearised at the MAP net, a different "
-               "model from this network."))
+            "held at the Laplace's; Yao et al. 2018), give " + _psis_numbers(check)
+            + (", so the Gaussian is close to it." if check["passed"] else
+               ", so it is not, and the GGN rows are the posterior predictive of the network "
+               "linearised at the MAP net, a different model from this network."))
+
+
+def _psis_numbers(check: dict) -> str:
+    """k-hat, importance ESS and the threshold, as the PSIS sentences give them."""
+    return (f"Pareto k̂ {_k(check['pareto_k'])} and an importance ESS of "
+            f"{check['importance_ess']:.1f} of {check['psis_draws']}: "
+            + ("at most" if check["passed"] else "above") + f" ArviZ's {check['good_k']:.2f}")
 
 
 def _advi_check_words(check: dict | None) -> tuple:
