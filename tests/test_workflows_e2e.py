@@ -525,7 +525,7 @@ def test_uci_benchmark_without_nuts_e2e(tmp_path):
     assert "on how many splits the NUTS checks passed" not in words
     assert "NUTS was not run, so no row has a convergence check" in words
     assert "NUTS from ensemble starts" not in words
-    assert "Is the GGN Laplace the network's posterior?" in words
+    assert "Are the approximations this network's posterior?" in words
     assert "GGN Laplace ensemble: every member plus a GGN fit around each" in words
     assert "split 0 of the standard 20" in page  # one split, not "splits 0..0"
     # which method predicts best, from the per-split rows by hand, against the targets

@@ -548,13 +548,14 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     laplace_checks = _laplace_check_table(per_split)
     if laplace_checks is not None:
         report.table(laplace_checks, digits=3, caption=(
-            "Is the GGN Laplace the network's posterior? Per data set, on how many splits its "
-            "Gaussian (the MAP net's; for the ensemble every member's) passed the PSIS check, "
-            "and the median over splits of the Pareto k̂ (for the ensemble, of each split's "
-            "largest member k̂; ArviZ's threshold is 0.697 at 2000 draws) and of the importance "
-            "ESS out of 2000 draws (the MAP net's Gaussian). Above the threshold the Gaussian is not "
-            "this network's posterior, and the row is the posterior predictive of the network "
-            "linearised at its MAP net."
+            "Are the approximations this network's posterior? Per data set, on how many "
+            "splits the GGN Laplace's Gaussian (the MAP net's; for the ensemble every "
+            "member's) passed the PSIS check, and the median over splits of the Pareto k̂ (for "
+            "the ensemble, of each split's largest member k̂; ArviZ's threshold is 0.697 at "
+            "2000 draws; ∞: one draw holds all the weight, no tail is left to fit) and of the "
+            "importance ESS out of 2000 draws (the MAP net's Gaussian). Above the threshold "
+            "the Gaussian is not this network's posterior, and the row is the posterior "
+            "predictive of the network linearised at its MAP net."
             + (" ADVI: its mean-field normal over the unconstrained parameters (σ included), "
                "weighted to the posterior the same way." if proto.advi_iterations else "")))
         report.metrics["laplace_posterior_check"] = (
