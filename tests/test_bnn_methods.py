@@ -841,3 +841,52 @@ def test_mean_field_check_weights_the_unconstrained_density_with_its_jacobian():
                              {"x_log__": ("x_log__", slice(0, 1), (), np.float64)})
     assert check.ess / 2000 == pytest.approx(np.sqrt(2 * 1.44 - 1) / 1.44, abs=0.02)
     assert check.passed and check.pareto_k < 0
+
+
+def test_the_mle_nets_check_is_its_optimiser_status_in_words():
+    from types import SimpleNamespace
+
+    from workflows import bnn as bnn_wf
+
+    ok = SimpleNamespace(status="ok", message="converged from 3 start(s); max |gradient| 2e-05")
+    assert bnn_wf._mle_check_words(ok) == (
+        True, "optimiser status ok: converged from 3 start(s); max |gradient| 2e-05")
+    singular = SimpleNamespace(status="singular", message="the observed information matrix is "
+                               "singular (smallest eigenvalue 1e-12 after scaling it to unit "
+                               "diagonal)")
+    passed, words = bnn_wf._mle_check_words(singular)
+    assert passed is False and words.startswith("optimiser status singular: the observed")
+    assert words.endswith("whether the optimiser reached a maximum is not established")
+
+
+def test_uci_summary_counts_the_posterior_check_on_the_splits_that_have_it():
+    """A store written before the PSIS check existed has splits without it: the GGN rows count
+    only the splits that carry one ('k/n', n those splits), and say 'no checks' when none
+    does; the ensemble's split passes only when every member's Gaussian does."""
+    import pandas as pd
+
+    from workflows import uci_benchmark
+
+    def fs(*passed):
+        checks = [{"pareto_k": 0.3 if p else 2.0, "good_k": 0.697, "importance_ess": 900.0,
+                   "psis_draws": 2000, "passed": p} for p in passed]
+        return {"ggn_laplace": {"posterior_check": checks[0]},
+                "ggn_ensemble_posterior_check": checks}
+
+    from types import SimpleNamespace
+
+    splits = [fs(True, True), fs(True, False), {"ggn_laplace": {}}]  # the last: an old split
+    scores = {"rmse": 1.0, "test_ll_nats": -1.0, "test_ll_bits": -1.0 / np.log(2)}
+    results = [SimpleNamespace(data="yacht", split=k, data_hash=[], seconds=1.0, diagnostics=None,
+                               function_space=f, metrics={m: dict(scores) for m in (
+                                   bnn.MAP_NET, bnn.GGN_LAPLACE, bnn.GGN_ENSEMBLE)})
+               for k, f in enumerate(splits)]
+    rows = uci_benchmark._collect(results)[0]
+    summary = uci_benchmark._summary(pd.DataFrame(rows))
+    assert summary.loc[("yacht", bnn.GGN_LAPLACE), "checks passed"] == "2/2"
+    assert summary.loc[("yacht", bnn.GGN_ENSEMBLE), "checks passed"] == "1/2"
+    assert summary.loc[("yacht", bnn.MAP_NET), "checks passed"] == "no checks"
+    table = uci_benchmark._laplace_check_table(pd.DataFrame(rows))
+    assert table.loc["yacht", "splits"] == 2 and table.loc["yacht", "GGN Laplace: passed"] == 2
+    assert table.loc["yacht", "GGN Laplace ensemble: largest member k̂, median"] == \
+        pytest.approx(np.median([0.3, 2.0]))

@@ -363,6 +363,17 @@ def _k(k) -> str:
     return "∞" if k is None or not np.isfinite(k) else f"{k:.2f}"
 
 
+def _mle_check_words(mle) -> tuple:
+    """(passed, words) of the MLE net: fit_mle's status with its own sentence. "singular"
+    (a network's symmetries leave the information matrix singular) is decided before the
+    gradient is looked at, so it does not say the optimiser reached a maximum: not passed."""
+    words = f"optimiser status {mle.status}: {mle.message}"
+    if mle.status == "singular":
+        words += ("; a prediction needs no standard errors, but whether the optimiser reached "
+                  "a maximum is not established")
+    return mle.status == "ok", words
+
+
 def _method_checks(r) -> dict:
     """Whether each predictor's own checks passed (None: it has none), in words."""
     d = r.diagnostics
@@ -371,7 +382,7 @@ def _method_checks(r) -> dict:
     nuts = (bool(d.passed), scope + " " + (
         "passed" if d.passed else f"failed ({d.failures()})"))
     return {bnn.CONSTANT: (None, "a baseline with nothing to check"),
-            bnn.MLE_NET: (r.mle.status == "ok", f"optimiser status {r.mle.status}"),
+            bnn.MLE_NET: _mle_check_words(r.mle),
             bnn.MAP_NET: (None, "an optimum, with no convergence check of its own"),
             bnn.DEEP_ENSEMBLE: (None, "optima, with no convergence check of their own"),
             bnn.LAPLACE: (None, "exact for the output layer given the MAP net's hidden layers, "
