@@ -890,3 +890,19 @@ def test_uci_summary_counts_the_posterior_check_on_the_splits_that_have_it():
     assert table.loc["yacht", "splits"] == 2 and table.loc["yacht", "GGN Laplace: passed"] == 2
     assert table.loc["yacht", "GGN Laplace ensemble: largest member k̂, median"] == \
         pytest.approx(np.median([0.3, 2.0]))
+
+
+def test_psis_verdict_on_degenerate_ratios():
+    """Equal ratios (the approximation is the posterior): no tail, passed, ESS every draw;
+    one ratio thousands of nats above the rest: no tail left to fit, k-hat infinite, failed,
+    ESS 1; a ratio that is not a number is refused in words."""
+    from models.evaluation.psis import PosteriorCheck
+
+    equal = PosteriorCheck.from_log_ratios(np.zeros(2000))
+    assert equal.passed and equal.pareto_k == -np.inf and equal.ess == pytest.approx(2000)
+    spike = np.random.default_rng(0).normal(size=2000)
+    spike[7] = 9000.0
+    one = PosteriorCheck.from_log_ratios(spike)
+    assert not one.passed and one.pareto_k == np.inf and one.ess == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not finite at a draw"):
+        PosteriorCheck.from_log_ratios(np.r_[spike, np.nan])

@@ -30,6 +30,11 @@ importance-weighted to the model's own posterior over the weights (its prior, no
 evidence-chosen one, and its likelihood at the Laplace's sigma). Where it fails, the
 linearised predictive is the posterior predictive of the network linearised at the MAP net (a
 different model, Immer et al. 2021), not of this network.
+
+The Jacobian is written by hand (backpropagation of one scalar output through the layers
+:func:`models.families.bnn.forward` computes): a few matrix products in numpy, checked against
+finite differences of ``forward`` in the tests. PyTorch's laplace library does this for torch
+models; this project's networks are PyMC models evaluated in numpy.
 """
 
 from __future__ import annotations
