@@ -252,6 +252,12 @@ def test_bnn_evaluate_adds_advi(rng):
     assert a["rmse"] < 0.7 * np.sqrt(np.mean(yt**2))  # beats the constant-0 predictor
     assert np.isfinite(a["test_ll_nats"]) and 0 <= a["shift_auroc"] <= 1
     assert r["advi"]["w1"].shape == (1000, 2, 3) and r["advi"]["sigma"].shape == (1000,)
+    # its PSIS check is recorded, and its seconds are the checks' phase, not ADVI's fit
+    fs = r["function_space"]
+    assert fs["advi_posterior_check"] == r["advi"]["_meta"]["posterior_check"]
+    assert fs["phase_seconds"]["posterior_checks"] >= r["advi"]["_meta"]["posterior_check_seconds"]
+    assert fs["method_seconds"]["ADVI (mean-field)"] == fs["phase_seconds"]["advi"]
+    assert "posterior_checks" not in fs["method_seconds"]
 
 
 def test_prior_starts_with_one_chain(rng):
