@@ -311,7 +311,8 @@ def _laplace_check_words(checks: list) -> tuple:
     """(passed, words) of a GGN Laplace row's PSIS posterior check: one Gaussian's, or every
     member's for the ensemble; (None, ...) for a result without it."""
     if not checks or any(c is None for c in checks):
-        return None, "a Gaussian around the MAP net with no check recorded"
+        return None, ("a Gaussian around the MAP net with no PSIS check (it handles normal "
+                      "weight priors only)")
     ks = [c["pareto_k"] for c in checks]
     passed = all(c["passed"] for c in checks)
     good = checks[0]["good_k"]
