@@ -6,6 +6,7 @@ cell of a README table is typed by hand.
     python benchmarks/uci_table.py reports/uci_benchmark/metrics.json [more metrics.json ...]
     python benchmarks/uci_table.py --causes METRICS_JSON [...]   # why chains failed, per data set
     python benchmarks/uci_table.py --paired BASE_JSON OTHER_JSON  # OTHER - BASE, split by split
+    python benchmarks/uci_table.py --psis LABEL=METRICS_JSON [...]  # the PSIS posterior checks
 """
 
 from __future__ import annotations
@@ -82,12 +83,50 @@ def paired(base_path, other_path) -> str:
     return "\n".join(lines)
 
 
+def _k(k) -> str:
+    return "∞" if k is None or k == math.inf else f"{k:.3g}"
+
+
+def psis(labelled) -> str:
+    """The PSIS posterior checks per data set (``LABEL=metrics.json``, LABEL naming the net):
+    splits where the GGN Laplace's Gaussian passed, its k-hat median and range over splits
+    (metrics.json writes an infinite k-hat as null: "∞ on n" when every split's is), the
+    median importance ESS, the ensemble's passing splits and ADVI's passing splits with its
+    median k-hat ("not run" without ADVI)."""
+    lines = ["| data | net | GGN Laplace: splits passing | its k̂, median (range) | importance "
+             "ESS of 2000, median | GGN Laplace ensemble: splits passing | ADVI: splits "
+             "passing (k̂ median) |", "|---|---|---|---|---|---|---|"]
+    for item in labelled:
+        label, path = item.split("=", 1)
+        with open(path, encoding="utf-8") as fh:
+            m = json.load(fh)
+        for row in m["laplace_posterior_check"]:
+            data = row["data"]
+            ks = [r["pareto_k_max"] for r in m["per_split"]
+                  if r["data"] == data and r["method"] == "GGN Laplace (linearised)"
+                  and "pareto_k_max" in r]
+            ks = [math.inf if k is None else k for k in ks]
+            finite = [k for k in ks if k < math.inf]
+            spread = (f"∞ on {len(ks)}" if not finite else
+                      f"{_k(row['GGN Laplace: k̂ median'])} ({_k(min(ks))}-{_k(max(ks))})")
+            n = row["splits"]
+            advi = (f"{row['ADVI: passed']}/{n} ({_k(row['ADVI: k̂ median'])})"
+                    if "ADVI: passed" in row else "not run")
+            passed = row["GGN Laplace: passed"]
+            lines.append(f"| {data} | {label} | {f'**{passed}/{n}**' if passed else f'0/{n}'} "
+                         f"| {spread} | {row['GGN Laplace: importance ESS median']:.2g} "
+                         f"| {row['GGN Laplace ensemble: passed']}/{n} | {advi} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if not args or args == ["--causes"] or (args[0] == "--paired" and len(args) != 3):
         raise SystemExit("usage: python benchmarks/uci_table.py [--causes] METRICS_JSON [...] | "
-                         "--paired BASE_JSON OTHER_JSON")
+                         "--paired BASE_JSON OTHER_JSON | --psis LABEL=METRICS_JSON [...]")
     if args[0] == "--paired":
         print(paired(args[1], args[2]))
+    elif args[0] == "--psis":
+        print(psis(args[1:]))
     else:
         print(causes(args[1:]) if args[0] == "--causes" else table(args))

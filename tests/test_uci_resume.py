@@ -138,6 +138,35 @@ def test_the_readme_table_is_the_summary_of_metrics_json(tmp_path):
                    "|---|---|---|---|", "| yacht | 1 | 1 (1) | – |"]
 
 
+def test_the_psis_table_reads_the_k_hats_of_metrics_json(tmp_path):
+    """benchmarks/uci_table.py --psis: per data set the GGN Laplace's passing splits, its
+    median and range of k-hat over the per-split rows (null = infinite: "∞ on n" when every
+    split's is), and ADVI's column only where ADVI ran."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(ks, advi):
+        row = {"data": "concrete", "splits": len(ks), "GGN Laplace: passed": 1,
+               "GGN Laplace: k̂ median": 0.9, "GGN Laplace: importance ESS median": 13.8,
+               "GGN Laplace ensemble: passed": 0}
+        if advi:
+            row.update({"ADVI: passed": 0, "ADVI: k̂ median": 6.5})
+        return {"laplace_posterior_check": [row], "per_split": [
+            {"data": "concrete", "method": "GGN Laplace (linearised)", "pareto_k_max": k}
+            for k in ks] + [{"data": "concrete", "method": "MAP net"}]}
+
+    (tmp_path / "a.json").write_text(json.dumps(run([0.6, 0.9, 1.24], False)))
+    (tmp_path / "b.json").write_text(json.dumps(run([None, None], True)))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "uci_table.py"
+    out = subprocess.run([sys.executable, str(script), "--psis", f"3 tanh={tmp_path / 'a.json'}",
+                          f"50 ReLU={tmp_path / 'b.json'}"], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()
+    assert out[2:] == ["| concrete | 3 tanh | **1/3** | 0.9 (0.6-1.24) | 14 | 0/3 | not run |",
+                       "| concrete | 50 ReLU | **1/2** | ∞ on 2 | 14 | 0/2 | 0/2 (6.5) |"]
+
+
 def test_paired_differences_are_taken_split_by_split_over_the_splits_both_runs_have(tmp_path):
     """benchmarks/uci_table.py --paired: mean and standard error of OTHER - BASE test LL over
     the (data, split) pairs present in both runs (numpy here)."""
