@@ -266,7 +266,7 @@ def _collect(results):
                          "seconds": fs.get("method_seconds", {}).get(method, np.nan)})
             if method == bnn.NUTS_STACKED:  # the same draws, so the same checks
                 rows[-1]["checks_passed"] = bool(r.diagnostics.passed)
-            check = _laplace_checks(fs, method)
+            check = _approximation_checks(fs, method)
             if check:  # a split saved before the check existed has none: no entry
                 rows[-1].update({"checks_passed": all(c["passed"] for c in check),
                                  "pareto_k_max": max(c["pareto_k"] for c in check),
@@ -285,7 +285,7 @@ def _collect(results):
     return rows, diags, hashes, timing
 
 
-def _laplace_checks(fs: dict, method: str) -> list[dict]:
+def _approximation_checks(fs: dict, method: str) -> list[dict]:
     """The PSIS posterior checks of an approximation's row on one split: a GGN Laplace row's
     (one per Gaussian: the MAP net's, or every member's for the ensemble) or ADVI's mean-field
     normal's; empty for other rows."""
@@ -407,23 +407,18 @@ def _best(summary: pd.DataFrame) -> list[dict]:
         checks = row["checks passed"]
         if checks == "no checks":
             verdict = "a method with no convergence check of its own"
-        elif ll_method == bnn.ADVI:
-            k, n = (int(v) for v in checks.split("/"))
-            verdict = (f"its mean-field normal passed the PSIS posterior check on all {n} splits"
-                       if k == n else
-                       f"its mean-field normal passed the PSIS posterior check on only {k} of "
-                       f"{n} splits, so it is not this network's posterior")
-        elif ll_method in (bnn.GGN_LAPLACE, bnn.GGN_ENSEMBLE):
-            k, n = (int(v) for v in checks.split("/"))
-            verdict = (f"its Gaussians passed the PSIS posterior check on all {n} splits" if k == n
-                       else f"its Gaussians passed the PSIS posterior check on only {k} of {n} "
-                       "splits, so its numbers are those of the network linearised at its MAP "
-                       "nets, not of this network's posterior")
         else:
             k, n = (int(v) for v in checks.split("/"))
-            verdict = (f"its checks passed on all {n} splits" if k == n else
-                       f"its checks passed on only {k} of {n} splits, so this is not a "
-                       "converged posterior's number")
+            # which check, and what a split that fails it means for the row's numbers
+            what, failed = (
+                ("its mean-field normal passed the PSIS posterior check",
+                 "so it is not this network's posterior") if ll_method == bnn.ADVI else
+                ("its Gaussians passed the PSIS posterior check",
+                 "so its numbers are those of the network linearised at its MAP nets, not of "
+                 "this network's posterior") if ll_method in (bnn.GGN_LAPLACE, bnn.GGN_ENSEMBLE)
+                else ("its checks passed", "so this is not a converged posterior's number"))
+            verdict = (f"{what} on all {n} splits" if k == n else
+                       f"{what} on only {k} of {n} splits, {failed}")
         target, source = BEST_BNN_LL[name]
         ll = float(row["test LL"])
         se = row["test LL se"]

@@ -13,7 +13,6 @@ import time
 from contextlib import contextmanager
 import uuid
 import warnings
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +31,7 @@ from models.evaluation import scores as calibration
 from models.evaluation.ggn import (NOISES as GGN_NOISES, GGNLaplace, PosteriorCheck,  # noqa: F401
                                    fit_ggn_laplace, posterior_check)
 from models.evaluation.last_layer import LastLayerLaplace, fit_last_layer  # noqa: F401
-from models.evaluation.psis import mean_field_check
+from models.evaluation.psis import compiled_logp, mean_field_check
 from models.evaluation.scores import (auroc, binary_entropy, predictive_entropy,  # noqa: F401
                                       gaussian_predictive_metrics,
                                       predictive_regression_metrics, weighted_sd)
@@ -713,21 +712,15 @@ def deep_ensemble(model, starts: list[dict], maxiter: int) -> list[dict]:
     return [_map_params(model, start, maxiter) for start in starts]
 
 
-# The MAP objective (model.logp(jacobian=False)) compiled once per model, weakly held.
-_MAP_OBJECTIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def best_members(model, members: list[dict], k: int) -> tuple[list[dict], list[float]]:
     """The ``k`` members with the highest MAP objective, best first, and that objective for
     every member in the order given. The objective is ``model.logp(jacobian=False)`` at the
     member (training data only): what ``pm.find_MAP`` maximised to find it. A mode hundreds
     of nats below the best holds almost none of the posterior's mass, and chains started in
     such modes are the ones that got stuck on energy (README, "A member pool")."""
-    logp = _MAP_OBJECTIVE.get(model)
-    if logp is None:
-        # compiled once per model: the data are shared variables, so a protocol that swaps
-        # each split into one compiled model (set_data) reuses this function on every split
-        logp = _MAP_OBJECTIVE[model] = model.compile_logp(jacobian=False)
+    # compiled once per model (shared with the GGN Laplace's PSIS check): the data are shared
+    # variables, so a protocol that swaps each split into one model reuses it on every split
+    logp = compiled_logp(model, jacobian=False)
     values = [float(logp(value_point(model, m))) for m in members]
     order = np.argsort(values, kind="stable")[::-1][:k]
     return [members[i] for i in order], values

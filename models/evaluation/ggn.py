@@ -39,7 +39,6 @@ models; this project's networks are PyMC models evaluated in numpy.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +46,7 @@ import pymc as pm
 from scipy import optimize, stats
 
 from models.evaluation.last_layer import NetworkLaplace
-from models.evaluation.psis import PSIS_DRAWS, PosteriorCheck
+from models.evaluation.psis import PSIS_DRAWS, PosteriorCheck, compiled_logp
 from models.families.bnn import forward, numpy_activation
 
 
@@ -154,20 +153,13 @@ def fit_ggn_laplace(params: dict, X, y, activation: str, n_hidden: int,
                       {k: np.asarray(v) for k, v in params.items()}, activation, n_hidden)
 
 
-# the model's compiled log density, once per model object (a 20-split benchmark reuses one
-# model with each split's data; the data are shared variables, so the function follows them)
-_LOGP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def importance_log_ratios(laplace: GGNLaplace, model: pm.Model, z: np.ndarray) -> np.ndarray:
     """log p(theta, sigma | y) - log q(theta) at each row of ``z`` (draws x P, flat in
     :func:`parameter_names` order), up to one constant: ``model``'s log density (PyMC's,
     without the transforms' Jacobians) with sigma held at ``laplace.sigma``, minus the
     Laplace Gaussian's (scipy's). Raises ValueError for a model whose weights are not
     unconstrained (uniform priors: :func:`posterior_check` returns None there)."""
-    logp = _LOGP.get(model)
-    if logp is None:
-        logp = _LOGP[model] = model.compile_logp(jacobian=False)
+    logp = compiled_logp(model, jacobian=False)
     names = parameter_names(laplace.n_hidden)
     if any(model.rvs_to_transforms.get(model[k]) is not None for k in names):
         raise ValueError("importance_log_ratios: the weights have bounded (uniform) priors")
