@@ -38,6 +38,12 @@ def entry(main, argv=None) -> int:
             # from another thread, a moment later: raised here it would be swallowed again
             threading.Timer(0.05, _thread.interrupt_main).start()
             return
+        if interrupted():
+            # An object whose constructor the interrupt cut short fails in its __del__ once it
+            # is freed (llvmlite's PassBuilder during numba compilation: "'PassBuilder' object
+            # has no attribute '_as_parameter_'", seen in CI). The run is already stopping with
+            # its one line; this is a consequence of the stop, not a second error.
+            return
         default_unraisable(hook_args)
 
     default_unraisable = sys.unraisablehook
