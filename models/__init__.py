@@ -17,6 +17,17 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+from pathlib import Path
+
+import pytensor
+
+# PyTensor's numba linker writes the Python source of every function it compiles to a file it
+# keeps (numba reads it back); with `generated_src_dir` unset each goes to its own new file in
+# the system temp directory, never removed: about 120 files per quick gaussian run, 190,000 on
+# this machine after a few days. Set, the files are content-addressed (a rerun writes none) and
+# PyTensor prunes the unused ones. A directory the user chose (PYTENSOR_FLAGS) is kept.
+if not pytensor.config.generated_src_dir:
+    pytensor.config.generated_src_dir = str(Path(pytensor.config.compiledir) / "generated_src")
 
 from models.families import gaussian, hierarchical, linear, logistic, poisson, softmax
 

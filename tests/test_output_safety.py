@@ -4,6 +4,7 @@ names the path and leaves every existing byte in place."""
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,34 @@ def test_the_page_lists_each_file_at_its_written_size_and_metrics_time_the_writi
     assert set(listed) == {"metrics.json", "posterior_t.nc"}
     for name, size in listed.items():
         assert size == _size((out / name).stat().st_size), name
+
+
+COMPILE_ONE = """
+import sys
+import pymc as pm
+import models  # sets where PyTensor keeps generated source, unless the user chose
+import pytensor
+with pm.Model() as m:
+    pm.Normal("x", 0.0, 1.0)
+m.compile_logp()({"x": 0.5})
+print(pytensor.config.generated_src_dir)
+"""
+
+
+@pytest.mark.parametrize("chosen", [False, True])
+def test_compiling_leaves_nothing_in_the_temp_directory(tmp_path, chosen):
+    """PyTensor's numba linker keeps each compiled function's source in a new file in the temp
+    directory unless `generated_src_dir` is set (120 files per quick gaussian run, never
+    removed). Importing models sets it; a directory the user chose is kept."""
+    tmp, compiledir, mine = tmp_path / "tmp", tmp_path / "compiledir", tmp_path / "mine"
+    tmp.mkdir()
+    flags = f"compiledir={compiledir}" + (f",generated_src_dir={mine}" if chosen else "")
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTENSOR_FLAGS": flags,
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    run = subprocess.run([sys.executable, "-c", COMPILE_ONE], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert list(tmp.iterdir()) == []
+    where = Path(run.stdout.strip().splitlines()[-1])
+    assert where == (mine if chosen else compiledir / "generated_src")
+    assert any(where.glob("*.py"))  # the source is kept there, content-addressed
