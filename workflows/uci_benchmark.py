@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.evaluation import bnn
+from models.evaluation import bnn, escalation
 from models.base import datasets
 from models.inference.distributed import format_failures
 from models.inference import ADAPTATIONS, FAILURE_CAUSES, RHAT_MAX, chain_failure_causes
@@ -71,6 +71,13 @@ def main(argv=None) -> int:
                    help="skip NUTS and its checks: MLE net, MAP net, deep ensemble (--chains "
                         "members), the Laplace rows and optional ADVI only (for nets too wide "
                         "to sample on this machine)")
+    g.add_argument("--rerun-failing", action="store_true",
+                   help="rerun a split whose NUTS chains failed their within-chain checks, up to "
+                        "3 times, with settings chosen from why they failed: a stuck chain: a "
+                        "member pool of twice the chains; divergences in product coordinates: "
+                        "power 0.75 and at least 24000 draws; otherwise at least 24000 draws, "
+                        "then twice as many, up to 48000 (ensemble-started NUTS only; the "
+                        "page counts the splits that passed only after a rerun)")
     g.add_argument("--splits-dir", default=None,
                    help="where each finished split is saved as it ends, so a rerun with the same "
                         "settings skips it (default: OUT.splits beside the report directory)")
@@ -90,6 +97,10 @@ def main(argv=None) -> int:
     if not 0 <= args.advi <= 10_000_000:
         raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {args.advi}")
     check_member_pool(args.member_pool, s.config.chains)
+    if args.rerun_failing and (args.no_nuts or args.chains_from != "ensemble"):
+        raise SystemExit("error: --rerun-failing reruns ensemble-started NUTS chains by the causes "
+                         "of their failures; it needs NUTS (not --no-nuts) and --chains-from "
+                         "ensemble")
     try:  # every sampler option is checked in one place, SamplerConfig
         config = s.config.replace(adaptation=args.adaptation, target_accept=args.target_accept,
                                   init="prior")
@@ -104,7 +115,7 @@ def main(argv=None) -> int:
     except OutputError as exc:
         raise SystemExit(f"error: {exc}") from None
     with fanout_client(args) as client:
-        return _run(s, names, n_splits, proto, client, store)
+        return _run(s, names, n_splits, proto, client, store, rerun=args.rerun_failing)
 
 
 def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
@@ -135,10 +146,14 @@ class SplitStore:
     directory: Path
     fingerprint: str
 
+    @staticmethod
+    def fingerprint_of(protocol) -> str:
+        return hashlib.sha256(repr(protocol).encode()).hexdigest()[:16]
+
     @classmethod
     def open(cls, directory, protocol) -> SplitStore:
         path = Path(directory)
-        fingerprint = hashlib.sha256(repr(protocol).encode()).hexdigest()[:16]
+        fingerprint = cls.fingerprint_of(protocol)
         marker = path / SPLITS_MARKER
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             raise OutputError(f"--splits-dir {path}: exists and is not a directory")
@@ -181,6 +196,12 @@ class SplitStore:
 
     def saved(self) -> list[str]:
         return sorted(p.name for p in self.directory.glob("*.pkl"))
+
+    def for_rerun(self, protocol) -> SplitStore:
+        """The store of the splits rerun under ``protocol`` (--rerun-failing): a directory
+        inside this one, named by that protocol's fingerprint, so a rerun is resumable too."""
+        return SplitStore.open(self.directory / f"rerun-{self.fingerprint_of(protocol)}",
+                               protocol)
 
 
 def _describe(report, s, proto, n_splits: int, where: str) -> None:
@@ -246,26 +267,45 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    if net["advi"] else ""))
 
 
-def _collect(results):
+def _collect(results, reruns=None):
     """Per-split rows (one per method), each split's function-space Diagnostics, the data
-    hashed for provenance and the seconds per data set, from :func:`bnn.uci_splits`."""
+    hashed for provenance and the seconds per data set, from :func:`bnn.uci_splits`.
+
+    ``reruns`` (``--rerun-failing``: one :class:`escalation.Rerun` per split, in the same
+    order): the NUTS rows come from the run whose checks passed (else the last), with the
+    settings it changed and the NUTS seconds of every run of that split; every other row
+    stays the first run's (no sampler there to rerun). The time per data set counts every
+    run."""
     rows, diags, hashes, timing = [], [], [], {}
-    for r in results:
+    for i, r in enumerate(results):
         if r is None:
             continue
         name, split = r.data, r.split
         hashes += list(r.data_hash)
-        timing[name] = timing.get(name, 0.0) + r.seconds
+        rr = reruns[i] if reruns is not None else None
+        runs = [x for x in rr.results if x is not None] if rr is not None else [r]
+        timing[name] = timing.get(name, 0.0) + sum(x.seconds for x in runs)
         fs = r.function_space
-        chain_ll = fs.get("chain_test_ll_nats", [np.nan])
-        weights = fs.get("chain_stacking", {}).get("weight used", [np.nan])
+        rn = rr.results[rr.used] if rr is not None else r  # the NUTS rows' run
+        fsn = rn.function_space
+        chain_ll = fsn.get("chain_test_ll_nats", [np.nan])
+        weights = fsn.get("chain_stacking", {}).get("weight used", [np.nan])
         for method in bnn.METHODS:
-            if method not in r.metrics:
+            sampled = method in (bnn.NUTS, bnn.NUTS_STACKED)
+            source = rn if sampled else r
+            if method not in source.metrics:
                 continue  # ADVI off, or one chain (nothing to stack)
-            rows.append({"data": name, "split": split, "method": method, **r.metrics[method],
-                         "seconds": fs.get("method_seconds", {}).get(method, np.nan)})
+            seconds = (sum(x.function_space.get("method_seconds", {}).get(method, np.nan)
+                           for x in runs) if sampled else
+                       fs.get("method_seconds", {}).get(method, np.nan))
+            rows.append({"data": name, "split": split, "method": method,
+                         **source.metrics[method], "seconds": seconds})
+            if sampled and rr is not None:
+                rows[-1].update({"reruns": rr.used,
+                                 "settings": escalation.changes(rr.protocols[0],
+                                                                rr.protocols[rr.used])})
             if method == bnn.NUTS_STACKED:  # the same draws, so the same checks
-                rows[-1]["checks_passed"] = bool(r.diagnostics.passed)
+                rows[-1]["checks_passed"] = bool(rn.diagnostics.passed)
             check = _approximation_checks(fs, method)
             if check:  # a split saved before the check existed has none: no entry
                 rows[-1].update({"checks_passed": all(c["passed"] for c in check),
@@ -273,15 +313,16 @@ def _collect(results):
                                  "importance_ess": check[0]["importance_ess"]})
             if method == bnn.NUTS:
                 rows[-1].update({
-                    "f_rhat_max": fs["f_rhat_max"], "f_ess_bulk_min": fs["f_ess_bulk_min"],
-                    "f_rhat_within_chain_max": fs.get("f_rhat_within_chain_max", np.nan),
+                    "f_rhat_max": fsn["f_rhat_max"], "f_ess_bulk_min": fsn["f_ess_bulk_min"],
+                    "f_rhat_within_chain_max": fsn.get("f_rhat_within_chain_max", np.nan),
                     "chain_ll_min": min(chain_ll), "chain_ll_max": max(chain_ll),
                     "max_chain_weight": max(weights),
-                    "stacking_reliable": fs.get("chain_stacking_reliable", False),
-                    "divergences": fs["divergences"], "checks_passed": bool(r.diagnostics.passed),
-                    **_chain_causes(fs.get("within_chain"))})
-        if r.diagnostics is not None:  # None: a protocol without NUTS
-            diags.append((f"{name} split {split}", r.diagnostics))
+                    "stacking_reliable": fsn.get("chain_stacking_reliable", False),
+                    "divergences": fsn["divergences"],
+                    "checks_passed": bool(rn.diagnostics.passed),
+                    **_chain_causes(fsn.get("within_chain"))})
+        if rn.diagnostics is not None:  # None: a protocol without NUTS
+            diags.append((f"{name} split {split}", rn.diagnostics))
     return rows, diags, hashes, timing
 
 
@@ -440,6 +481,34 @@ def _best(summary: pd.DataFrame) -> list[dict]:
     return out
 
 
+RERUN_WORDS = (
+    "Reruns (--rerun-failing), per data set: on how many splits the chains passed at the first "
+    "settings, after 1, 2 or 3 reruns, or failed after every rerun, and the settings of the "
+    "runs the NUTS rows use (the first that passed, else the last). The rule takes the causes "
+    "of the failing chains only, never the test data: a stuck chain gets a member pool of "
+    "twice the chains; divergences in product coordinates, power 0.75 and at least 24000 "
+    "draws; anything else, at least 24000 draws, then twice as many, up to 48000. A rerun "
+    "keeps the split's seed. A split that passed only after a rerun had more than one chance "
+    "to pass, so read the two counts apart. The NUTS rows' seconds count every run of the "
+    "split; the other rows are the first run's.")
+
+
+def _rerun_table(nuts: pd.DataFrame) -> pd.DataFrame:
+    """Per data set: splits passing at the first settings, after k reruns, failing after
+    every rerun, and how many splits' NUTS rows come from each setting."""
+    out = []
+    for name, g in nuts.groupby("data", sort=False):
+        ok = g["checks_passed"].astype(bool)
+        row = {"data": name, "passed at first settings": int((ok & (g["reruns"] == 0)).sum())}
+        for k in range(1, escalation.MAX_RERUNS + 1):
+            row[f"passed after {k} rerun{'s' if k > 1 else ''}"] = int((ok & (g["reruns"] == k)).sum())
+        row["failing after reruns"] = int((~ok).sum())
+        row["settings used (splits)"] = "; ".join(
+            f"{what}: {count}" for what, count in g["settings"].value_counts(sort=False).items())
+        out.append(row)
+    return pd.DataFrame(out).set_index("data")
+
+
 def _convergence(nuts: pd.DataFrame) -> pd.DataFrame:
     """Per data set: on how many splits the chains agree, or are each stationary but disagree."""
     conv = []
@@ -462,7 +531,29 @@ def _convergence(nuts: pd.DataFrame) -> pd.DataFrame:
     return conv
 
 
-def _run(s, names, n_splits, proto, client, store=None) -> int:
+def _rerun(proto, results, client, store, progress):
+    """--rerun-failing: :func:`escalation.rerun_failing` on this run's splits, each rerun on
+    the same client and saved in the store's rerun directories. Returns the reruns and the
+    (data set, split) pairs whose rerun failed to run twice."""
+    missing = []
+
+    def run(p, pairs):
+        what = escalation.changes(proto, p)
+        res, fails = bnn.uci_splits((), 0, p, client=client, pairs=pairs,
+                                    store=store.for_rerun(p) if store is not None else None,
+                                    on_done=lambda k, n: progress(
+                                        f"rerun {k} of {n} ({what}) done"))
+        missing.extend(pairs[i] for i, _ in fails)
+        return res
+
+    def on_round(k, n):
+        progress.total += n + 1
+        progress(f"rerun round {k}: {n} split(s) whose chains failed, settings by cause")
+
+    return escalation.rerun_failing(results, proto, run, on_round=on_round), missing
+
+
+def _run(s, names, n_splits, proto, client, store=None, rerun=False) -> int:
     n_workers = len(client.scheduler_info().get("workers", {})) if client is not None else 0
     # the page names the workers; the dashboard's local address (dead once the run ends) only
     # goes to the progress line
@@ -476,6 +567,12 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     if not proto.nuts:
         report.unsampled = "fitted nets and their Laplace approximations scored on test splits"
     _describe(report, s, proto, n_splits, where)
+    if rerun:
+        report.text("Reruns (--rerun-failing): a split whose chains fail their within-chain "
+                    "checks is run again, up to 3 times, with settings chosen from why its "
+                    "chains failed (the rule is in the reruns table's caption below); its NUTS "
+                    "rows come from the first run that passed, else the last.")
+        report.metrics["rerun_failing"] = True
     progress(f"{n_tasks} splits ({', '.join(names)}) on {where_now}")
     start = time.perf_counter()
     resumed = len(store.saved()) if store is not None else 0
@@ -487,11 +584,17 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     results, failures = bnn.uci_splits(names, n_splits, proto, client=client,
                                        on_done=lambda k, n: progress(f"{k} of {n} splits done"),
                                        store=store)
+    reruns = None
+    if rerun:
+        reruns, missing = _rerun(proto, results, client, store, progress)
+        if missing:
+            report.alert(f"{len(missing)} rerun(s) failed twice; those splits keep their last "
+                         "run: " + ", ".join(f"{n} split {k}" for n, k in missing))
     wall = time.perf_counter() - start
     if failures:
         report.alert(f"{len(failures)} split(s) failed twice and are missing from the tables: "
                      + format_failures(failures))
-    rows, diags, hashes, timing = _collect(results)
+    rows, diags, hashes, timing = _collect(results, reruns)
     if not rows:
         report.alert("Every split failed; nothing to tabulate.")
         return finish(NAME, report, s, diags, {}, s.seed, data_hash(np.zeros(1)))
@@ -502,10 +605,13 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     others = [m for m in per_split["method"].unique() if m not in (bnn.NUTS, bnn.NUTS_STACKED)]
     for name, g in nuts.groupby("data", sort=False):
         k, n = int(g["checks_passed"].sum()), len(g)
+        late = (f"; {int((g['checks_passed'].astype(bool) & (g['reruns'] > 0)).sum())} of them "
+                "only after a rerun with settings chosen by cause"
+                if "reruns" in g else "")
         report.verdict(
             f"NUTS BNN, {name}",
-            (k == n, f"every within-chain check passed on {k} of {n} splits (median worst-chain "
-                     f"split R-hat {g['f_rhat_within_chain_max'].median():.3f}, "
+            (k == n, f"every within-chain check passed on {k} of {n} splits{late} (median "
+                     f"worst-chain split R-hat {g['f_rhat_within_chain_max'].median():.3f}, "
                      f"{int(g['divergences'].sum())} divergences in all)"
              if proto.chains_from == "ensemble" else
              f"every check passed on {k} of {n} splits (median f R-hat "
@@ -562,6 +668,10 @@ def _run(s, names, n_splits, proto, client, store=None) -> int:
     else:
         conv = _convergence(nuts)
         _convergence_tables(report, conv)
+        if "reruns" in nuts:
+            table = _rerun_table(nuts)
+            report.table(table, digits=3, caption=RERUN_WORDS)
+            report.metrics["reruns"] = table.reset_index().to_dict(orient="records")
         causes = _failure_causes(nuts)
         if causes is not None and causes["splits failing"].sum() > 0:
             report.table(causes, digits=3, caption=(

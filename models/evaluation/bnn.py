@@ -630,7 +630,7 @@ def _uci_split_stored(store, key, name, split, protocol: BNNProtocol, cores):
 
 
 def uci_splits(names: Sequence[str], n_splits: int = 20, protocol: BNNProtocol | None = None,
-               client=None, on_done=None, store=None):
+               client=None, on_done=None, store=None, pairs=None):
     """The UCI protocol (:func:`evaluate` with ``protocol``) on splits ``0..n_splits-1`` of each
     data set, one task per (data set, split), in this process or on Dask workers (``client``:
     chains on one core per worker). Split ``k`` uses seed ``protocol.sampler.seed + k`` either
@@ -642,6 +642,9 @@ def uci_splits(names: Sequence[str], n_splits: int = 20, protocol: BNNProtocol |
     shipped to Dask workers). Saved splits are loaded, not run again; each new split is saved
     as soon as it finishes (the workflow's store: ``workflows.uci_benchmark.SplitStore``).
 
+    ``pairs``: run these (data set, split) pairs instead of splits ``0..n_splits-1`` of each
+    of ``names`` (the reruns of :mod:`models.evaluation.escalation`).
+
     Returns ``(results, failures)``: per (data set, split), in order, a :class:`SplitResult`
     (or None if it failed twice); failures index that order."""
     protocol = protocol or BNNProtocol(sampler=SamplerConfig(draws=500, tune=500, chains=2,
@@ -649,7 +652,8 @@ def uci_splits(names: Sequence[str], n_splits: int = 20, protocol: BNNProtocol |
     key = uuid.uuid4().hex
     cores = 1 if client is not None else None
     base = protocol.sampler.seed
-    order = [(name, split) for name in names for split in range(n_splits)]
+    order = (list(pairs) if pairs is not None else
+             [(name, split) for name in names for split in range(n_splits)])
     results = [store.load(name, split) if store is not None else None for name, split in order]
     todo = [i for i, r in enumerate(results) if r is None]
     tasks = [(key, order[i][0], order[i][1],
