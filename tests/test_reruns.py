@@ -139,6 +139,7 @@ def test_the_page_counts_late_passes_apart_and_takes_the_nuts_rows_from_the_run_
     assert table.loc["yacht", "settings used (splits)"] == "draws 40: 1"
     page = (out / "index.html").read_text()
     assert "Reruns (--rerun-failing)" in page and "settings by cause" not in page
+    assert "the reruns before the run shown and what they changed" in page
 
     fitted = []
     monkeypatch.setattr(bnn, "evaluate", lambda *a, **k: fitted.append(1))

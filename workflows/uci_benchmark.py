@@ -700,11 +700,15 @@ def _run(s, names, n_splits, proto, client, store=None, rerun=False) -> int:
     if not nuts.empty:
         nuts_cols = ["f_rhat_max", "f_ess_bulk_min", "f_rhat_within_chain_max", "chain_ll_min",
                      "chain_ll_max", "divergences", "checks_passed"]
-        report.table(nuts.set_index(["data", "split"])[nuts_cols], digits=3,
+        rerun_cols = ["reruns", "settings"] if "reruns" in nuts else []
+        report.table(nuts.set_index(["data", "split"])[nuts_cols + rerun_cols], digits=3,
                      caption="Every split, NUTS in function space: R-hat and bulk ESS of f at the "
                              "test points, the largest within-chain R-hat, the worst and best "
                              "chain's own test LL, divergent transitions, whether the NUTS checks "
-                             "passed (stacking per split: metrics.json's per_split).")
+                             "passed"
+                             + (", and the reruns before the run shown and what they changed"
+                                if rerun_cols else "")
+                             + " (stacking per split: metrics.json's per_split).")
     report.metrics.update({"summary": summary.reset_index().to_dict(orient="records"),
                            "per_split": per_split.to_dict(orient="records"), "seconds": timing,
                            "wall_seconds": wall, "dask_workers": n_workers})
