@@ -605,9 +605,10 @@ def _run(s, names, n_splits, proto, client, store=None, rerun=False) -> int:
     others = [m for m in per_split["method"].unique() if m not in (bnn.NUTS, bnn.NUTS_STACKED)]
     for name, g in nuts.groupby("data", sort=False):
         k, n = int(g["checks_passed"].sum()), len(g)
-        late = (f"; {int((g['checks_passed'].astype(bool) & (g['reruns'] > 0)).sum())} of them "
-                "only after a rerun with settings chosen by cause"
-                if "reruns" in g else "")
+        late = (int((g["checks_passed"].astype(bool) & (g["reruns"] > 0)).sum())
+                if "reruns" in g else None)
+        late = ("" if late is None else "; none needed a rerun" if late == 0 else
+                f"; {late} of them only after a rerun with settings chosen by cause")
         report.verdict(
             f"NUTS BNN, {name}",
             (k == n, f"every within-chain check passed on {k} of {n} splits{late} (median "
