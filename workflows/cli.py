@@ -211,6 +211,23 @@ EXPECTED_SECONDS = {"small_data": 144, "evidence": 107, "regression": 93, "bnn":
                     "likelihood_basics": 3}
 
 
+# the thread pools of numpy's and scipy's BLAS (OpenBLAS, or MKL/OpenMP builds); read once,
+# when the library loads, so they are set in a child's environment before it starts
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def job_environment(environ: dict, jobs: int, cores: int) -> dict:
+    """The environment of one of ``jobs`` workflow processes sharing ``cores``: its BLAS
+    thread pools get ``cores // jobs`` threads (at least 1), unless ``environ`` sets them.
+    OpenBLAS's default, one thread per core in every process, oversubscribes the cores as
+    soon as two processes share them, and its threads then wait on each other: on a 2-core
+    machine two processes doing 40 eigendecompositions of a 401 x 401 matrix took 214-234 s
+    each with the default and 1.6-2.3 s with one thread (``python benchmarks/blas_threads.py``,
+    beside a 2-worker UCI run). Dask's nanny sets its workers to 1 thread for the same reason."""
+    threads = str(max(1, cores // max(1, jobs)))
+    return {**{v: threads for v in THREAD_VARIABLES}, **environ}
+
+
 def _run_parallel(rest: list[str], jobs: int) -> list | None:
     """Each workflow in its own process, ``jobs`` at a time, so that one workflow's
     single-threaded steps (graph rewriting, plotting) overlap another's. Measured on 2 cores
@@ -225,7 +242,8 @@ def _run_parallel(rest: list[str], jobs: int) -> list | None:
             while order and len(running) < jobs:
                 name = order.pop(0)
                 cmd = [sys.executable, "-m", "workflows.cli", "run", name, *rest]
-                running[name] = (subprocess.Popen(cmd), time.time())
+                env = job_environment(dict(os.environ), jobs, os.cpu_count() or 1)
+                running[name] = (subprocess.Popen(cmd, env=env), time.time())
             time.sleep(0.2)
             for name, (proc, start) in list(running.items()):
                 if proc.poll() is not None:
