@@ -220,10 +220,13 @@ def job_environment(environ: dict, jobs: int, cores: int) -> dict:
     """The environment of one of ``jobs`` workflow processes sharing ``cores``: its BLAS
     thread pools get ``cores // jobs`` threads (at least 1), unless ``environ`` sets them.
     OpenBLAS's default, one thread per core in every process, oversubscribes the cores as
-    soon as two processes share them, and its threads then wait on each other: on a 2-core
-    machine two processes doing 40 eigendecompositions of a 401 x 401 matrix took 214-234 s
-    each with the default and 1.6-2.3 s with one thread (``python benchmarks/blas_threads.py``,
-    beside a 2-worker UCI run). Dask's nanny sets its workers to 1 thread for the same reason."""
+    soon as two processes share them, and its threads then wait on each other. On this
+    project's 2-core machine (``python benchmarks/blas_threads.py``), two processes doing 40
+    eigendecompositions of a 401 x 401 matrix took 5.6-8.0 s each with the default and
+    0.57-0.71 s with one thread on an otherwise idle machine, and 214-234 s against 1.6-2.3 s
+    beside a 2-worker UCI run; one process alone, 0.43-0.46 s with the default and 0.56-0.58 s
+    with one thread, so a workflow run on its own keeps the default. Dask's nanny sets its
+    workers to 1 thread for the same reason."""
     threads = str(max(1, cores // max(1, jobs)))
     return {**{v: threads for v in THREAD_VARIABLES}, **environ}
 
