@@ -1,15 +1,19 @@
 import os
 import warnings
 
-# One BLAS thread per test process, set before numpy loads its BLAS (the thread pools are sized
-# once, at load) and inherited by pytest-xdist's workers, which start after this file is read:
-# `make test` runs two processes on two cores, and OpenBLAS's default pool of one thread per
-# core in each oversubscribes them (`python benchmarks/blas_threads.py`; the README's Timing).
+# One BLAS thread per test process: `make test` runs two processes on two cores, and OpenBLAS's
+# default pool of one thread per core in each oversubscribes them (`python
+# benchmarks/blas_threads.py`; the README's Timing). The variables size the pools of BLAS
+# libraries loaded from now on, here and in pytest-xdist's workers (which start after this file
+# is read); threadpoolctl (a PyMC dependency) resizes those a pytest plugin already loaded.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import numpy as np  # noqa: E402
-import pytest
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
 
 warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
 
