@@ -19,6 +19,8 @@ import os
 import subprocess
 import sys
 
+from workflows.cli import THREAD_VARIABLES as VARIABLES  # loads no numpy
+
 WORK = """
 import time, numpy as np
 J = np.random.default_rng(0).normal(size=(300, 401))
@@ -27,7 +29,6 @@ for _ in range(40):
     np.linalg.eigh(J.T @ J + np.eye(401))
 print(f"{time.perf_counter() - t:.2f}")
 """
-VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def run(processes: int, threads: str | None) -> list[float]:

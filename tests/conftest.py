@@ -6,7 +6,9 @@ import warnings
 # benchmarks/blas_threads.py`; the README's Timing). The variables size the pools of BLAS
 # libraries loaded from now on, here and in pytest-xdist's workers (which start after this file
 # is read); threadpoolctl (a PyMC dependency) resizes those a pytest plugin already loaded.
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+from workflows.cli import THREAD_VARIABLES  # noqa: E402  (loads no numpy)
+
+for _variable in THREAD_VARIABLES:
     os.environ.setdefault(_variable, "1")
 
 import numpy as np  # noqa: E402
