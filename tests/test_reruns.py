@@ -63,7 +63,7 @@ def test_the_rerun_rule_reads_only_the_causes_of_the_failing_chains():
     assert escalation.changes(PRODUCT, PRODUCT) == "first settings"
 
 
-def test_reruns_run_each_rounds_splits_together_and_keep_the_first_run_that_passed():
+def test_reruns_run_each_round_in_one_call_and_keep_the_first_run_that_passed():
     first = [_result({}, data="a", split=0),                       # passes at once
              _result({"split_rhat_max": 1.03}, data="a", split=1),  # passes at 24000
              _result({"divergences": 5}, data="b", split=0),        # fails at 0.75, passes at 48000
@@ -73,24 +73,63 @@ def test_reruns_run_each_rounds_splits_together_and_keep_the_first_run_that_pass
         ("b", 0, 48000, 0.75): {}}
     calls = []
 
-    def run(p, pairs):
-        calls.append((p.sampler.draws, p.product_power, list(pairs)))
-        return [_result(outcome.get((d, k, p.sampler.draws, p.product_power),
-                                    {"split_rhat_max": 1.05}), data=d, split=k)
-                for d, k in pairs]
+    def run(groups):
+        calls.append([(p.sampler.draws, p.product_power, list(pairs)) for p, pairs in groups])
+        return [[_result(outcome.get((d, k, p.sampler.draws, p.product_power),
+                                     {"split_rhat_max": 1.05}), data=d, split=k)
+                 for d, k in pairs] for p, pairs in groups]
 
     rounds = []
     reruns = escalation.rerun_failing(first, PRODUCT, run,
                                       on_round=lambda k, n: rounds.append((k, n)))
-    assert calls == [(24000, 1.0, [("a", 1), ("b", 1)]),   # one call per protocol per round
-                     (24000, 0.75, [("b", 0)]),
-                     (48000, 0.75, [("b", 0)]),  # in the order of the splits
-                     (48000, 1.0, [("b", 1)])]
+    # one call per round, holding every protocol of that round, each with its splits in order
+    assert calls == [[(24000, 1.0, [("a", 1), ("b", 1)]), (24000, 0.75, [("b", 0)])],
+                     [(48000, 0.75, [("b", 0)]), (48000, 1.0, [("b", 1)])]]
     assert rounds == [(1, 3), (2, 2)]  # round 3: b1 has nothing left at 48000, b0 passed
     assert [r.used for r in reruns] == [0, 1, 2, 2]
     assert [r.passed for r in reruns] == [True, True, True, False]
     assert [len(r.results) for r in reruns] == [1, 2, 3, 3]
     assert escalation.changes(PRODUCT, reruns[2].protocols[2]) == "power 0.75, draws 48000"
+
+
+def test_uci_groups_queues_every_groups_splits_in_one_task_list_most_draws_first(monkeypatch):
+    """A rerun round's groups go to the workers as ONE task list (a group of one split must
+    not leave the other workers idle), most draws first; results come back per group, in
+    each group's order, with splits found in a group's store loaded, not queued."""
+    short = PRODUCT
+    long = PRODUCT.replace(sampler=PRODUCT.sampler.replace(draws=48000))
+    mid = PRODUCT.replace(sampler=PRODUCT.sampler.replace(draws=24000), product_power=0.75)
+
+    class Store:
+        def __init__(self, have):
+            self.have = have
+
+        def load(self, name, split):
+            return self.have.get((name, split))
+
+    saved = SimpleNamespace(data="wine", split=5)
+    queued = []
+
+    def run_tasks(fn, tasks, client=None, on_done=None):
+        queued.append([(t[2], t[3], t[4].sampler.draws, t[4].sampler.seed) for t in tasks])
+        for k in range(len(tasks)):
+            on_done(k + 1, len(tasks))
+        # the first queued task fails twice; the others return their (data set, split)
+        return [None] + [(t[2], t[3]) for t in tasks[1:]], [(0, "RuntimeError: boom")]
+
+    monkeypatch.setattr(bnn, "run_tasks", run_tasks)
+    progress = []
+    results, failures = bnn.uci_groups(
+        [(short, [("energy", 2)], None),
+         (mid, [("wine", 4), ("wine", 5)], Store({("wine", 5): saved})),
+         (long, [("wine", 1), ("wine", 9)], None)],
+        client=None, on_done=lambda k, n: progress.append((k, n)))
+    assert len(queued) == 1  # one task list for the whole round
+    assert queued[0] == [("wine", 1, 48000, 8), ("wine", 9, 48000, 16),   # seed 7 + split
+                         ("wine", 4, 24000, 11), ("energy", 2, 4000, 9)]
+    assert results == [[("energy", 2)], [("wine", 4), saved], [None, ("wine", 9)]]
+    assert failures == [[], [], [(0, "RuntimeError: boom")]]
+    assert progress == [(2, 5), (3, 5), (4, 5), (5, 5)]  # the loaded split counts as done
 
 
 def test_the_page_counts_late_passes_apart_and_takes_the_nuts_rows_from_the_run_used(

@@ -537,18 +537,19 @@ def _rerun(proto, results, client, store, progress):
     (data set, split) pairs whose rerun failed to run twice."""
     missing = []
 
-    def run(p, pairs):
-        what = escalation.changes(proto, p)
-        res, fails = bnn.uci_splits((), 0, p, client=client, pairs=pairs,
-                                    store=store.for_rerun(p) if store is not None else None,
-                                    on_done=lambda k, n: progress(
-                                        f"rerun {k} of {n} ({what}) done"))
-        missing.extend(pairs[i] for i, _ in fails)
+    def run(groups):
+        res, fails = bnn.uci_groups(
+            [(p, pairs, store.for_rerun(p) if store is not None else None)
+             for p, pairs in groups],
+            client=client, on_done=lambda k, n: progress(f"rerun {k} of {n} done"))
+        for (_, pairs), failed in zip(groups, fails):
+            missing.extend(pairs[i] for i, _ in failed)
         return res
 
     def on_round(k, n):
         progress.total += n + 1
-        progress(f"rerun round {k}: {n} split(s) whose chains failed, settings by cause")
+        progress(f"rerun round {k}: {n} split(s) whose chains failed, settings by cause, "
+                 "all queued at once")
 
     return escalation.rerun_failing(results, proto, run, on_round=on_round), missing
 

@@ -622,10 +622,11 @@ def _uci_split(key, name, split, protocol: BNNProtocol, cores):
 
 
 def _uci_split_stored(store, key, name, split, protocol: BNNProtocol, cores):
-    """:func:`_uci_split`, its result saved by ``store`` the moment it exists (in the
-    process that computed it), so an interrupted protocol keeps every finished split."""
+    """:func:`_uci_split`, its result saved by ``store`` (if not None) the moment it exists
+    (in the process that computed it), so an interrupted protocol keeps every finished split."""
     result = _uci_split(key, name, split, protocol, cores)
-    store.save(result)
+    if store is not None:
+        store.save(result)
     return result
 
 
@@ -643,31 +644,63 @@ def uci_splits(names: Sequence[str], n_splits: int = 20, protocol: BNNProtocol |
     as soon as it finishes (the workflow's store: ``workflows.uci_benchmark.SplitStore``).
 
     ``pairs``: run these (data set, split) pairs instead of splits ``0..n_splits-1`` of each
-    of ``names`` (the reruns of :mod:`models.evaluation.escalation`).
+    of ``names``.
 
     Returns ``(results, failures)``: per (data set, split), in order, a :class:`SplitResult`
     (or None if it failed twice); failures index that order."""
     protocol = protocol or BNNProtocol(sampler=SamplerConfig(draws=500, tune=500, chains=2,
                                                              seed=0, init="prior"))
-    key = uuid.uuid4().hex
-    cores = 1 if client is not None else None
-    base = protocol.sampler.seed
     order = (list(pairs) if pairs is not None else
              [(name, split) for name in names for split in range(n_splits)])
-    results = [store.load(name, split) if store is not None else None for name, split in order]
-    todo = [i for i, r in enumerate(results) if r is None]
-    tasks = [(key, order[i][0], order[i][1],
-              protocol.replace(sampler=protocol.sampler.replace(seed=base + order[i][1])), cores)
-             for i in todo]
-    fn = _uci_split
-    if store is not None:
-        fn, tasks = _uci_split_stored, [(store, *t) for t in tasks]
-    done_before = len(order) - len(todo)
-    progress = None if on_done is None else (lambda k, n: on_done(done_before + k, len(order)))
-    new, failures = run_tasks(fn, tasks, client=client, on_done=progress)
-    for i, r in zip(todo, new):
-        results[i] = r
-    return results, [(todo[i], msg) for i, msg in failures]
+    (results,), (failures,) = uci_groups([(protocol, order, store)], client=client,
+                                         on_done=on_done)
+    return results, failures
+
+
+def uci_groups(groups: Sequence[tuple], client=None, on_done=None):
+    """Several protocols' splits as ONE task list: ``groups`` holds ``(protocol, pairs,
+    store)`` triples (``store`` may be None), each as in :func:`uci_splits`. On Dask workers
+    every split of every group is queued at once, so a group of one split (a rerun round's
+    usual case) does not leave the other workers idle while it runs, as one
+    :func:`uci_splits` call per group would. Tasks are queued most draws first, the longest
+    tasks first, so the last to finish are the short ones. ``on_done(done, total)`` counts
+    over all groups (splits loaded from a store count as done).
+
+    Returns ``(results, failures)``: one list per group, as :func:`uci_splits` returns."""
+    cores = 1 if client is not None else None  # one core per worker; else nutpie's default
+    tasks, where, results = [], [], []
+    for g, (protocol, pairs, store) in enumerate(groups):
+        key = uuid.uuid4().hex  # the compile cache's key: one model per protocol and data set
+        base = protocol.sampler.seed
+        results.append([store.load(name, split) if store is not None else None
+                        for name, split in pairs])
+        for i, (name, split) in enumerate(pairs):
+            if results[g][i] is not None:
+                continue
+            tasks.append((store, key, name, split,
+                          protocol.replace(sampler=protocol.sampler.replace(seed=base + split)),
+                          cores))
+            where.append((g, i, protocol.sampler.draws))
+    # longest first: more draws take longer on the same data set (a rerun round mixes 24,000
+    # and 48,000 draws); sorted() is stable, so equal draws keep the splits' order
+    order = sorted(range(len(tasks)), key=lambda t: -where[t][2])
+    total = sum(len(r) for r in results)
+    done_before = total - len(tasks)
+    progress = None if on_done is None else (lambda k, n: on_done(done_before + k, total))
+    failures = [[] for _ in groups]
+    if not tasks:
+        return results, failures
+    new, failed = run_tasks(_uci_split_stored, [tasks[t] for t in order], client=client,
+                            on_done=progress)
+    for t, r in zip(order, new):
+        g, i, _ = where[t]
+        results[g][i] = r
+    for k, msg in failed:
+        g, i, _ = where[order[k]]
+        failures[g].append((i, msg))
+    for f in failures:
+        f.sort()
+    return results, failures
 
 
 def evaluate_classification(X_train, y_train, X_test, y_test,

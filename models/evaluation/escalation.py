@@ -106,11 +106,14 @@ def rerun_failing(results: Sequence, protocol, run: Callable, max_reruns: int = 
     """Rerun every failing split of ``results`` (one :class:`SplitResult` or None per split,
     all run under ``protocol``) by :func:`next_protocol`, up to ``max_reruns`` times each.
 
-    ``run(protocol, pairs)`` runs the (data set, split) ``pairs`` under ``protocol`` (the
-    split's seed added as in :func:`models.evaluation.bnn.uci_splits`) and returns their
-    results in that order (None for a split that failed to run). The splits that need the
-    same protocol in a round are run together. ``on_round(k, n)``: called before round k with
-    the number of splits it reruns. Returns one :class:`Rerun` per split, in order."""
+    ``run(groups)`` runs one round: ``groups`` is a list of ``(protocol, pairs)``, the (data
+    set, split) ``pairs`` that need that protocol (the split's seed added as in
+    :func:`models.evaluation.bnn.uci_splits`), and it returns, per group, their results in
+    that order (None for a split that failed to run). A round is one call, so the runner can
+    start every split of the round at once (:func:`models.evaluation.bnn.uci_groups`) instead
+    of waiting for one protocol's splits before the next's. ``on_round(k, n)``: called before
+    round k with the number of splits it reruns. Returns one :class:`Rerun` per split, in
+    order."""
     reruns = [Rerun([protocol], [r]) for r in results]
     for k in range(1, max_reruns + 1):
         wanted: dict = {}
@@ -124,9 +127,10 @@ def rerun_failing(results: Sequence, protocol, run: Callable, max_reruns: int = 
             break
         if on_round is not None:
             on_round(k, sum(len(ix) for _, ix in wanted.values()))
-        for nxt, ix in wanted.values():
-            pairs = [(reruns[i].results[-1].data, reruns[i].results[-1].split) for i in ix]
-            for i, r in zip(ix, run(nxt, pairs)):
+        groups = [(nxt, [(reruns[i].results[-1].data, reruns[i].results[-1].split) for i in ix])
+                  for nxt, ix in wanted.values()]
+        for (nxt, ix), got in zip(wanted.values(), run(groups)):
+            for i, r in zip(ix, got):
                 reruns[i].protocols.append(nxt)
                 reruns[i].results.append(r)
     return reruns
