@@ -88,11 +88,9 @@ def main() -> None:
             start = time.perf_counter()
             proto = bnn.BNNProtocol(nuts=False, sampler=bnn.BNNProtocol().sampler.replace(
                 seed=SEED + split))
-            net, K = proto.net, proto.sampler.chains
+            net = proto.net
             d = datasets.uci(name, split)
-            model = net.build_model(d["X_train"], d["y_train"])
-            starts = bnn.prior_starts(model, max(3, K), seed=proto.sampler.seed)
-            members = bnn.deep_ensemble(model, starts[:K], proto.mle_maxiter)
+            _, members = bnn.protocol_members(d, proto)
             iso = [fit_ggn_laplace(p, d["X_train"], d["y_train"], net.activation, net.depth)
                    for p in members]
             per_tensor = [layerwise_ggn(p, d["X_train"], d["y_train"], net.activation, net.depth)

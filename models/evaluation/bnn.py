@@ -749,6 +749,18 @@ def deep_ensemble(model, starts: list[dict], maxiter: int) -> list[dict]:
     return [_map_params(model, start, maxiter) for start in starts]
 
 
+def protocol_members(d, protocol: BNNProtocol):
+    """The model (the protocol's network on ``d``'s training split) and its deep ensemble as
+    :func:`evaluate` trains it without a member pool: one MAP net per chain, from the first
+    prior draws of ``prior_starts(model, max(3, chains), seed=protocol.sampler.seed)`` (the
+    draws the MLE net also starts from). For probes that need a split's members alone
+    (``benchmarks/ggn_layerwise.py``, ``benchmarks/mclmc_probe.py``)."""
+    model = protocol.net.build_model(d["X_train"], d["y_train"])
+    K = protocol.sampler.chains
+    starts = prior_starts(model, max(3, K), seed=protocol.sampler.seed)
+    return model, deep_ensemble(model, starts[:K], protocol.mle_maxiter)
+
+
 def best_members(model, members: list[dict], k: int) -> tuple[list[dict], list[float]]:
     """The ``k`` members with the highest MAP objective, best first, and that objective for
     every member in the order given. The objective is ``model.logp(jacobian=False)`` at the

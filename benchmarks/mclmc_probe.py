@@ -1,0 +1,176 @@
+"""Ensemble-started microcanonical Langevin (MCLMC) chains on the published 50-ReLU UCI
+protocol, where NUTS costs about 3.4 core-hours per split here: the probe behind the README's
+"Microcanonical Langevin from the members" paragraph (MILE, Sommer et al. 2025).
+
+    python benchmarks/mclmc_probe.py yacht,energy 20 [--steps 20000] [--keep 2000]
+
+For each split, the ``uci_benchmark`` protocol's members (50 ReLU units, He-normal prior,
+4 MAP nets from prior draws, seed 20261124 + split, as ``uci_benchmark --no-nuts`` and
+``benchmarks/ggn_layerwise.py`` train them) start one chain each of blackjax's MCLMC (unadjusted:
+no Metropolis step; isokinetic McLachlan integrator) on the same PyMC model's log posterior
+(``pymc.sampling.jax.get_jaxified_logp``: the weights and log sigma). Each chain tunes its own
+L, step size and diagonal mass matrix from its member (``blackjax.mclmc_find_L_and_step_size``,
+its default fractions of ``--steps``: 10 % + 10 % + 10 %), then runs ``--steps`` steps and keeps
+``--keep`` evenly thinned draws. Scored as the uci_benchmark rows are: the chains' equal mixture
+of Gaussians on the test split (original units), against the deep ensemble of the same members.
+Checked as ensemble-started NUTS chains are, each chain alone on the network's predictions at
+the test inputs (``models.inference.diagnostics``: split R-hat of its two halves <= 1.01,
+bulk and tail ESS >= 100); there are no divergences or E-BFMI to check: an unadjusted sampler
+has no accept step, so its draws carry a step-size bias that these checks cannot see.
+
+Written by hand around blackjax (PyMC 6.4 offers no MCLMC sampler): the loop is blackjax's
+own ``run_inference_algorithm`` pattern, jit-compiled once per data set and chain length.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core per probe; threads only contend
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+SEED = 20261124  # uci_benchmark's default seed; split k runs with SEED + k
+
+
+def run_chain(logdensity, position: list, steps: int, keep: int, key):
+    """One MCLMC chain from ``position``: tuned, then ``steps`` steps, ``keep`` draws kept."""
+    import blackjax
+    import jax
+
+    tune_key, run_key, init_key = jax.random.split(key, 3)
+    state = blackjax.mcmc.mclmc.init(position=position, logdensity_fn=logdensity,
+                                     rng_key=init_key)
+
+    def kernel(inverse_mass_matrix):
+        return blackjax.mcmc.mclmc.build_kernel(
+            logdensity_fn=logdensity, inverse_mass_matrix=inverse_mass_matrix,
+            integrator=blackjax.mcmc.integrators.isokinetic_mclachlan)
+
+    state, params, *_ = blackjax.mclmc_find_L_and_step_size(
+        mclmc_kernel=kernel, num_steps=steps, state=state, rng_key=tune_key,
+        diagonal_preconditioning=True)
+    sampler = blackjax.mclmc(logdensity, L=params.L, step_size=params.step_size,
+                             inverse_mass_matrix=params.inverse_mass_matrix)
+    thin = steps // keep
+
+    def one(carry, k):
+        state, energy_sq = carry
+        state, info = sampler.step(k, state)
+        return (state, energy_sq + info.energy_change ** 2), state.position
+
+    def block(carry, ks):  # thin inside the scan: keep one position per `thin` steps
+        carry, positions = jax.lax.scan(one, carry, ks)
+        return carry, [p[-1] for p in positions]
+
+    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
+    (state, energy_sq), draws = jax.lax.scan(block, (state, 0.0), keys)
+    return draws, params, energy_sq / (keep * thin)
+
+
+def probe(name: str, split: int, steps: int, keep: int) -> dict:
+    import jax
+    from pymc.sampling.jax import get_jaxified_logp
+
+    from models.base import datasets
+    from models.evaluation import bnn
+    from models.evaluation.scores import predictive_regression_metrics
+    from models.families.bnn import forward
+    from models.inference.diagnostics import PER_CHAIN_ESS_MIN, RHAT_MAX, split_rhat_one_chain
+
+    import arviz as az
+    import xarray as xr
+
+    start = time.perf_counter()
+    proto = bnn.BNNProtocol(nuts=False, sampler=bnn.BNNProtocol().sampler.replace(
+        seed=SEED + split))
+    net = proto.net
+    d = datasets.uci(name, split)
+    model, members = bnn.protocol_members(d, proto)
+    t_members = time.perf_counter() - start
+    names = [v.name for v in model.value_vars]  # w1, b1, w_out, b_out, sigma_log__
+    logp = get_jaxified_logp(model)
+    logdensity = jax.jit(lambda pos: logp(pos))
+    chain = jax.jit(lambda pos, key: run_chain(logdensity, pos, steps, keep, key))
+    f, sig, rows = [], [], []
+    t0 = time.perf_counter()
+    for k, p in enumerate(members):
+        pos = [np.asarray(np.log(p["sigma"]) if n == "sigma_log__" else p[n], dtype=float)
+               for n in names]
+        draws, params, energy = chain(pos, jax.random.key(proto.sampler.seed * 10 + k))
+        draws = {n: np.asarray(v) for n, v in zip(names, draws)}
+        params_k = {n: draws[n] for n in names if n != "sigma_log__"}
+        fk = np.stack([forward({n: v[s] for n, v in params_k.items()}, d["X_test"],
+                               net.activation, net.depth)[:, 0] for s in range(keep)])
+        f.append(fk)
+        sig.append(np.exp(draws["sigma_log__"]))
+        one = xr.DataTree.from_dict({"posterior": xr.Dataset({"v": (("chain", "draw", "k"),
+                                                                    fk[None])})})
+        rows.append({"rhat": float(np.nanmax(split_rhat_one_chain(fk))),
+                     "bulk": float(np.nanmin(az.ess(one, method="bulk").dataset["v"].values)),
+                     "tail": float(np.nanmin(az.ess(one, method="tail").dataset["v"].values)),
+                     "L": float(params.L), "step": float(params.step_size),
+                     # a drifting chain: sigma's mean in the first and last quarter of its draws
+                     "sigma_quarters": (float(sig[-1][:keep // 4].mean()),
+                                        float(sig[-1][-(keep // 4):].mean())),
+                     "energy_var": float(energy)})
+    t_chains = time.perf_counter() - t0
+    y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
+    mc = predictive_regression_metrics(np.concatenate(f), np.concatenate(sig), y, m, sd)
+    f_members = np.stack([forward(p, d["X_test"], net.activation, net.depth)[:, 0]
+                          for p in members])
+    de = predictive_regression_metrics(f_members, np.array([float(p["sigma"]) for p in members]),
+                                       y, m, sd)
+    passed = [r["rhat"] <= RHAT_MAX and r["bulk"] >= PER_CHAIN_ESS_MIN
+              and r["tail"] >= PER_CHAIN_ESS_MIN for r in rows]
+    return {"data": name, "split": split, "mclmc_ll": mc["test_ll_nats"],
+            "mclmc_rmse": mc["rmse"], "de_ll": de["test_ll_nats"], "de_rmse": de["rmse"],
+            "chains_passed": sum(passed), "rhat_max": max(r["rhat"] for r in rows),
+            "bulk_min": min(r["bulk"] for r in rows), "tail_min": min(r["tail"] for r in rows),
+            "energy_var_max": max(r["energy_var"] for r in rows),
+            "members_s": t_members, "chains_s": t_chains, "chains": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("datasets", help="comma-separated UCI data sets")
+    ap.add_argument("splits", type=int, help="the first N splits of each")
+    ap.add_argument("--steps", type=int, default=20000, help="steps per chain after tuning")
+    ap.add_argument("--keep", type=int, default=2000, help="draws kept per chain (thinned)")
+    args = ap.parse_args()
+    if args.keep < 1 or args.steps < args.keep:
+        raise SystemExit("error: --keep must be >= 1 and at most --steps")
+    rows: dict[str, list] = {}
+    print("| data | split | MCLMC test LL | deep ensemble test LL | chains passed | worst R-hat "
+          "| bulk ESS min | tail ESS min | energy var max | members s | chains s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for name in args.datasets.split(","):
+        for split in range(args.splits):
+            r = probe(name, split, args.steps, args.keep)
+            if os.environ.get("MCLMC_DEBUG"):
+                print(r["chains"], flush=True)
+            rows.setdefault(name, []).append(r)
+            print(f"| {name} | {split} | {r['mclmc_ll']:.4f} | {r['de_ll']:.4f} "
+                  f"| {r['chains_passed']}/4 | {r['rhat_max']:.4f} | {r['bulk_min']:.0f} "
+                  f"| {r['tail_min']:.0f} | {r['energy_var_max']:.2e} | {r['members_s']:.0f} "
+                  f"| {r['chains_s']:.0f} |", flush=True)
+    print("\n| data | splits | MCLMC test LL | deep ensemble test LL | MCLMC - ensemble "
+          "| MCLMC RMSE | splits with every chain passing | chains s/split |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, rs in rows.items():
+        a = np.array([[r["mclmc_ll"], r["de_ll"], r["mclmc_ll"] - r["de_ll"], r["mclmc_rmse"]]
+                      for r in rs])
+        se = a.std(axis=0, ddof=1) / np.sqrt(len(a)) if len(a) > 1 else np.full(4, np.nan)
+        print(f"| {name} | {len(a)} | {a[:, 0].mean():.3f} ± {se[0]:.3f} | {a[:, 1].mean():.3f} ± "
+              f"{se[1]:.3f} | {a[:, 2].mean():+.3f} ± {se[2]:.3f} | {a[:, 3].mean():.3f} "
+              f"| {sum(r['chains_passed'] == 4 for r in rs)}/{len(rs)} "
+              f"| {np.mean([r['chains_s'] for r in rs]):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
