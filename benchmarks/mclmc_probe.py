@@ -96,9 +96,8 @@ def probe(name: str, split: int, steps: int, keep: int) -> dict:
     model, members = bnn.protocol_members(d, proto)
     t_members = time.perf_counter() - start
     names = [v.name for v in model.value_vars]  # w1, b1, w_out, b_out, sigma_log__
-    logp = get_jaxified_logp(model)
-    logdensity = jax.jit(lambda pos: logp(pos))
-    chain = jax.jit(lambda pos, key: run_chain(logdensity, pos, steps, keep, key))
+    logp = get_jaxified_logp(model)  # traced inside the chain's jit below: no jit of its own
+    chain = jax.jit(lambda pos, key: run_chain(logp, pos, steps, keep, key))
     f, sig, rows = [], [], []
     t0 = time.perf_counter()
     for k, p in enumerate(members):

@@ -64,9 +64,11 @@ def replay(options: list[str], workers: int) -> None:
         return results, failures
 
     bnn.uci_groups = recording
-    with tempfile.TemporaryDirectory() as tmp:
-        uci_benchmark.main([*options, "--out", f"{tmp}/report", "--workers", "0"])
-    bnn.uci_groups = real
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            uci_benchmark.main([*options, "--out", f"{tmp}/report", "--workers", "0"])
+    finally:
+        bnn.uci_groups = real
     (base, first), reruns = rounds[0][0], rounds[1:]
     print(f"first pass: {len(first)} splits, {sum(first):.0f} s of fitting (not changed)")
     print("| round | settings (splits) | one batch per setting, s | one batch per round, s |")
