@@ -3,6 +3,7 @@ protocol, where NUTS costs about 3.4 core-hours per split here: the probe behind
 "Microcanonical Langevin from the members" paragraph (MILE, Sommer et al. 2025).
 
     python benchmarks/mclmc_probe.py yacht,energy 20 [--steps 20000] [--keep 2000]
+        [--from K] [--out DIR]      # splits K..19; DIR: one JSON per split, resumable
 
 For each split, the ``uci_benchmark`` protocol's members (50 ReLU units, He-normal prior,
 4 MAP nets from prior draws, seed 20261124 + split, as ``uci_benchmark --no-nuts`` and
@@ -16,7 +17,15 @@ of Gaussians on the test split (original units), against the deep ensemble of th
 Checked as ensemble-started NUTS chains are, each chain alone on the network's predictions at
 the test inputs (``models.inference.diagnostics``: split R-hat of its two halves <= 1.01,
 bulk and tail ESS >= 100); there are no divergences or E-BFMI to check: an unadjusted sampler
-has no accept step, so its draws carry a step-size bias that these checks cannot see.
+has no accept step, so its draws carry a step-size bias that these checks cannot see. The GGN
+Laplace ensemble on the same members (``uci_benchmark``'s best row: one GGN Laplace around each
+member at its own sigma, mixed equally) is scored beside it, so each split gives a paired
+difference.
+
+``--out DIR`` writes each split's result to ``DIR/<data>-<split>.json`` as it finishes (with
+its steps, keep and seed); a rerun with the same settings loads it instead of running it again,
+and refuses if the stored file was run with other settings, so a long run survives being killed
+and can be split between processes (``--from``). The tables are printed from the results.
 
 Written by hand around blackjax (PyMC 6.4 offers no MCLMC sampler): the loop is blackjax's
 own ``run_inference_algorithm`` pattern, jit-compiled once per split (the data are constants
@@ -33,7 +42,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -81,7 +92,8 @@ def probe(name: str, split: int, steps: int, keep: int) -> dict:
 
     from models.base import datasets
     from models.evaluation import bnn
-    from models.evaluation.scores import predictive_regression_metrics
+    from models.evaluation.ggn import fit_ggn_laplace
+    from models.evaluation.scores import gaussian_predictive_metrics, predictive_regression_metrics
     from models.families.bnn import forward
     from models.inference.diagnostics import PER_CHAIN_ESS_MIN, RHAT_MAX, split_rhat_one_chain
 
@@ -123,53 +135,97 @@ def probe(name: str, split: int, steps: int, keep: int) -> dict:
     t_chains = time.perf_counter() - t0
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
     mc = predictive_regression_metrics(np.concatenate(f), np.concatenate(sig), y, m, sd)
+    for r, fk, sk in zip(rows, f, sig):
+        r["test_ll"] = predictive_regression_metrics(fk, sk, y, m, sd)["test_ll_nats"]
+    fits = [fit_ggn_laplace(p, d["X_train"], d["y_train"], net.activation, net.depth)
+            for p in members]
+    parts = [g.predict(d["X_test"]) for g in fits]
+    ggn = gaussian_predictive_metrics(
+        np.stack([mu for mu, _ in parts]),
+        np.stack([v for _, v in parts]) + np.array([g.sigma ** 2 for g in fits])[:, None],
+        y, m, sd)
     f_members = np.stack([forward(p, d["X_test"], net.activation, net.depth)[:, 0]
                           for p in members])
     de = predictive_regression_metrics(f_members, np.array([float(p["sigma"]) for p in members]),
                                        y, m, sd)
     passed = [r["rhat"] <= RHAT_MAX and r["bulk"] >= PER_CHAIN_ESS_MIN
               and r["tail"] >= PER_CHAIN_ESS_MIN for r in rows]
-    return {"data": name, "split": split, "mclmc_ll": mc["test_ll_nats"],
-            "mclmc_rmse": mc["rmse"], "de_ll": de["test_ll_nats"], "de_rmse": de["rmse"],
+    for r, ok in zip(rows, passed):
+        r["passed"] = ok
+    return {"data": name, "split": split, "steps": steps, "keep": keep, "seed": SEED + split,
+            "mclmc_ll": mc["test_ll_nats"], "mclmc_rmse": mc["rmse"],
+            "de_ll": de["test_ll_nats"], "de_rmse": de["rmse"], "ggn_ll": ggn["test_ll_nats"],
             "chains_passed": sum(passed), "rhat_max": max(r["rhat"] for r in rows),
             "bulk_min": min(r["bulk"] for r in rows), "tail_min": min(r["tail"] for r in rows),
             "energy_var_max": max(r["energy_var"] for r in rows),
             "members_s": t_members, "chains_s": t_chains, "chains": rows}
 
 
+def stored(out: Path | None, name: str, split: int, steps: int, keep: int) -> dict | None:
+    """The split's stored result when it was run with these settings; None when there is none.
+    Exits with a one-line error when the file holds a run with other settings."""
+    if out is None or not (out / f"{name}-{split}.json").exists():
+        return None
+    path = out / f"{name}-{split}.json"
+    r = json.loads(path.read_text())
+    want = {"steps": steps, "keep": keep, "seed": SEED + split}
+    have = {k: r.get(k) for k in want}
+    if have != want:
+        raise SystemExit(f"error: {path} was run with {have}, not {want}: pass another --out")
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("datasets", help="comma-separated UCI data sets")
-    ap.add_argument("splits", type=int, help="the first N splits of each")
+    ap.add_argument("splits", type=int, help="run splits up to N - 1 of each")
+    ap.add_argument("--from", dest="first", type=int, default=0, help="first split (default 0)")
     ap.add_argument("--steps", type=int, default=20000, help="steps per chain after tuning")
     ap.add_argument("--keep", type=int, default=2000, help="draws kept per chain (thinned)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder for one JSON per split (created; finished splits are loaded)")
     args = ap.parse_args()
     if args.keep < 1 or args.steps < args.keep:
         raise SystemExit("error: --keep must be >= 1 and at most --steps")
+    if not 0 <= args.first < args.splits:
+        raise SystemExit(f"error: --from must be in [0, {args.splits}), got {args.first}")
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            raise SystemExit(f"error: --out {args.out} exists and is not a folder")
+        args.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list] = {}
-    print("| data | split | MCLMC test LL | deep ensemble test LL | chains passed | worst R-hat "
-          "| bulk ESS min | tail ESS min | energy var max | members s | chains s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("| data | split | MCLMC test LL | GGN Laplace ensemble | deep ensemble | chains passed "
+          "| worst R-hat | bulk ESS min | tail ESS min | energy var max | members s | chains s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.datasets.split(","):
-        for split in range(args.splits):
-            r = probe(name, split, args.steps, args.keep)
+        for split in range(args.first, args.splits):
+            r = stored(args.out, name, split, args.steps, args.keep)
+            if r is None:
+                r = probe(name, split, args.steps, args.keep)
+                if args.out is not None:  # written whole, then renamed: never a partial file
+                    tmp = args.out / f".{name}-{split}.json.part"
+                    tmp.write_text(json.dumps(r, indent=1))
+                    tmp.rename(args.out / f"{name}-{split}.json")
             if os.environ.get("MCLMC_DEBUG"):
                 print(r["chains"], flush=True)
             rows.setdefault(name, []).append(r)
-            print(f"| {name} | {split} | {r['mclmc_ll']:.4f} | {r['de_ll']:.4f} "
+            print(f"| {name} | {split} | {r['mclmc_ll']:.4f} | {r['ggn_ll']:.4f} | {r['de_ll']:.4f} "
                   f"| {r['chains_passed']}/4 | {r['rhat_max']:.4f} | {r['bulk_min']:.0f} "
                   f"| {r['tail_min']:.0f} | {r['energy_var_max']:.2e} | {r['members_s']:.0f} "
                   f"| {r['chains_s']:.0f} |", flush=True)
-    print("\n| data | splits | MCLMC test LL | deep ensemble test LL | MCLMC - ensemble "
-          "| MCLMC RMSE | splits with every chain passing | chains s/split |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| data | splits | MCLMC test LL | GGN Laplace ensemble | MCLMC - GGN ensemble "
+          "| splits MCLMC better | MCLMC RMSE | splits with every chain passing | chains passing "
+          "| chains s/split |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, rs in rows.items():
-        a = np.array([[r["mclmc_ll"], r["de_ll"], r["mclmc_ll"] - r["de_ll"], r["mclmc_rmse"]]
+        a = np.array([[r["mclmc_ll"], r["ggn_ll"], r["mclmc_ll"] - r["ggn_ll"], r["mclmc_rmse"]]
                       for r in rs])
         se = a.std(axis=0, ddof=1) / np.sqrt(len(a)) if len(a) > 1 else np.full(4, np.nan)
+        chains = [c for r in rs for c in r["chains"]]
         print(f"| {name} | {len(a)} | {a[:, 0].mean():.3f} ± {se[0]:.3f} | {a[:, 1].mean():.3f} ± "
-              f"{se[1]:.3f} | {a[:, 2].mean():+.3f} ± {se[2]:.3f} | {a[:, 3].mean():.3f} "
-              f"| {sum(r['chains_passed'] == 4 for r in rs)}/{len(rs)} "
+              f"{se[1]:.3f} | {a[:, 2].mean():+.3f} ± {se[2]:.3f} | {int((a[:, 2] > 0).sum())}/{len(a)} "
+              f"| {a[:, 3].mean():.3f} | {sum(r['chains_passed'] == len(r['chains']) for r in rs)}/{len(rs)} "
+              f"| {sum(c['passed'] for c in chains)}/{len(chains)} "
               f"| {np.mean([r['chains_s'] for r in rs]):.0f} |")
 
 
