@@ -4,6 +4,7 @@ protocol, where NUTS costs about 3.4 core-hours per split here: the probe behind
 
     python benchmarks/mclmc_probe.py yacht,energy 20 [--steps 20000] [--keep 2000]
         [--from K] [--out DIR]      # splits K..19; DIR: one JSON per split, resumable
+        [--adjusted]                # Metropolis-adjusted MCLMC instead (no step-size bias)
 
 For each split, the ``uci_benchmark`` protocol's members (50 ReLU units, He-normal prior,
 4 MAP nets from prior draws, seed 20261124 + split, as ``uci_benchmark --no-nuts`` and
@@ -83,10 +84,65 @@ def run_chain(logdensity, position: list, steps: int, keep: int, key):
 
     keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
     (state, energy_sq), draws = jax.lax.scan(block, (state, 0.0), keys)
-    return draws, params, energy_sq / (keep * thin)
+    return draws, params, {"energy_var": energy_sq / (keep * thin)}
 
 
-def probe(name: str, split: int, steps: int, keep: int) -> dict:
+TARGET_ACCEPT = 0.9  # adjusted MCLMC's target acceptance: blackjax's own tests use 0.9
+
+
+def run_adjusted_chain(logdensity, position: list, steps: int, keep: int, key):
+    """One adjusted MCLMC chain (Metropolis-corrected, MAMS: Robnik et al. 2025) from
+    ``position``: L, step size and diagonal mass tuned by
+    ``blackjax.adjusted_mclmc_find_L_and_step_size`` at :data:`TARGET_ACCEPT`, then ``steps``
+    Metropolis transitions, each of a random number of integration steps with mean L / step
+    size (blackjax's ``rescale``), ``keep`` draws kept. Returns its acceptance rate,
+    divergences and mean integration steps per transition too."""
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+    from blackjax.mcmc.adjusted_mclmc_dynamic import rescale
+
+    tune_key, run_key, init_key = jax.random.split(key, 3)
+    state = blackjax.mcmc.adjusted_mclmc_dynamic.init(
+        position=position, logdensity_fn=logdensity, random_generator_arg=init_key)
+
+    def kernel(rng_key, state, avg_num_integration_steps, step_size, inverse_mass_matrix):
+        return blackjax.mcmc.adjusted_mclmc_dynamic.build_kernel(
+            integrator=blackjax.mcmc.integrators.isokinetic_mclachlan,
+            integration_steps_fn=lambda k: jnp.ceil(
+                jax.random.uniform(k) * rescale(avg_num_integration_steps)),
+            inverse_mass_matrix=inverse_mass_matrix,
+        )(rng_key=rng_key, state=state, step_size=step_size, logdensity_fn=logdensity)
+
+    state, params, _ = blackjax.adjusted_mclmc_find_L_and_step_size(
+        mclmc_kernel=kernel, num_steps=steps, state=state, rng_key=tune_key,
+        target=TARGET_ACCEPT, frac_tune1=0.1, frac_tune2=0.1, frac_tune3=0.1,
+        diagonal_preconditioning=True)
+    sampler = blackjax.adjusted_mclmc_dynamic(
+        logdensity, step_size=params.step_size, inverse_mass_matrix=params.inverse_mass_matrix,
+        integration_steps_fn=lambda k: jnp.ceil(
+            jax.random.uniform(k) * rescale(params.L / params.step_size)))
+    thin = steps // keep
+
+    def one(carry, k):
+        state, accept, divergent, n_steps = carry
+        state, info = sampler.step(k, state)
+        return (state, accept + info.acceptance_rate, divergent + info.is_divergent,
+                n_steps + info.num_integration_steps), state.position
+
+    def block(carry, ks):
+        carry, positions = jax.lax.scan(one, carry, ks)
+        return carry, [p[-1] for p in positions]
+
+    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
+    (state, accept, divergent, n_steps), draws = jax.lax.scan(
+        block, (state, 0.0, 0, 0), keys)
+    n = keep * thin
+    return draws, params, {"accept": accept / n, "divergences": divergent,
+                           "steps_per_draw": n_steps / n}
+
+
+def probe(name: str, split: int, steps: int, keep: int, adjusted: bool = False) -> dict:
     import jax
     from pymc.sampling.jax import get_jaxified_logp
 
@@ -109,13 +165,14 @@ def probe(name: str, split: int, steps: int, keep: int) -> dict:
     t_members = time.perf_counter() - start
     names = [v.name for v in model.value_vars]  # w1, b1, w_out, b_out, sigma_log__
     logp = get_jaxified_logp(model)  # traced inside the chain's jit below: no jit of its own
-    chain = jax.jit(lambda pos, key: run_chain(logp, pos, steps, keep, key))
+    runner = run_adjusted_chain if adjusted else run_chain
+    chain = jax.jit(lambda pos, key: runner(logp, pos, steps, keep, key))
     f, sig, rows = [], [], []
     t0 = time.perf_counter()
     for k, p in enumerate(members):
         pos = [np.asarray(np.log(p["sigma"]) if n == "sigma_log__" else p[n], dtype=float)
                for n in names]
-        draws, params, energy = chain(pos, jax.random.key(proto.sampler.seed * 10 + k))
+        draws, params, stats = chain(pos, jax.random.key(proto.sampler.seed * 10 + k))
         draws = {n: np.asarray(v) for n, v in zip(names, draws)}
         params_k = {n: draws[n] for n in names if n != "sigma_log__"}
         fk = np.stack([forward({n: v[s] for n, v in params_k.items()}, d["X_test"],
@@ -131,7 +188,7 @@ def probe(name: str, split: int, steps: int, keep: int) -> dict:
                      # a drifting chain: sigma's mean in the first and last quarter of its draws
                      "sigma_quarters": (float(sig[-1][:keep // 4].mean()),
                                         float(sig[-1][-(keep // 4):].mean())),
-                     "energy_var": float(energy)})
+                     **{k: float(v) for k, v in stats.items()}})
     t_chains = time.perf_counter() - t0
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
     mc = predictive_regression_metrics(np.concatenate(f), np.concatenate(sig), y, m, sd)
@@ -149,27 +206,40 @@ def probe(name: str, split: int, steps: int, keep: int) -> dict:
     de = predictive_regression_metrics(f_members, np.array([float(p["sigma"]) for p in members]),
                                        y, m, sd)
     passed = [r["rhat"] <= RHAT_MAX and r["bulk"] >= PER_CHAIN_ESS_MIN
-              and r["tail"] >= PER_CHAIN_ESS_MIN for r in rows]
+              and r["tail"] >= PER_CHAIN_ESS_MIN and not r.get("divergences", 0) for r in rows]
     for r, ok in zip(rows, passed):
         r["passed"] = ok
     return {"data": name, "split": split, "steps": steps, "keep": keep, "seed": SEED + split,
+            "adjusted": adjusted,
             "mclmc_ll": mc["test_ll_nats"], "mclmc_rmse": mc["rmse"],
             "de_ll": de["test_ll_nats"], "de_rmse": de["rmse"], "ggn_ll": ggn["test_ll_nats"],
             "chains_passed": sum(passed), "rhat_max": max(r["rhat"] for r in rows),
             "bulk_min": min(r["bulk"] for r in rows), "tail_min": min(r["tail"] for r in rows),
-            "energy_var_max": max(r["energy_var"] for r in rows),
             "members_s": t_members, "chains_s": t_chains, "chains": rows}
 
 
-def stored(out: Path | None, name: str, split: int, steps: int, keep: int) -> dict | None:
+def sampler_column(r: dict) -> str:
+    """The sampler's own numbers for one split: the largest mean squared energy change of an
+    unadjusted chain; the lowest acceptance rate, divergences and integration steps per draw
+    of adjusted chains."""
+    c = r["chains"]
+    if not r.get("adjusted", False):
+        return f"energy var max {max(x['energy_var'] for x in c):.2e}"
+    return (f"accept min {min(x['accept'] for x in c):.2f}, divergences "
+            f"{sum(int(x['divergences']) for x in c)}, steps/draw "
+            f"{min(x['steps_per_draw'] for x in c):.0f}-{max(x['steps_per_draw'] for x in c):.0f}")
+
+
+def stored(out: Path | None, name: str, split: int, steps: int, keep: int,
+           adjusted: bool) -> dict | None:
     """The split's stored result when it was run with these settings; None when there is none.
     Exits with a one-line error when the file holds a run with other settings."""
     if out is None or not (out / f"{name}-{split}.json").exists():
         return None
     path = out / f"{name}-{split}.json"
     r = json.loads(path.read_text())
-    want = {"steps": steps, "keep": keep, "seed": SEED + split}
-    have = {k: r.get(k) for k in want}
+    want = {"steps": steps, "keep": keep, "seed": SEED + split, "adjusted": adjusted}
+    have = {k: r.get(k, False if k == "adjusted" else None) for k in want}
     if have != want:
         raise SystemExit(f"error: {path} was run with {have}, not {want}: pass another --out")
     return r
@@ -182,6 +252,8 @@ def main() -> None:
     ap.add_argument("--from", dest="first", type=int, default=0, help="first split (default 0)")
     ap.add_argument("--steps", type=int, default=20000, help="steps per chain after tuning")
     ap.add_argument("--keep", type=int, default=2000, help="draws kept per chain (thinned)")
+    ap.add_argument("--adjusted", action="store_true",
+                    help="adjusted (Metropolis-corrected) MCLMC; --steps counts its transitions")
     ap.add_argument("--out", type=Path, default=None,
                     help="folder for one JSON per split (created; finished splits are loaded)")
     args = ap.parse_args()
@@ -195,13 +267,13 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list] = {}
     print("| data | split | MCLMC test LL | GGN Laplace ensemble | deep ensemble | chains passed "
-          "| worst R-hat | bulk ESS min | tail ESS min | energy var max | members s | chains s |")
+          "| worst R-hat | bulk ESS min | tail ESS min | sampler | members s | chains s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.datasets.split(","):
         for split in range(args.first, args.splits):
-            r = stored(args.out, name, split, args.steps, args.keep)
+            r = stored(args.out, name, split, args.steps, args.keep, args.adjusted)
             if r is None:
-                r = probe(name, split, args.steps, args.keep)
+                r = probe(name, split, args.steps, args.keep, args.adjusted)
                 if args.out is not None:  # written whole, then renamed: never a partial file
                     tmp = args.out / f".{name}-{split}.json.part"
                     tmp.write_text(json.dumps(r, indent=1))
@@ -211,7 +283,7 @@ def main() -> None:
             rows.setdefault(name, []).append(r)
             print(f"| {name} | {split} | {r['mclmc_ll']:.4f} | {r['ggn_ll']:.4f} | {r['de_ll']:.4f} "
                   f"| {r['chains_passed']}/4 | {r['rhat_max']:.4f} | {r['bulk_min']:.0f} "
-                  f"| {r['tail_min']:.0f} | {r['energy_var_max']:.2e} | {r['members_s']:.0f} "
+                  f"| {r['tail_min']:.0f} | {sampler_column(r)} | {r['members_s']:.0f} "
                   f"| {r['chains_s']:.0f} |", flush=True)
     print("\n| data | splits | MCLMC test LL | GGN Laplace ensemble | MCLMC - GGN ensemble "
           "| splits MCLMC better | MCLMC RMSE | splits with every chain passing | chains passing "
