@@ -1,0 +1,73 @@
+"""benchmarks/mclmc_probe.py: its two MCLMC chain runners sample a Gaussian whose sds are known
+in closed form, and its per-split store resumes a run and refuses one run with other settings."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _load_probe():
+    """The probe script as a module, without putting benchmarks/ on sys.path and without the
+    thread settings it makes for its own process leaking into this one."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mclmc_probe.py"
+    spec = importlib.util.spec_from_file_location("mclmc_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    env = dict(os.environ)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    return module
+
+
+mclmc_probe = _load_probe()
+
+SD = np.array([0.1, 1.0, 3.0, 0.5, 2.0])  # a diagonal Gaussian, scales 30x apart
+
+
+@pytest.mark.parametrize("runner", ["run_chain", "run_adjusted_chain"])
+def test_chains_recover_a_gaussian(runner):
+    """Both runners (unadjusted, and Metropolis-adjusted at acceptance 0.9) take a list of
+    arrays as the position, as the PyMC model's jaxified log density does; the draws' sds
+    match N(0, diag(SD^2)) and an independent N(0, I) block to 10%."""
+    jax = pytest.importorskip("jax")
+    pytest.importorskip("blackjax")
+    import jax.numpy as jnp
+
+    sd = jnp.asarray(SD)
+
+    def logp(pos):
+        return -0.5 * jnp.sum((pos[0] / sd) ** 2) - 0.5 * jnp.sum(pos[1] ** 2)
+
+    run = getattr(mclmc_probe, runner)
+    draws, params, stats = jax.jit(lambda p, k: run(logp, p, 8000, 4000, k))(
+        [jnp.ones(5), jnp.zeros(3)], jax.random.key(3))
+    assert np.asarray(draws[0]).shape == (4000, 5)
+    np.testing.assert_allclose(np.asarray(draws[0]).std(axis=0), SD, rtol=0.1)
+    np.testing.assert_allclose(np.asarray(draws[1]).std(axis=0), np.ones(3), rtol=0.1)
+    if runner == "run_adjusted_chain":
+        assert 0.7 < float(stats["accept"]) <= 1.0 and int(stats["divergences"]) == 0
+    else:
+        assert float(stats["energy_var"]) >= 0.0
+
+
+def test_store_resumes_and_refuses_other_settings(tmp_path):
+    """A split's stored result is loaded when its steps, keep, seed and sampler match; a file
+    run with other settings stops the run with one line naming it; none stored: None."""
+    r = {"data": "yacht", "split": 3, "steps": 400, "keep": 100,
+         "seed": mclmc_probe.SEED + 3, "mclmc_ll": -1.0}  # written before --adjusted existed
+    (tmp_path / "yacht-3.json").write_text(json.dumps(r))
+    assert mclmc_probe.stored(tmp_path, "yacht", 3, 400, 100, False)["mclmc_ll"] == -1.0
+    assert mclmc_probe.stored(tmp_path, "yacht", 4, 400, 100, False) is None
+    assert mclmc_probe.stored(None, "yacht", 3, 400, 100, False) is None
+    for steps, keep, adjusted in ((800, 100, False), (400, 50, False), (400, 100, True)):
+        with pytest.raises(SystemExit, match="yacht-3.json was run with"):
+            mclmc_probe.stored(tmp_path, "yacht", 3, steps, keep, adjusted)
+    (tmp_path / "yacht-3.json").write_text(json.dumps({**r, "seed": mclmc_probe.SEED}))
+    with pytest.raises(SystemExit, match="pass another --out"):
+        mclmc_probe.stored(tmp_path, "yacht", 3, 400, 100, False)
