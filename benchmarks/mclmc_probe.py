@@ -4,6 +4,7 @@ protocol, where NUTS costs about 3.4 core-hours per split here: the probe behind
 
     python benchmarks/mclmc_probe.py yacht,energy 20 [--steps 20000] [--keep 2000]
         [--from K] [--out DIR]      # splits K..19; DIR: one JSON per split, resumable
+        [--stored-only]             # tabulate what DIR holds so far, run nothing
         [--adjusted]                # Metropolis-adjusted MCLMC instead (no step-size bias)
 
 For each split, the ``uci_benchmark`` protocol's members (50 ReLU units, He-normal prior,
@@ -254,6 +255,8 @@ def main() -> None:
     ap.add_argument("--keep", type=int, default=2000, help="draws kept per chain (thinned)")
     ap.add_argument("--adjusted", action="store_true",
                     help="adjusted (Metropolis-corrected) MCLMC; --steps counts its transitions")
+    ap.add_argument("--stored-only", action="store_true",
+                    help="tabulate the splits stored in --out; run none (a run in progress)")
     ap.add_argument("--out", type=Path, default=None,
                     help="folder for one JSON per split (created; finished splits are loaded)")
     args = ap.parse_args()
@@ -261,6 +264,8 @@ def main() -> None:
         raise SystemExit("error: --keep must be >= 1 and at most --steps")
     if not 0 <= args.first < args.splits:
         raise SystemExit(f"error: --from must be in [0, {args.splits}), got {args.first}")
+    if args.stored_only and (args.out is None or not args.out.is_dir()):
+        raise SystemExit("error: --stored-only needs --out, an existing folder of results")
     if args.out is not None:
         if args.out.exists() and not args.out.is_dir():
             raise SystemExit(f"error: --out {args.out} exists and is not a folder")
@@ -272,6 +277,8 @@ def main() -> None:
     for name in args.datasets.split(","):
         for split in range(args.first, args.splits):
             r = stored(args.out, name, split, args.steps, args.keep, args.adjusted)
+            if r is None and args.stored_only:
+                continue
             if r is None:
                 r = probe(name, split, args.steps, args.keep, args.adjusted)
                 if args.out is not None:  # written whole, then renamed: never a partial file
