@@ -19,20 +19,24 @@ of Gaussians on the test split (original units), against the deep ensemble of th
 Checked as ensemble-started NUTS chains are, each chain alone on the network's predictions at
 the test inputs (``models.inference.diagnostics``: split R-hat of its two halves <= 1.01,
 bulk and tail ESS >= 100); there are no divergences or E-BFMI to check: an unadjusted sampler
-has no accept step, so its draws carry a step-size bias that these checks cannot see. The GGN
+has no accept step, so its draws carry a step-size bias that these checks cannot see.
+``--adjusted`` runs Metropolis-adjusted MCLMC instead (:func:`run_adjusted_chain`: no bias;
+``--steps`` then counts Metropolis transitions, and a divergence also fails a chain). The GGN
 Laplace ensemble on the same members (``uci_benchmark``'s best row: one GGN Laplace around each
 member at its own sigma, mixed equally) is scored beside it, so each split gives a paired
 difference.
 
 ``--out DIR`` writes each split's result to ``DIR/<data>-<split>.json`` as it finishes (with
-its steps, keep and seed); a rerun with the same settings loads it instead of running it again,
+its steps, keep, seed and sampler); a rerun with the same settings loads it instead of running it again,
 and refuses if the stored file was run with other settings, so a long run survives being killed
 and can be split between processes (``--from``). The tables are printed from the results.
 
 Written by hand around blackjax (PyMC 6.4 offers no MCLMC sampler): the loop is blackjax's
 own ``run_inference_algorithm`` pattern, jit-compiled once per split (the data are constants
 of the compiled log density). ``MCLMC_DEBUG=1`` also prints each chain's row (R-hat, ESS, L,
-step size, sigma in the first and last quarter of its draws, mean squared energy change).
+step size, sigma in the first and last quarter of its draws, its own test LL, and the mean
+squared energy change, or for adjusted chains the acceptance rate, divergences and
+integration steps per transition).
 """
 
 from __future__ import annotations
