@@ -27,9 +27,10 @@ member at its own sigma, mixed equally) is scored beside it, so each split gives
 difference.
 
 ``--out DIR`` writes each split's result to ``DIR/<data>-<split>.json`` as it finishes (with
-its steps, keep, seed and sampler); a rerun with the same settings loads it instead of running it again,
-and refuses if the stored file was run with other settings, so a long run survives being killed
-and can be split between processes (``--from``). The tables are printed from the results.
+its steps, keep, seed and sampler); a rerun with the same settings loads it instead of running
+it again, and refuses if the stored file was run with other settings, so a long run survives
+being killed and can be split between processes (``--from``). The tables are printed from the
+results.
 
 Written by hand around blackjax (PyMC 6.4 offers no MCLMC sampler): the loop is blackjax's
 own ``run_inference_algorithm`` pattern, jit-compiled once per split (the data are constants
@@ -292,10 +293,10 @@ def main() -> None:
             if os.environ.get("MCLMC_DEBUG"):
                 print(r["chains"], flush=True)
             rows.setdefault(name, []).append(r)
-            print(f"| {name} | {split} | {r['mclmc_ll']:.4f} | {r['ggn_ll']:.4f} | {r['de_ll']:.4f} "
-                  f"| {r['chains_passed']}/4 | {r['rhat_max']:.4f} | {r['bulk_min']:.0f} "
-                  f"| {r['tail_min']:.0f} | {sampler_column(r)} | {r['members_s']:.0f} "
-                  f"| {r['chains_s']:.0f} |", flush=True)
+            print(f"| {name} | {split} | {r['mclmc_ll']:.4f} | {r['ggn_ll']:.4f} "
+                  f"| {r['de_ll']:.4f} | {r['chains_passed']}/4 | {r['rhat_max']:.4f} "
+                  f"| {r['bulk_min']:.0f} | {r['tail_min']:.0f} | {sampler_column(r)} "
+                  f"| {r['members_s']:.0f} | {r['chains_s']:.0f} |", flush=True)
     print("\n| data | splits | MCLMC test LL | GGN Laplace ensemble | MCLMC - GGN ensemble "
           "| splits MCLMC better | MCLMC RMSE | splits with every chain passing | chains passing "
           "| chains s/split |")
@@ -305,9 +306,10 @@ def main() -> None:
                       for r in rs])
         se = a.std(axis=0, ddof=1) / np.sqrt(len(a)) if len(a) > 1 else np.full(4, np.nan)
         chains = [c for r in rs for c in r["chains"]]
-        print(f"| {name} | {len(a)} | {a[:, 0].mean():.3f} ± {se[0]:.3f} | {a[:, 1].mean():.3f} ± "
-              f"{se[1]:.3f} | {a[:, 2].mean():+.3f} ± {se[2]:.3f} | {int((a[:, 2] > 0).sum())}/{len(a)} "
-              f"| {a[:, 3].mean():.3f} | {sum(r['chains_passed'] == len(r['chains']) for r in rs)}/{len(rs)} "
+        every = sum(r["chains_passed"] == len(r["chains"]) for r in rs)
+        print(f"| {name} | {len(a)} | {a[:, 0].mean():.3f} ± {se[0]:.3f} "
+              f"| {a[:, 1].mean():.3f} ± {se[1]:.3f} | {a[:, 2].mean():+.3f} ± {se[2]:.3f} "
+              f"| {int((a[:, 2] > 0).sum())}/{len(a)} | {a[:, 3].mean():.3f} | {every}/{len(rs)} "
               f"| {sum(c['passed'] for c in chains)}/{len(chains)} "
               f"| {np.mean([r['chains_s'] for r in rs]):.0f} |")
 
