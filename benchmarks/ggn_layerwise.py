@@ -75,7 +75,7 @@ def layerwise_ggn(params: dict, X, y, activation: str, n_hidden: int):
 def main() -> None:
     from models.base import datasets
     from models.evaluation import bnn
-    from models.evaluation.ggn import fit_ggn_laplace
+    from models.evaluation.ggn import fit_ggn_laplace, mixture_predictive
     from models.evaluation.scores import gaussian_predictive_metrics
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -97,9 +97,7 @@ def main() -> None:
                           for p in members]
             row = {}
             for way, fits in (("isotropic", iso), ("per tensor", [f[0] for f in per_tensor])):
-                parts = [f.predict(d["X_test"]) for f in fits]
-                mean = np.stack([mu for mu, _ in parts])
-                var = np.stack([v for _, v in parts]) + np.array([f.sigma ** 2 for f in fits])[:, None]
+                mean, var = mixture_predictive(fits, d["X_test"])
                 args_ = (d["y_test_original"], d["y_mean"], d["y_sd"])
                 row[way] = (gaussian_predictive_metrics(mean, var, *args_)["test_ll_nats"],
                             gaussian_predictive_metrics(mean[:1], var[:1], *args_)["test_ll_nats"])

@@ -154,7 +154,7 @@ def probe(name: str, split: int, steps: int, keep: int, adjusted: bool = False) 
 
     from models.base import datasets
     from models.evaluation import bnn
-    from models.evaluation.ggn import fit_ggn_laplace
+    from models.evaluation.ggn import fit_ggn_laplace, mixture_predictive
     from models.evaluation.scores import gaussian_predictive_metrics, predictive_regression_metrics
     from models.families.bnn import forward
     from models.inference.diagnostics import PER_CHAIN_ESS_MIN, RHAT_MAX, split_rhat_one_chain
@@ -202,11 +202,7 @@ def probe(name: str, split: int, steps: int, keep: int, adjusted: bool = False) 
         r["test_ll"] = predictive_regression_metrics(fk, sk, y, m, sd)["test_ll_nats"]
     fits = [fit_ggn_laplace(p, d["X_train"], d["y_train"], net.activation, net.depth)
             for p in members]
-    parts = [g.predict(d["X_test"]) for g in fits]
-    ggn = gaussian_predictive_metrics(
-        np.stack([mu for mu, _ in parts]),
-        np.stack([v for _, v in parts]) + np.array([g.sigma ** 2 for g in fits])[:, None],
-        y, m, sd)
+    ggn = gaussian_predictive_metrics(*mixture_predictive(fits, d["X_test"]), y, m, sd)
     f_members = np.stack([forward(p, d["X_test"], net.activation, net.depth)[:, 0]
                           for p in members])
     de = predictive_regression_metrics(f_members, np.array([float(p["sigma"]) for p in members]),

@@ -153,6 +153,16 @@ def fit_ggn_laplace(params: dict, X, y, activation: str, n_hidden: int,
                       {k: np.asarray(v) for k, v in params.items()}, activation, n_hidden)
 
 
+def mixture_predictive(fits, X) -> tuple[np.ndarray, np.ndarray]:
+    """(means, variances), each (K, n): the linearised predictive of each of the K Laplace
+    fits at ``X`` with its own noise variance added, in standardised units; the equal mixture
+    of these normals is the Laplace ensemble's predictive (score it with
+    :func:`models.evaluation.scores.gaussian_predictive_metrics`)."""
+    parts = [g.predict(X) for g in fits]
+    return (np.stack([mu for mu, _ in parts]),
+            np.stack([v + g.sigma ** 2 for g, (_, v) in zip(fits, parts)]))
+
+
 def importance_log_ratios(laplace: GGNLaplace, model: pm.Model, z: np.ndarray) -> np.ndarray:
     """log p(theta, sigma | y) - log q(theta) at each row of ``z`` (draws x P, flat in
     :func:`parameter_names` order), up to one constant: ``model``'s log density (PyMC's,
