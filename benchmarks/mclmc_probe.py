@@ -6,6 +6,7 @@ protocol, where NUTS costs about 3.4 core-hours per split here: the probe behind
         [--from K] [--out DIR]      # splits K..19; DIR: one JSON per split, resumable
         [--stored-only]             # tabulate what DIR holds so far, run nothing
         [--adjusted]                # Metropolis-adjusted MCLMC instead (no step-size bias)
+        [--step-scale S]            # unadjusted: run at S times the tuned step size (bias check)
 
 For each split, the ``uci_benchmark`` protocol's members (50 ReLU units, He-normal prior,
 4 MAP nets from prior draws, seed 20261124 + split, as ``uci_benchmark --no-nuts`` and
@@ -24,20 +25,23 @@ has no accept step, so its draws carry a step-size bias that these checks cannot
 ``--steps`` then counts Metropolis transitions, and a divergence also fails a chain). The GGN
 Laplace ensemble on the same members (``uci_benchmark``'s best row: one GGN Laplace around each
 member at its own sigma, mixed equally) is scored beside it, so each split gives a paired
-difference.
+difference. ``--step-scale S`` (unadjusted only) keeps the tuned L and mass matrix and runs at
+S times the tuned step size: with S = 0.5 the integrator's energy error per step falls by
+about 2^6 (blackjax's tuner models its variance as step^6), so a predictive that moves with S
+measures the step-size bias the checks above cannot see.
 
 ``--out DIR`` writes each split's result to ``DIR/<data>-<split>.json`` as it finishes (with
-its steps, keep, seed and sampler); a rerun with the same settings loads it instead of running
-it again, and refuses if the stored file was run with other settings, so a long run survives
-being killed and can be split between processes (``--from``). The tables are printed from the
-results.
+its steps, keep, seed, sampler and step scale); a rerun with the same settings loads it
+instead of running it again, and refuses if the stored file was run with other settings, so a
+long run survives being killed and can be split between processes (``--from``). The tables are
+printed from the results.
 
 Written by hand around blackjax (PyMC 6.4 offers no MCLMC sampler): the loop is blackjax's
 own ``run_inference_algorithm`` pattern, jit-compiled once per split (the data are constants
 of the compiled log density). ``MCLMC_DEBUG=1`` also prints each chain's row (R-hat, ESS, L,
 step size, sigma in the first and last quarter of its draws, its own test LL, and the mean
-squared energy change, or for adjusted chains the acceptance rate, divergences and
-integration steps per transition).
+squared energy change per step and coordinate, or for adjusted chains the acceptance rate,
+divergences and integration steps per transition).
 """
 
 from __future__ import annotations
@@ -58,8 +62,10 @@ import numpy as np  # noqa: E402
 SEED = 20261124  # uci_benchmark's default seed; split k runs with SEED + k
 
 
-def run_chain(logdensity, position: list, steps: int, keep: int, key):
-    """One MCLMC chain from ``position``: tuned, then ``steps`` steps, ``keep`` draws kept."""
+def run_chain(logdensity, position: list, steps: int, keep: int, key, step_scale: float = 1.0):
+    """One MCLMC chain from ``position``: tuned, then ``steps`` steps at ``step_scale`` times
+    the tuned step size, ``keep`` draws kept. Its ``energy_var_per_dim`` is the mean squared
+    energy change per step and coordinate, which blackjax's tuner aims at 5e-4."""
     import blackjax
     import jax
 
@@ -75,7 +81,7 @@ def run_chain(logdensity, position: list, steps: int, keep: int, key):
     state, params, *_ = blackjax.mclmc_find_L_and_step_size(
         mclmc_kernel=kernel, num_steps=steps, state=state, rng_key=tune_key,
         diagonal_preconditioning=True)
-    sampler = blackjax.mclmc(logdensity, L=params.L, step_size=params.step_size,
+    sampler = blackjax.mclmc(logdensity, L=params.L, step_size=params.step_size * step_scale,
                              inverse_mass_matrix=params.inverse_mass_matrix)
     thin = steps // keep
 
@@ -90,7 +96,8 @@ def run_chain(logdensity, position: list, steps: int, keep: int, key):
 
     keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
     (state, energy_sq), draws = jax.lax.scan(block, (state, 0.0), keys)
-    return draws, params, {"energy_var": energy_sq / (keep * thin)}
+    dim = sum(int(jax.numpy.size(p)) for p in position)  # static shapes: a Python int
+    return draws, params, {"energy_var_per_dim": energy_sq / (keep * thin) / dim}
 
 
 TARGET_ACCEPT = 0.9  # adjusted MCLMC's target acceptance: blackjax's own tests use 0.9
@@ -148,7 +155,9 @@ def run_adjusted_chain(logdensity, position: list, steps: int, keep: int, key):
                            "steps_per_draw": n_steps / n}
 
 
-def probe(name: str, split: int, steps: int, keep: int, adjusted: bool = False) -> dict:
+def probe(name: str, split: int, settings: dict) -> dict:
+    """One split: its members, a chain from each (``settings``: steps, keep, adjusted,
+    step_scale), the chains' mixture, the GGN Laplace ensemble and deep ensemble beside it."""
     import jax
     from pymc.sampling.jax import get_jaxified_logp
 
@@ -171,8 +180,12 @@ def probe(name: str, split: int, steps: int, keep: int, adjusted: bool = False) 
     t_members = time.perf_counter() - start
     names = [v.name for v in model.value_vars]  # w1, b1, w_out, b_out, sigma_log__
     logp = get_jaxified_logp(model)  # traced inside the chain's jit below: no jit of its own
-    runner = run_adjusted_chain if adjusted else run_chain
-    chain = jax.jit(lambda pos, key: runner(logp, pos, steps, keep, key))
+    steps, keep, adjusted = settings["steps"], settings["keep"], settings["adjusted"]
+    if adjusted:
+        chain = jax.jit(lambda pos, key: run_adjusted_chain(logp, pos, steps, keep, key))
+    else:
+        chain = jax.jit(lambda pos, key: run_chain(logp, pos, steps, keep, key,
+                                                   settings["step_scale"]))
     f, sig, rows = [], [], []
     t0 = time.perf_counter()
     for k, p in enumerate(members):
@@ -211,8 +224,8 @@ def probe(name: str, split: int, steps: int, keep: int, adjusted: bool = False) 
               and r["tail"] >= PER_CHAIN_ESS_MIN and not r.get("divergences", 0) for r in rows]
     for r, ok in zip(rows, passed):
         r["passed"] = ok
-    return {"data": name, "split": split, "steps": steps, "keep": keep, "seed": SEED + split,
-            "adjusted": adjusted,
+    return {"data": name, "split": split, **settings, "seed": SEED + split,
+            "coordinates": sum(int(np.size(p)) for p in pos),
             "mclmc_ll": mc["test_ll_nats"], "mclmc_rmse": mc["rmse"],
             "de_ll": de["test_ll_nats"], "de_rmse": de["rmse"], "ggn_ll": ggn["test_ll_nats"],
             "chains_passed": sum(passed), "rhat_max": max(r["rhat"] for r in rows),
@@ -226,22 +239,43 @@ def sampler_column(r: dict) -> str:
     of adjusted chains."""
     c = r["chains"]
     if not r.get("adjusted", False):
-        return f"energy var max {max(x['energy_var'] for x in c):.2e}"
+        # files written before 2026-11-28 19:00 hold the energy change per step, not per
+        # coordinate: divided here by the model's number of coordinates
+        per_dim = [x["energy_var_per_dim"] if "energy_var_per_dim" in x
+                   else x["energy_var"] / coordinates(r) for x in c]
+        return f"energy var per dim max {max(per_dim):.1e} (target 5e-4)"
     return (f"accept min {min(x['accept'] for x in c):.2f}, divergences "
             f"{sum(int(x['divergences']) for x in c)}, steps/draw "
             f"{min(x['steps_per_draw'] for x in c):.0f}-{max(x['steps_per_draw'] for x in c):.0f}")
 
 
-def stored(out: Path | None, name: str, split: int, steps: int, keep: int,
-           adjusted: bool) -> dict | None:
-    """The split's stored result when it was run with these settings; None when there is none.
-    Exits with a one-line error when the file holds a run with other settings."""
+def coordinates(r: dict) -> int:
+    """The number of coordinates a split's chains moved in (weights, biases, log sigma):
+    stored with the split since the per-coordinate energy change was; otherwise rebuilt from
+    the protocol's model on that split's training data."""
+    if "coordinates" in r:
+        return int(r["coordinates"])
+    from models.base import datasets
+    from models.evaluation import bnn
+
+    d = datasets.uci(r["data"], r["split"])
+    model = bnn.BNNProtocol(nuts=False).net.build_model(d["X_train"], d["y_train"])
+    return sum(int(np.size(v)) for v in model.initial_point().values())
+
+
+DEFAULTS = {"adjusted": False, "step_scale": 1.0}  # what a file written before the key means
+
+
+def stored(out: Path | None, name: str, split: int, settings: dict) -> dict | None:
+    """The split's stored result when it was run with these ``settings`` (steps, keep,
+    adjusted, step_scale) and its seed; None when there is none. Exits with a one-line error
+    when the file holds a run with other settings."""
     if out is None or not (out / f"{name}-{split}.json").exists():
         return None
     path = out / f"{name}-{split}.json"
     r = json.loads(path.read_text())
-    want = {"steps": steps, "keep": keep, "seed": SEED + split, "adjusted": adjusted}
-    have = {k: r.get(k, False if k == "adjusted" else None) for k in want}
+    want = {**settings, "seed": SEED + split}
+    have = {k: r.get(k, DEFAULTS.get(k)) for k in want}
     if have != want:
         raise SystemExit(f"error: {path} was run with {have}, not {want}: pass another --out")
     return r
@@ -256,6 +290,8 @@ def main() -> None:
     ap.add_argument("--keep", type=int, default=2000, help="draws kept per chain (thinned)")
     ap.add_argument("--adjusted", action="store_true",
                     help="adjusted (Metropolis-corrected) MCLMC; --steps counts its transitions")
+    ap.add_argument("--step-scale", type=float, default=1.0,
+                    help="unadjusted chains: run at this multiple of the tuned step size")
     ap.add_argument("--stored-only", action="store_true",
                     help="tabulate the splits stored in --out; run none (a run in progress)")
     ap.add_argument("--out", type=Path, default=None,
@@ -263,6 +299,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.keep < 1 or args.steps < args.keep:
         raise SystemExit("error: --keep must be >= 1 and at most --steps")
+    if not 0 < args.step_scale <= 1 or (args.adjusted and args.step_scale != 1):
+        raise SystemExit("error: --step-scale must be in (0, 1], and 1 with --adjusted, got "
+                         f"{args.step_scale}")
     if not 0 <= args.first < args.splits:
         raise SystemExit(f"error: --from must be in [0, {args.splits}), got {args.first}")
     if args.stored_only and (args.out is None or not args.out.is_dir()):
@@ -277,11 +316,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.datasets.split(","):
         for split in range(args.first, args.splits):
-            r = stored(args.out, name, split, args.steps, args.keep, args.adjusted)
+            settings = {"steps": args.steps, "keep": args.keep, "adjusted": args.adjusted,
+                        "step_scale": args.step_scale}
+            r = stored(args.out, name, split, settings)
             if r is None and args.stored_only:
                 continue
             if r is None:
-                r = probe(name, split, args.steps, args.keep, args.adjusted)
+                r = probe(name, split, settings)
                 if args.out is not None:  # written whole, then renamed: never a partial file
                     tmp = args.out / f".{name}-{split}.json.part"
                     tmp.write_text(json.dumps(r, indent=1))
