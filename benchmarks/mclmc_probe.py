@@ -62,42 +62,8 @@ import numpy as np  # noqa: E402
 SEED = 20261124  # uci_benchmark's default seed; split k runs with SEED + k
 
 
-def run_chain(logdensity, position: list, steps: int, keep: int, key, step_scale: float = 1.0):
-    """One MCLMC chain from ``position``: tuned, then ``steps`` steps at ``step_scale`` times
-    the tuned step size, ``keep`` draws kept. Its ``energy_var_per_dim`` is the mean squared
-    energy change per step and coordinate, which blackjax's tuner aims at 5e-4."""
-    import blackjax
-    import jax
-
-    tune_key, run_key, init_key = jax.random.split(key, 3)
-    state = blackjax.mcmc.mclmc.init(position=position, logdensity_fn=logdensity,
-                                     rng_key=init_key)
-
-    def kernel(inverse_mass_matrix):
-        return blackjax.mcmc.mclmc.build_kernel(
-            logdensity_fn=logdensity, inverse_mass_matrix=inverse_mass_matrix,
-            integrator=blackjax.mcmc.integrators.isokinetic_mclachlan)
-
-    state, params, *_ = blackjax.mclmc_find_L_and_step_size(
-        mclmc_kernel=kernel, num_steps=steps, state=state, rng_key=tune_key,
-        diagonal_preconditioning=True)
-    sampler = blackjax.mclmc(logdensity, L=params.L, step_size=params.step_size * step_scale,
-                             inverse_mass_matrix=params.inverse_mass_matrix)
-    thin = steps // keep
-
-    def one(carry, k):
-        state, energy_sq = carry
-        state, info = sampler.step(k, state)
-        return (state, energy_sq + info.energy_change ** 2), state.position
-
-    def block(carry, ks):  # thin inside the scan: keep one position per `thin` steps
-        carry, positions = jax.lax.scan(one, carry, ks)
-        return carry, [p[-1] for p in positions]
-
-    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
-    (state, energy_sq), draws = jax.lax.scan(block, (state, 0.0), keys)
-    dim = sum(int(jax.numpy.size(p)) for p in position)  # static shapes: a Python int
-    return draws, params, {"energy_var_per_dim": energy_sq / (keep * thin) / dim}
+# the unadjusted chain is the library's (``uci_benchmark --mclmc`` runs the same one)
+from models.inference.mclmc import run_chain  # noqa: E402,F401
 
 
 TARGET_ACCEPT = 0.9  # adjusted MCLMC's target acceptance: blackjax's own tests use 0.9

@@ -209,7 +209,7 @@ def test_the_prior_option_reaches_the_model_and_no_option_keeps_the_old_fingerpr
         return argparse.Namespace(prior=prior, activation=activation, advi=0,
                                   chains_from="ensemble", no_nuts=False, member_pool=0,
                                   coordinates=coordinates, product_power=product_power,
-                                  ggn_noise=ggn_noise)
+                                  ggn_noise=ggn_noise, mclmc=0, mclmc_keep=2000)
 
     old = bnn.BNNProtocol(TINY.net, TINY.sampler)
     SplitStore.open(tmp_path / "s", old)  # as written before --prior existed

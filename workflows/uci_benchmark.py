@@ -19,7 +19,7 @@ import pandas as pd
 from models.evaluation import bnn, escalation
 from models.base import datasets
 from models.inference.distributed import format_failures
-from models.inference import ADAPTATIONS, FAILURE_CAUSES, RHAT_MAX, chain_failure_causes
+from models.inference import ADAPTATIONS, FAILURE_CAUSES, RHAT_MAX, chain_failure_causes, mclmc
 from workflows.report import OutputError, Report, data_hash
 from models.evaluation.uci_reference import BEST_BNN_LL, GBT_LL, PUBLISHED
 from workflows.options import (add_fanout, check_member_pool, cli_error, fanout_client, parser,
@@ -78,6 +78,14 @@ def main(argv=None) -> int:
                         "power 0.75 and at least 24000 draws; otherwise at least 24000 draws, "
                         "then twice as many, up to 48000 (ensemble-started NUTS only; the "
                         "page counts the splits that passed only after a rerun)")
+    g.add_argument("--mclmc", type=int, default=0, metavar="STEPS",
+                   help="add the 'MCLMC from the members' row: one unadjusted microcanonical "
+                        "Langevin chain from each deep-ensemble member, STEPS steps after "
+                        "blackjax's tuning, each chain judged on its own (MILE, Sommer et al. "
+                        "2025; needs the optional jax extra; default 0: off; the README's "
+                        "50-ReLU runs use 160000 to 400000)")
+    g.add_argument("--mclmc-keep", type=int, default=2000, metavar="DRAWS",
+                   help="draws kept per MCLMC chain, evenly thinned (default 2000)")
     g.add_argument("--splits-dir", default=None,
                    help="where each finished split is saved as it ends, so a rerun with the same "
                         "settings skips it (default: OUT.splits beside the report directory)")
@@ -97,6 +105,19 @@ def main(argv=None) -> int:
     if not 0 <= args.advi <= 10_000_000:
         raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {args.advi}")
     check_member_pool(args.member_pool, s.config.chains)
+    if args.mclmc < 0:
+        raise SystemExit(f"error: --mclmc must be 0 (off) or a positive number of steps, got "
+                         f"{args.mclmc}")
+    if args.mclmc:
+        if not args.mclmc_keep >= 100 or args.mclmc < args.mclmc_keep:
+            raise SystemExit(f"error: --mclmc-keep must be at least 100 (the per-chain ESS "
+                             f"check needs 100 effective draws) and --mclmc at least "
+                             f"--mclmc-keep; got --mclmc {args.mclmc}, --mclmc-keep "
+                             f"{args.mclmc_keep}")
+        try:
+            mclmc.require_jax()
+        except ImportError as exc:
+            raise SystemExit(f"error: --mclmc: {exc}") from None
     if args.rerun_failing and (args.no_nuts or args.chains_from != "ensemble"):
         raise SystemExit("error: --rerun-failing reruns ensemble-started NUTS chains by the causes "
                          "of their failures; it needs NUTS (not --no-nuts) and --chains-from "
@@ -127,7 +148,28 @@ def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
                            advi_iterations=args.advi, chains_from=args.chains_from,
                            nuts=not args.no_nuts, member_pool=args.member_pool,
                            coordinates=args.coordinates, product_power=args.product_power,
-                           ggn_noise=args.ggn_noise)
+                           ggn_noise=args.ggn_noise, mclmc_steps=args.mclmc,
+                           mclmc_keep=args.mclmc_keep if args.mclmc else 2000)
+
+
+@dataclass(frozen=True)
+class MCLMCCheck:
+    """One split's MCLMC chains as a check for the page's status line: passed when every
+    chain passed its within-chain checks; ``reason`` says which failed and by how much."""
+
+    passed: bool
+    reason: str
+
+    @classmethod
+    def of(cls, fs_mclmc: dict) -> MCLMCCheck:
+        within = fs_mclmc["within_chain"]
+        failing = [c for c, ok in zip(within["chain"], within["passed"]) if not ok]
+        return cls(bool(fs_mclmc["passed"]),
+                   "" if not failing else
+                   f"MCLMC chain(s) {', '.join(map(str, failing))} failed their within-chain "
+                   f"checks (worst split R-hat {fs_mclmc['rhat_max']:.4f}, smallest bulk ESS "
+                   f"{fs_mclmc['ess_bulk_min']:.0f}, tail ESS {fs_mclmc['ess_tail_min']:.0f}; "
+                   "need <= 1.01 and >= 100)")
 
 
 SPLITS_MARKER = ".mlebayes-splits"
@@ -264,7 +306,19 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                    "(see the convergence table) the chains keep equal weights."
                    if s.chains > 1 and proto.nuts else "")
                 + (f" ADVI: mean-field, {net['advi']} Adam steps from a prior draw, 1000 draws."
-                   if net["advi"] else ""))
+                   if net["advi"] else "")
+                + (f" MCLMC from the members (--mclmc {proto.mclmc_steps}): one unadjusted "
+                   "microcanonical Langevin chain (blackjax; MILE, Sommer et al. 2025) from each "
+                   "member, on the network's own weights, its L, step size and diagonal mass "
+                   f"tuned from that member, then {proto.mclmc_steps} steps, "
+                   f"{proto.mclmc_keep} draws kept; the row is the chains' equal mixture. Each "
+                   "chain is judged on its own as ensemble-started NUTS chains are (split R-hat "
+                   "of its halves <= 1.01, its own bulk and tail ESS >= 100, in function "
+                   "space); there is no accept step, so no divergences or E-BFMI to check, and "
+                   "the draws carry a step-size bias these checks cannot see (the mean squared "
+                   "energy change per step and coordinate is tabulated; blackjax's tuner aims "
+                   "at 5e-4). Its seconds include training the members."
+                   if proto.mclmc_steps else ""))
 
 
 def _collect(results, reruns=None):
@@ -306,6 +360,16 @@ def _collect(results, reruns=None):
                                                                 rr.protocols[rr.used])})
             if method == bnn.NUTS_STACKED:  # the same draws, so the same checks
                 rows[-1]["checks_passed"] = bool(rn.diagnostics.passed)
+            if method == bnn.MCLMC:
+                mc = fs["mclmc"]
+                diags.append((f"{name} split {split} MCLMC", MCLMCCheck.of(mc)))
+                rows[-1].update({
+                    "checks_passed": mc["passed"],
+                    "mclmc_chains_passed": int(sum(mc["within_chain"]["passed"])),
+                    "mclmc_chains": len(mc["within_chain"]["passed"]),
+                    "mclmc_rhat_max": mc["rhat_max"], "mclmc_ess_bulk_min": mc["ess_bulk_min"],
+                    "mclmc_ess_tail_min": mc["ess_tail_min"],
+                    "mclmc_energy_var_per_dim_max": mc["energy_var_per_dim_max"]})
             check = _approximation_checks(fs, method)
             if check:  # a split saved before the check existed has none: no entry
                 rows[-1].update({"checks_passed": all(c["passed"] for c in check),
@@ -509,6 +573,30 @@ def _rerun_table(nuts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("data")
 
 
+MCLMC_WORDS = (
+    "MCLMC from the members, per data set: splits on which every chain passed its own checks "
+    "(split R-hat of its two halves <= 1.01, its bulk and tail ESS >= 100, all in function "
+    "space at the test points), chains passing out of all, the median over splits of the worst "
+    "chain's split R-hat and smallest bulk ESS, and the largest mean squared energy change per "
+    "step and coordinate over every chain (blackjax's tuner aims at 5e-4; larger means a "
+    "larger step-size bias, which R-hat and ESS cannot see).")
+
+
+def _mclmc_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per data set: the MCLMC chains' checks over splits (:data:`MCLMC_WORDS`)."""
+    out = []
+    for name, g in rows.groupby("data", sort=False):
+        out.append({"data": name, "splits": len(g),
+                    "splits with every chain passing": int(g["checks_passed"].astype(bool).sum()),
+                    "chains passing": f"{int(g['mclmc_chains_passed'].sum())}/"
+                                      f"{int(g['mclmc_chains'].sum())}",
+                    "worst split R-hat, median": g["mclmc_rhat_max"].median(),
+                    "bulk ESS min, median": g["mclmc_ess_bulk_min"].median(),
+                    "energy change² per step and coordinate, max":
+                        g["mclmc_energy_var_per_dim_max"].max()})
+    return pd.DataFrame(out).set_index("data")
+
+
 def _convergence(nuts: pd.DataFrame) -> pd.DataFrame:
     """Per data set: on how many splits the chains agree, or are each stationary but disagree."""
     conv = []
@@ -564,6 +652,7 @@ def _run(s, names, n_splits, proto, client, store=None, rerun=False) -> int:
     progress = Progress(NAME, 1 + n_tasks)
     report = Report(NAME, "UCI regression benchmark: MLE net, MAP net, deep ensemble, Laplace"
                           + (", NUTS BNN" if proto.nuts else "")
+                          + (", MCLMC from the members" if proto.mclmc_steps else "")
                           + (" and ADVI" if proto.advi_iterations else ""))
     if not proto.nuts:
         report.unsampled = "fitted nets and their Laplace approximations scored on test splits"
@@ -603,7 +692,9 @@ def _run(s, names, n_splits, proto, client, store=None, rerun=False) -> int:
     summary = _summary(per_split)
     nuts = per_split[per_split["method"] == bnn.NUTS]
     # the rows this run has, not a fixed list (ADVI only with --advi)
-    others = [m for m in per_split["method"].unique() if m not in (bnn.NUTS, bnn.NUTS_STACKED)]
+    others = [m for m in per_split["method"].unique()
+              if m not in (bnn.NUTS, bnn.NUTS_STACKED, bnn.MCLMC)]
+    chains_mclmc = per_split[per_split["method"] == bnn.MCLMC]
     for name, g in nuts.groupby("data", sort=False):
         k, n = int(g["checks_passed"].sum()), len(g)
         late = (int((g["checks_passed"].astype(bool) & (g["reruns"] > 0)).sum())
@@ -622,12 +713,25 @@ def _run(s, names, n_splits, proto, client, store=None, rerun=False) -> int:
             what=f"{n} splits; the other methods ({', '.join(others)}) have no convergence "
                  "check of their own (the GGN Laplace rows' PSIS posterior check is tabulated "
                  "below, not a verdict: no sampler runs there to converge)")
+    for name, g in chains_mclmc.groupby("data", sort=False):
+        k, n = int(g["checks_passed"].astype(bool).sum()), len(g)
+        report.verdict(
+            f"MCLMC from the members, {name}",
+            (k == n, f"every chain passed its within-chain checks on {k} of {n} splits "
+                     f"({int(g['mclmc_chains_passed'].sum())} of {int(g['mclmc_chains'].sum())} "
+                     f"chains; median worst-chain split R-hat {g['mclmc_rhat_max'].median():.4f})"),
+            None, None,
+            what=f"{n} splits; unadjusted chains: no divergences or E-BFMI to check, and a "
+                 "step-size bias these checks cannot see")
     report.text("Mean ± standard error over splits, one table per data set (test LL: nats per "
                 "point, higher is better; 'bits' = nats / ln 2). "
                 + ("'checks passed': on how many splits the NUTS checks passed (within each "
                    "chain for ensemble-started chains); the mean is over every split, passed or "
                    "not, so read it with that count. " if proto.nuts else
-                   "'checks passed': NUTS was not run, so no row has a convergence check. ")
+                   ("'checks passed': NUTS was not run, so no NUTS row. " if proto.mclmc_steps
+                    else "'checks passed': NUTS was not run, so no row has a convergence check. "))
+                + ("On the MCLMC row: on how many splits every chain passed its within-chain "
+                   "checks; its mean too is over every split. " if proto.mclmc_steps else "")
                 + LAPLACE_CHECK_WORDS
                 + "'fit s/split': mean wall seconds to fit that method on one split on this "
                 "run's workers ("
@@ -663,8 +767,14 @@ def _run(s, names, n_splits, proto, client, store=None, rerun=False) -> int:
                "weighted to the posterior the same way." if proto.advi_iterations else "")))
         report.metrics["laplace_posterior_check"] = (
             laplace_checks.reset_index().to_dict(orient="records"))
+    if not chains_mclmc.empty:
+        table = _mclmc_table(chains_mclmc)
+        report.table(table, digits=4, caption=MCLMC_WORDS)
+        report.metrics["mclmc"] = table.reset_index().to_dict(orient="records")
     if nuts.empty:  # --no-nuts
-        report.text("NUTS was not run (--no-nuts), so no row here has a convergence check.",
+        report.text("NUTS was not run (--no-nuts)"
+                    + (", so no row here but MCLMC's has a convergence check." if
+                       not chains_mclmc.empty else ", so no row here has a convergence check."),
                     kind="note")
         conv = pd.DataFrame()
     else:

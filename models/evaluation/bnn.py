@@ -39,6 +39,7 @@ from models.families.bnn import (ACTIVATIONS, LIKELIHOODS, PRIORS, activation_fn
                                  build, canonical_hidden_order, forward, numpy_activation,
                                  unit_scales, weight_prior, weight_variance, NetworkSpec,
                                  build_product, network_spec, product_start)
+from models.inference import mclmc
 from models.inference.config import SamplerConfig
 from models.inference.diagnostics import (EBFMI_MIN, ESS_MIN, RHAT_MAX, Diagnostics,
                                           divergence_locations, split_rhat_one_chain,
@@ -133,8 +134,9 @@ DEEP_ENSEMBLE = "deep ensemble (MAP nets)"
 LAPLACE = "last-layer Laplace"
 GGN_LAPLACE = "GGN Laplace (linearised)"
 GGN_ENSEMBLE = "GGN Laplace ensemble (mixture)"
+MCLMC = "MCLMC from the members"
 METHODS = (MLE_NET, MAP_NET, DEEP_ENSEMBLE, LAPLACE, GGN_LAPLACE, GGN_ENSEMBLE, NUTS,
-           NUTS_STACKED, ADVI)
+           NUTS_STACKED, MCLMC, ADVI)
 # where NUTS chains start: "ensemble" (chain k at deep-ensemble member k, Sommer et al. 2024;
 # judged within each chain) or "prior" (each chain at its own prior draw; judged across chains)
 CHAIN_STARTS = ("ensemble", "prior")
@@ -177,7 +179,14 @@ class BNNProtocol:
     ``ggn_noise``: the noise sd of the GGN Laplace rows (one GGN Laplace and the GGN Laplace
     ensemble). "map" (the default): each member's own (MAP) sigma; "evidence": chosen with the
     prior precision by the Laplace evidence (:func:`fit_ggn_laplace`'s ``noise``), as the
-    last-layer Laplace always does."""
+    last-layer Laplace always does.
+
+    ``mclmc_steps``: 0 (the default) runs no MCLMC; N > 0 adds the "MCLMC from the members"
+    row (MILE, Sommer et al. 2025; needs the optional ``jax`` extra): one unadjusted
+    microcanonical Langevin chain from each member, on the network's own weights, tuned from
+    its member, then N steps with ``mclmc_keep`` draws kept
+    (:func:`models.inference.mclmc.sample_from_members`), each chain judged on its own in
+    function space as ensemble-started NUTS chains are (less divergences and E-BFMI)."""
 
     net: NetworkSpec = NetworkSpec()
     sampler: SamplerConfig = SamplerConfig(seed=0, init="prior")
@@ -194,6 +203,9 @@ class BNNProtocol:
     product_power: float = field(default=1.0, repr=False)
     # the same: the GGN rows' noise sd, the MAP net's unless "evidence"
     ggn_noise: str = field(default="map", repr=False)
+    # the same: no MCLMC row unless mclmc_steps > 0
+    mclmc_steps: int = field(default=0, repr=False)
+    mclmc_keep: int = field(default=2000, repr=False)
 
     def __repr__(self):
         parts = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr]
@@ -205,6 +217,8 @@ class BNNProtocol:
             parts.append(f"product_power={self.product_power!r}")
         if self.ggn_noise != "map":
             parts.append(f"ggn_noise={self.ggn_noise!r}")
+        if self.mclmc_steps:
+            parts.append(f"mclmc_steps={self.mclmc_steps!r}, mclmc_keep={self.mclmc_keep!r}")
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
     def __post_init__(self):
@@ -226,6 +240,11 @@ class BNNProtocol:
                 or self.advi_iterations < 0:
             raise ValueError(f"advi_iterations must be a non-negative integer, got "
                              f"{self.advi_iterations!r}")
+        steps, keep = self.mclmc_steps, self.mclmc_keep
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (steps, keep)) \
+                or steps < 0 or keep < 1 or (steps and steps < keep):
+            raise ValueError(f"mclmc_steps must be 0 (off) or an integer >= mclmc_keep "
+                             f"({keep!r}, a positive integer), got {steps!r}")
 
     def _check_coordinates(self) -> None:
         """Product coordinates exist for one tanh layer, a normal weight prior, a normal
@@ -309,6 +328,8 @@ def method_seconds(phase: dict, members: int, chains_from: str = "ensemble",
            LAPLACE: one_map + phase["last_layer"], GGN_LAPLACE: one_map + phase["ggn"]}
     if "ggn_ensemble" in phase:
         out[GGN_ENSEMBLE] = phase["members"] + phase["ggn"] + phase["ggn_ensemble"]
+    if "mclmc" in phase:  # its chains start at the members: training them is part of it
+        out[MCLMC] = phase["members"] + phase["mclmc"]
     if "nuts" not in phase:  # a protocol without NUTS
         return {**out, **({ADVI: phase["advi"]} if "advi" in phase else {})}
     nuts = phase["nuts"] + (phase["members"] if chains_from == "ensemble" else 0.0)
@@ -389,7 +410,12 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     units; the input-shift check adds ``protocol.shift`` training sds to every input and asks
     whether predictive uncertainty (sd of f) flags the shifted points (AUROC). ``extra``:
     ``f_post`` (chain, draw, test point), ``sd_in``, ``sd_out``, ``advi``, ``members``,
-    ``f_members``, ``laplace``, ``laplace_f``, ``running_lppd`` (:func:`running_lppd`).
+    ``f_members``, ``laplace``, ``laplace_f``, ``running_lppd`` (:func:`running_lppd`),
+    ``mclmc`` (:class:`models.inference.mclmc.MCLMCChains`, or None). ``protocol.mclmc_steps``
+    > 0 adds the "MCLMC from the members" row: one unadjusted MCLMC chain from each member
+    (:func:`models.inference.mclmc.sample_from_members`, seed ``protocol.sampler.seed``), the
+    chains' equal mixture scored, each chain judged on its own in
+    ``function_space["mclmc"]``.
     With ``protocol.nuts`` False nothing is sampled: ``idata``, ``diagnostics`` and the NUTS
     extras are None and ``metrics`` has no NUTS rows.
     """
@@ -503,6 +529,12 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
             checks += [posterior_check(g, model, seed=_check_seed(seed, k))
                        for k, g in enumerate(fits[1:], start=1)]
         fs["ggn_ensemble_posterior_check"] = [_check_dict(c) for c in checks]
+    chains = None
+    if protocol.mclmc_steps:
+        with clock("mclmc"):
+            chains = mclmc.sample_from_members(model, members, protocol.mclmc_steps,
+                                               protocol.mclmc_keep, seed)
+        metrics[MCLMC], fs["mclmc"] = _score_mclmc(chains, d, protocol)
     sd_in = sd_out = running = None
     if protocol.nuts:
         nuts_metrics, nuts_fs, sd_in, sd_out, running = _score_nuts(
@@ -531,7 +563,36 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
     return Evaluation(model, mle, map_params, idata, metrics, fs, fdiag,
                       extra={"f_post": f_post, "sd_in": sd_in, "sd_out": sd_out, "advi": advi,
                              "members": members, "f_members": f_members, "laplace": laplace,
-                             "laplace_f": (la_mean, la_var), "running_lppd": running})
+                             "laplace_f": (la_mean, la_var), "running_lppd": running,
+                             "mclmc": chains})
+
+
+def _score_mclmc(chains, d, protocol) -> tuple[dict, dict]:
+    """:func:`evaluate`'s MCLMC row: the chains' equal-weight mixture scored on the test split
+    (with the input-shift AUROC), and its function-space entries: each chain's checks
+    (:func:`models.inference.mclmc.check_chains` on the predictions at the test points), its
+    own test LL, and the run's settings."""
+    activation, L, shift = protocol.net.activation, protocol.net.depth, protocol.shift
+    y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
+    params = {n: v for n, v in chains.draws.items() if n != "sigma"}
+    C, S = chains.draws["sigma"].shape
+    flat = {n: v.reshape(C * S, *v.shape[2:]) for n, v in params.items()}
+    f_in = forward(flat, d["X_test"], activation, L)[..., 0]
+    f_out = forward(flat, d["X_test"] + shift, activation, L)[..., 0]
+    sigma = chains.draws["sigma"]
+    metrics = predictive_regression_metrics(f_in, sigma.reshape(-1), y, m, sd)
+    metrics["shift_auroc"] = auroc(f_in.std(axis=0), f_out.std(axis=0))
+    f = f_in.reshape(C, S, -1)
+    per_chain = mclmc.check_chains(f, chains)
+    per_chain["test_ll_nats"] = [predictive_regression_metrics(f[c], sigma[c], y, m, sd)[
+        "test_ll_nats"] for c in range(C)]
+    fs = {"within_chain": per_chain.reset_index().to_dict(orient="list"),
+          "passed": bool(per_chain["passed"].all()), "steps": chains.steps, "keep": chains.keep,
+          "rhat_max": float(per_chain["split_rhat_max"].max()),
+          "ess_bulk_min": float(per_chain["ess_bulk_min"].min()),
+          "ess_tail_min": float(per_chain["ess_tail_min"].min()),
+          "energy_var_per_dim_max": float(per_chain["energy_var_per_dim"].max())}
+    return metrics, fs
 
 
 def _check_dict(check: PosteriorCheck | None) -> dict | None:

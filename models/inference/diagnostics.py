@@ -117,6 +117,28 @@ def split_rhat_one_chain(values) -> np.ndarray:
     return np.asarray(az.rhat(tree).dataset["v"].values)
 
 
+def chain_mixing(values) -> list[dict]:
+    """Each chain ON ITS OWN, with no sampler statistics: ``values`` (chain, draw, K); per
+    chain its index, the largest split R-hat of its two halves (:func:`split_rhat_one_chain`)
+    and its smallest bulk and tail ESS over the K quantities. The part of
+    :func:`within_chain_check` that any sampler's draws have (an unadjusted sampler, such as
+    MCLMC, has no divergences or E-BFMI)."""
+    import arviz as az
+
+    values = np.asarray(values, dtype=float)
+    rows = []
+    for c in range(values.shape[0]):
+        one = xr.DataTree.from_dict({"posterior": xr.Dataset(
+            {"v": (("chain", "draw", "k"), values[c:c + 1].reshape(1, values.shape[1], -1))})})
+        rows.append({
+            "chain": c,
+            "split_rhat_max": float(np.nanmax(split_rhat_one_chain(values[c]))),
+            "ess_bulk_min": float(np.nanmin(az.ess(one, method="bulk").dataset["v"].values)),
+            "ess_tail_min": float(np.nanmin(az.ess(one, method="tail").dataset["v"].values)),
+        })
+    return rows
+
+
 def within_chain_check(values, idata: xr.DataTree) -> tuple[pd.DataFrame, Diagnostics]:
     """Convergence of each chain ON ITS OWN, for chains that may sit in different modes
     (chains started from the members of a deep ensemble: Sommer et al. 2024).
@@ -131,21 +153,10 @@ def within_chain_check(values, idata: xr.DataTree) -> tuple[pd.DataFrame, Diagno
     the predictive is their mixture. Returns (one row per chain, the Diagnostics)."""
     import arviz as az
 
-    values = np.asarray(values, dtype=float)
     stats_ = idata["sample_stats"]
     bfmi = np.atleast_1d(np.asarray(az.bfmi(idata).dataset["energy"].values, dtype=float))
-    rows = []
-    for c in range(values.shape[0]):
-        one = xr.DataTree.from_dict({"posterior": xr.Dataset(
-            {"v": (("chain", "draw", "k"), values[c:c + 1].reshape(1, values.shape[1], -1))})})
-        rows.append({
-            "chain": c,
-            "split_rhat_max": float(np.nanmax(split_rhat_one_chain(values[c]))),
-            "ess_bulk_min": float(np.nanmin(az.ess(one, method="bulk").dataset["v"].values)),
-            "ess_tail_min": float(np.nanmin(az.ess(one, method="tail").dataset["v"].values)),
-            "divergences": int(stats_["diverging"].isel(chain=c).sum()),
-            "e_bfmi": float(bfmi[c]),
-        })
+    rows = [{**row, "divergences": int(stats_["diverging"].isel(chain=c).sum()),
+             "e_bfmi": float(bfmi[c])} for c, row in enumerate(chain_mixing(values))]
     frame = pd.DataFrame(rows).set_index("chain")
     frame["passed"] = ((frame["split_rhat_max"] <= RHAT_MAX)
                        & (frame["ess_bulk_min"] >= PER_CHAIN_ESS_MIN)

@@ -1,0 +1,194 @@
+"""Ensemble-started microcanonical Langevin (MCLMC) chains on a PyMC model's posterior
+(optional: needs the ``jax`` extra, ``pip install 'mlebayes[jax]'``; ``make setup`` installs it).
+
+MILE (Sommer et al. 2025) starts one unadjusted MCLMC chain (Robnik et al. 2023) at each member
+of a trained deep ensemble and judges each chain on its own, as ensemble-started NUTS chains are
+judged here (:func:`models.inference.within_chain_check`). On the published 50-ReLU UCI nets,
+where NUTS costs about 3.4 core-hours per split on a 2-core machine, these chains pass their
+within-chain checks on most splits (README, "Microcanonical Langevin from the members").
+
+Written by hand around blackjax because PyMC 6.4 offers no MCLMC sampler (``pm.sample``'s
+``nuts_sampler="blackjax"`` is NUTS only). The chain is blackjax's own: its tuner
+(``blackjax.mclmc_find_L_and_step_size``: L, step size and a diagonal mass matrix, with its
+default 10 % + 10 % + 10 % of the steps), its kernel (isokinetic McLachlan integrator) and its
+``run_inference_algorithm`` loop pattern, thinned inside a ``lax.scan``; the log density is
+the PyMC model's own (``pymc.sampling.jax.get_jaxified_logp``: the same function NUTS samples).
+
+Unadjusted chains have no accept step: their draws carry a step-size bias that R-hat and ESS
+cannot see. Each chain's ``energy_var_per_dim`` (mean squared energy change per step and
+coordinate; the tuner aims at 5e-4) says how large the integrator's error was, and
+``step_scale`` < 1 runs the chain at a fraction of the tuned step size to measure the bias
+directly (the README's step-size check).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+
+from models.inference.diagnostics import PER_CHAIN_ESS_MIN, RHAT_MAX, chain_mixing
+
+ENERGY_TARGET = 5e-4  # blackjax's tuner: mean squared energy change per step and coordinate
+
+
+def require_jax() -> None:
+    """Raise ImportError in one line when jax or blackjax is missing."""
+    try:
+        import blackjax  # noqa: F401
+        import jax  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("MCLMC needs jax and blackjax, the optional 'jax' extra: "
+                          "pip install 'mlebayes[jax]' (make setup installs it); "
+                          f"missing: {exc.name}") from None
+
+
+def run_chain(logdensity, position: list, steps: int, keep: int, key, step_scale: float = 1.0):
+    """One MCLMC chain from ``position`` (a list of arrays, as ``logdensity`` takes it): tuned,
+    then ``steps`` steps at ``step_scale`` times the tuned step size, ``keep`` draws kept
+    (one every ``steps // keep`` steps). Jit it whole (the chain is one ``lax.scan``). Returns
+    (draws: a list of (keep, ...) arrays in ``position``'s order, blackjax's tuned parameters,
+    {"energy_var_per_dim": the mean squared energy change per step and coordinate})."""
+    import blackjax
+    import jax
+
+    tune_key, run_key, init_key = jax.random.split(key, 3)
+    state = blackjax.mcmc.mclmc.init(position=position, logdensity_fn=logdensity,
+                                     rng_key=init_key)
+
+    def kernel(inverse_mass_matrix):
+        return blackjax.mcmc.mclmc.build_kernel(
+            logdensity_fn=logdensity, inverse_mass_matrix=inverse_mass_matrix,
+            integrator=blackjax.mcmc.integrators.isokinetic_mclachlan)
+
+    state, params, *_ = blackjax.mclmc_find_L_and_step_size(
+        mclmc_kernel=kernel, num_steps=steps, state=state, rng_key=tune_key,
+        diagonal_preconditioning=True)
+    sampler = blackjax.mclmc(logdensity, L=params.L, step_size=params.step_size * step_scale,
+                             inverse_mass_matrix=params.inverse_mass_matrix)
+    thin = steps // keep
+
+    def one(carry, k):
+        state, energy_sq = carry
+        state, info = sampler.step(k, state)
+        return (state, energy_sq + info.energy_change ** 2), state.position
+
+    def block(carry, ks):  # thin inside the scan: keep one position per `thin` steps
+        carry, positions = jax.lax.scan(one, carry, ks)
+        return carry, [p[-1] for p in positions]
+
+    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
+    (state, energy_sq), draws = jax.lax.scan(block, (state, 0.0), keys)
+    dim = sum(int(jax.numpy.size(p)) for p in position)  # static shapes: a Python int
+    return draws, params, {"energy_var_per_dim": energy_sq / (keep * thin) / dim}
+
+
+@dataclass
+class MCLMCChains:
+    """What :func:`sample_from_members` returns: ``draws`` (free variable name -> (chain,
+    draw, ...) array, on the variables' own constrained scale), and per chain its tuned L and
+    step size, its mean squared energy change per step and coordinate, and the seconds of
+    all chains (jit compilation included: the log density's data are compiled in)."""
+
+    draws: dict
+    L: list
+    step_size: list
+    energy_var_per_dim: list
+    steps: int
+    keep: int
+    step_scale: float
+    seconds: float
+
+
+def _transforms(model: pm.Model) -> dict:
+    """value variable name -> (free variable name, its transform or None, the variable)."""
+    out = {}
+    for rv in model.free_RVs:
+        value = model.rvs_to_values[rv]
+        out[value.name] = (rv.name, model.rvs_to_transforms.get(rv), rv)
+    return out
+
+
+def _apply(transform, rv, array, forward: bool) -> np.ndarray:
+    """A transform's forward (constrained -> value space) or backward map of a numpy array.
+    For transforms whose parameters are constants of the graph (the log of a scale prior, as
+    in every model here); one whose parameters are other random variables is refused."""
+    import pytensor.tensor as pt
+    from pytensor.graph.utils import MissingInputError
+
+    x = pt.as_tensor(np.asarray(array, dtype=float))
+    inputs = rv.owner.inputs
+    out = transform.forward(x, *inputs) if forward else transform.backward(x, *inputs)
+    try:
+        return np.asarray(out.eval())
+    except MissingInputError:
+        raise ValueError(f"{rv.name}: its transform's parameters are other variables; "
+                         "sample_from_members handles constant-parameter transforms only") from None
+
+
+def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: int,
+                        seed: int, step_scale: float = 1.0) -> MCLMCChains:
+    """One unadjusted MCLMC chain (:func:`run_chain`) from each of ``starts`` (dicts of the
+    model's free variables on their own scale, such as deep-ensemble members), on the model's
+    log posterior; chain k uses ``jax.random.key(seed * 10 + k)``. Each chain is tuned from
+    its own start. The log density is jit-compiled once for all chains (the data, constants
+    of the jaxified graph, compile with it)."""
+    require_jax()
+    import jax
+    from pymc.sampling.jax import get_jaxified_logp
+
+    if not 1 <= keep <= steps:
+        raise ValueError(f"keep must be between 1 and steps ({steps}), got {keep}")
+    if not 0 < step_scale <= 1:
+        raise ValueError(f"step_scale must be in (0, 1], got {step_scale}")
+    value_names = [v.name for v in model.value_vars]
+    transforms = _transforms(model)
+    logp = get_jaxified_logp(model)  # traced inside the chain's jit: no jit of its own
+    chain = jax.jit(lambda pos, key: run_chain(logp, pos, steps, keep, key, step_scale))
+    start = time.perf_counter()
+    draws = {transforms[n][0]: [] for n in value_names}
+    Ls, step_sizes, energy = [], [], []
+    for k, member in enumerate(starts):
+        position = []
+        for n in value_names:
+            name, transform, rv = transforms[n]
+            if name not in member:
+                raise ValueError(f"start {k}: no value for {name!r}; it needs every free "
+                                 f"variable ({', '.join(transforms[v][0] for v in value_names)})")
+            value = np.asarray(member[name], dtype=float)
+            position.append(_apply(transform, rv, value, True) if transform is not None
+                            else value)
+        out, params, stats = chain(position, jax.random.key(seed * 10 + k))
+        for n, v in zip(value_names, out):
+            draws[transforms[n][0]].append(np.asarray(v))
+        Ls.append(float(params.L))
+        step_sizes.append(float(params.step_size))
+        energy.append(float(stats["energy_var_per_dim"]))
+    seconds = time.perf_counter() - start
+    constrained = {}
+    for n in value_names:
+        name, transform, rv = transforms[n]
+        stacked = np.stack(draws[name])
+        constrained[name] = (_apply(transform, rv, stacked, False) if transform is not None
+                             else stacked)
+    return MCLMCChains(constrained, Ls, step_sizes, energy, steps, keep, step_scale, seconds)
+
+
+def check_chains(values, chains: MCLMCChains) -> pd.DataFrame:
+    """Each chain judged on its own, on ``values`` (chain, draw, K: e.g. a network's
+    predictions at test points): split R-hat of its halves <= 1.01, bulk and tail ESS >= 100
+    (:func:`models.inference.diagnostics.chain_mixing`, the rule ensemble-started NUTS chains
+    meet, less divergences and E-BFMI, which an unadjusted sampler does not have), with its
+    tuned L, step size and energy error beside it (information, not a check). One row per
+    chain; ``passed`` per chain."""
+    frame = pd.DataFrame(chain_mixing(values)).set_index("chain")
+    frame["L"] = chains.L
+    frame["step_size"] = chains.step_size
+    frame["energy_var_per_dim"] = chains.energy_var_per_dim
+    frame["passed"] = ((frame["split_rhat_max"] <= RHAT_MAX)
+                       & (frame["ess_bulk_min"] >= PER_CHAIN_ESS_MIN)
+                       & (frame["ess_tail_min"] >= PER_CHAIN_ESS_MIN))
+    return frame

@@ -1,0 +1,158 @@
+"""models.inference.mclmc and the "MCLMC from the members" row: the chains sample a conjugate
+posterior and a transformed prior that are known in closed form; the per-chain check fails a
+drifting chain; the row's test LL is the chains' mixture recomputed with scipy; the protocol
+refuses bad settings and keeps its fingerprint when MCLMC is off."""
+
+import numpy as np
+import pymc as pm
+import pytest
+from scipy import special, stats
+
+pytest.importorskip("jax")
+pytest.importorskip("blackjax")
+
+from models.evaluation import bnn  # noqa: E402
+from models.inference import mclmc  # noqa: E402
+
+Y = np.array([1.0, 2.0, 3.0, 2.5])
+
+
+def test_chains_sample_a_conjugate_posterior_and_a_log_transformed_prior():
+    """mu ~ N(0, 10^2), y_i ~ N(mu, 1): the posterior of mu is normal in closed form; s ~
+    HalfNormal(1) has no data, so its draws must follow the prior on s's own scale (mean
+    sqrt(2/pi)), which they do only if the chain's log-scale values are mapped back."""
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 10)
+        pm.HalfNormal("s", 1.0)
+        pm.Normal("y", mu, 1.0, observed=Y)
+    chains = mclmc.sample_from_members(model, [{"mu": 0.0, "s": 1.0}, {"mu": 3.0, "s": 0.3}],
+                                       steps=20000, keep=2000, seed=1)
+    assert chains.draws["mu"].shape == (2, 2000) and chains.draws["s"].shape == (2, 2000)
+    precision = 1 / 100 + len(Y)
+    mean, sd = Y.sum() / precision, precision ** -0.5
+    mu_draws = chains.draws["mu"].ravel()
+    # Monte Carlo error of the mean at a few thousand effective draws: about 0.01 sd
+    assert mu_draws.mean() == pytest.approx(mean, abs=0.05 * sd)
+    assert mu_draws.std() == pytest.approx(sd, rel=0.05)
+    s = chains.draws["s"].ravel()
+    assert (s > 0).all()
+    assert s.mean() == pytest.approx(np.sqrt(2 / np.pi), rel=0.05)
+    assert np.quantile(s, 0.9) == pytest.approx(stats.halfnorm.ppf(0.9), rel=0.05)
+    assert len(chains.L) == 2 and all(e > 0 for e in chains.energy_var_per_dim)
+
+
+def test_start_without_a_variable_is_refused_in_words():
+    with pm.Model() as model:
+        pm.Normal("mu", 0, 10)
+        pm.HalfNormal("s", 1.0)
+    with pytest.raises(ValueError, match="start 0: no value for 's'"):
+        mclmc.sample_from_members(model, [{"mu": 0.0}], steps=200, keep=100, seed=0)
+    with pytest.raises(ValueError, match="keep must be between 1 and steps"):
+        mclmc.sample_from_members(model, [{"mu": 0.0, "s": 1.0}], steps=100, keep=200, seed=0)
+
+
+def test_check_chains_passes_a_stationary_chain_and_fails_a_drifting_or_sticky_one():
+    """Three chains of 2000 draws of 3 quantities: white noise passes (R-hat of its halves
+    near 1, ESS near 2000); the same noise plus a trend of 0.3 sd over the chain keeps over
+    1000 effective draws and fails on R-hat alone, which the halves of a drifting chain
+    expose; a chain that cycles slowly through the same values (four periods of a sine, so
+    each half sees the same values: R-hat near 1) has about 14 effective draws and fails on
+    ESS alone."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(3, 2000, 3))
+    values[1] += np.linspace(0, 0.3, 2000)[:, None]
+    values[2] = np.sin(2 * np.pi * 4 * np.arange(2000) / 2000)[:, None] + 0.1 * values[2]
+    chains = mclmc.MCLMCChains({}, [1.0] * 3, [0.1] * 3, [1e-4] * 3, 2000, 2000, 1.0, 0.0)
+    frame = mclmc.check_chains(values, chains)
+    assert list(frame["passed"]) == [True, False, False]
+    assert frame.loc[0, "split_rhat_max"] < 1.01 and frame.loc[0, "ess_bulk_min"] > 1000
+    assert frame.loc[1, "split_rhat_max"] > 1.01 and frame.loc[1, "ess_bulk_min"] > 1000
+    assert frame.loc[2, "split_rhat_max"] < 1.01 and frame.loc[2, "ess_bulk_min"] < 100
+
+
+def test_protocol_refuses_bad_mclmc_settings_and_keeps_its_fingerprint_when_off():
+    base = bnn.BNNProtocol()
+    assert "mclmc" not in repr(base)  # saved splits of runs without MCLMC keep their hash
+    assert "mclmc_steps=4000" in repr(base.replace(mclmc_steps=4000))
+    for bad in ({"mclmc_steps": -1}, {"mclmc_steps": 100, "mclmc_keep": 200},
+                {"mclmc_steps": 1000, "mclmc_keep": 0}, {"mclmc_steps": 1.5}):
+        with pytest.raises(ValueError, match="mclmc_steps must be"):
+            base.replace(**bad)
+
+
+def test_evaluate_scores_the_mclmc_row_as_the_chains_mixture():
+    """A tiny tanh net on yacht split 0 without NUTS: the MCLMC row is the equal-weight
+    mixture of every kept draw's Gaussian, recomputed here with scipy from the returned draws;
+    its per-chain rows are the chains'; its seconds include training the members."""
+    from models.base import datasets
+    from models.families.bnn import NetworkSpec
+    from models.inference.config import SamplerConfig
+
+    proto = bnn.BNNProtocol(NetworkSpec((3,), "tanh", "xavier_normal"),
+                            SamplerConfig(chains=2, seed=3, init="prior"), nuts=False,
+                            mle_maxiter=300, mclmc_steps=3000, mclmc_keep=300)
+    d = datasets.uci("yacht", 0)
+    r = bnn.evaluate(d, proto, cores=1)
+    chains = r.extra["mclmc"]
+    assert chains.draws["w1"].shape[:2] == (2, 300)
+    y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
+    logpdf = []
+    for c in range(2):
+        for k in range(300):
+            p = {n: v[c, k] for n, v in chains.draws.items()}
+            f = bnn.forward(p, d["X_test"], "tanh", 1)[:, 0]
+            logpdf.append(stats.norm.logpdf(y, m + sd * f, sd * p["sigma"]))
+    ll = (special.logsumexp(np.stack(logpdf), axis=0) - np.log(600)).mean()
+    assert r.metrics[bnn.MCLMC]["test_ll_nats"] == pytest.approx(ll, rel=1e-9)
+    fs = r.function_space["mclmc"]
+    assert len(fs["within_chain"]["passed"]) == 2
+    assert fs["passed"] == all(fs["within_chain"]["passed"])
+    seconds = r.function_space["phase_seconds"]
+    assert r.function_space["method_seconds"][bnn.MCLMC] == pytest.approx(
+        seconds["members"] + seconds["mclmc"])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mclmc", "300"], "--mclmc at least --mclmc-keep"),
+    (["--mclmc", "4000", "--mclmc-keep", "50"], "--mclmc-keep must be at least 100"),
+    (["--mclmc", "-5"], "--mclmc must be 0 (off) or a positive number"),
+])
+def test_uci_benchmark_refuses_bad_mclmc_options_in_one_line(tmp_path, args, words):
+    from workflows import uci_benchmark
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        uci_benchmark.main(["--quick", "--no-nuts", "--out", str(out), *args])
+    msg = str(exc.value)
+    assert msg.startswith("error: ") and words in msg and "\n" not in msg
+    assert not out.exists()  # refused before anything was written
+
+
+def test_uci_benchmark_mclmc_row_and_its_checks_e2e(tmp_path):
+    """--no-nuts --mclmc: the MCLMC row sits beside the fitted rows, its 'checks passed'
+    counts the splits whose every chain passed, its per-data-set table agrees with the
+    per-split rows, its verdict is on the page, and a failing chain makes the run WARN
+    (a failed check in metrics.json), never a silent PASS."""
+    import json
+
+    from workflows import uci_benchmark
+
+    out = tmp_path / "uci"
+    assert uci_benchmark.main(["--quick", "--out", str(out), "--datasets", "yacht",
+                               "--splits", "1", "--no-nuts", "--mclmc", "3000",
+                               "--mclmc-keep", "300"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    rows = {r["method"]: r for r in m["per_split"]}
+    row = rows[bnn.MCLMC]
+    summary = {r["method"]: r for r in m["summary"]}
+    assert summary[bnn.MCLMC]["checks passed"] == f"{int(row['checks_passed'])}/1"
+    assert summary[bnn.MCLMC]["test LL"] == pytest.approx(row["test_ll_nats"])
+    (table,) = m["mclmc"]
+    assert table["splits with every chain passing"] == int(row["checks_passed"])
+    # metrics.json keeps the per-split table's column types: counts as floats
+    assert table["chains passing"] == f"{int(row['mclmc_chains_passed'])}/{int(row['mclmc_chains'])}"
+    assert row["mclmc_chains"] == 2  # --quick: 2 chains, one per member
+    assert m["checks"] == {"yacht split 0 MCLMC": bool(row["checks_passed"])}
+    assert bool(m["failed_checks"]) == (not row["checks_passed"])
+    page = (out / "index.html").read_text()
+    assert "MCLMC from the members, yacht" in page and "--mclmc 3000" in page
