@@ -156,3 +156,48 @@ def test_uci_benchmark_mclmc_row_and_its_checks_e2e(tmp_path):
     assert bool(m["failed_checks"]) == (not row["checks_passed"])
     page = (out / "index.html").read_text()
     assert "MCLMC from the members, yacht" in page and "--mclmc 3000" in page
+
+
+def test_bnn_mclmc_row_is_saved_scored_and_judged_e2e(tmp_path):
+    """bnn --mclmc: the MCLMC draws are saved (mclmc.nc) and the row's test LL is their
+    mixture recomputed with scipy from that file and the split alone; the row has its own
+    verdict on the first screen, and its checks enter the run's status."""
+    import json
+
+    import arviz as az
+
+    from models.base import datasets
+    from workflows import bnn as bnn_workflow
+
+    out = tmp_path / "bnn"
+    assert bnn_workflow.main(["--quick", "--out", str(out), "--mclmc", "4000"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    post = az.from_netcdf(out / "mclmc.nc")["posterior"]
+    assert dict(post["w1"].sizes) == {"chain": 2, "draw": 2000, "feature": 6, "hidden_1": 3}
+    d = datasets.uci("yacht", 0)
+    y, mean, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
+    flat = {n: post[n].values.reshape(4000, *post[n].shape[2:]) for n in post.data_vars}
+    h = np.tanh(np.einsum("ni,sih->snh", d["X_test"], flat["w1"]) + flat["b1"][:, None, :])
+    f = np.einsum("snh,sho->sno", h, flat["w_out"])[..., 0] + flat["b_out"]
+    logpdf = stats.norm.logpdf(y, mean + sd * f, sd * flat["sigma"][:, None])
+    ll = (special.logsumexp(logpdf, axis=0) - np.log(4000)).mean()
+    assert m["metrics"][bnn.MCLMC]["test_ll_nats"] == pytest.approx(ll, rel=1e-9)
+    passed = all(m["function_space"]["mclmc"]["within_chain"]["passed"])
+    assert m["verdicts"]["MCLMC from the members"]["convergence"]["passed"] == passed
+    assert m["checks"]["MCLMC chains"] == passed
+    assert (not passed) == any(r.startswith("MCLMC chains") for r in m["failed_checks"])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mclmc", "500"], "--mclmc must be 0 (off) or at least 2000 steps"),
+    (["--task", "classification", "--mclmc", "4000"], "only for --task regression"),
+])
+def test_bnn_refuses_bad_mclmc_options_in_one_line(tmp_path, args, words):
+    from workflows import bnn as bnn_workflow
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        bnn_workflow.main(["--quick", "--out", str(out), *args])
+    msg = str(exc.value)
+    assert msg.startswith("error: ") and words in msg and "\n" not in msg
+    assert not out.exists()

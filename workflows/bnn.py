@@ -13,7 +13,7 @@ import xarray as xr
 from models.evaluation import bnn
 from models.base import datasets
 from models.base.splits import Standardizer, random_split
-from models.inference import ADAPTATIONS, chain_failure_causes
+from models.inference import ADAPTATIONS, chain_failure_causes, mclmc
 from workflows.report import Report, data_hash
 from workflows.options import check_member_pool, cli_error, parser, settings
 from workflows.running import entry, finish, Progress, sentence
@@ -104,6 +104,12 @@ def add_arguments(p):
                    help="--task regression: the GGN Laplace rows' noise sd. map (default): the "
                         "MAP net's (each member's); evidence: chosen with the prior precision by "
                         "the Laplace evidence, as the last-layer Laplace does")
+    g.add_argument("--mclmc", type=int, default=0, metavar="STEPS",
+                   help="--task regression: add the 'MCLMC from the members' row, one "
+                        "unadjusted microcanonical Langevin chain from each deep-ensemble "
+                        "member, STEPS steps after blackjax's tuning, 2000 draws kept, each "
+                        "chain judged on its own (MILE, Sommer et al. 2025; needs the optional "
+                        "jax extra; default 0: off)")
     g.add_argument("--advi", type=int, default=None,
                    help="mean-field ADVI iterations for --task regression, shown beside NUTS "
                         "(default 30000; --quick: 5000; 0: no ADVI)")
@@ -144,14 +150,36 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
     target_accept = args.target_accept if args.target_accept is not None else (
         ENSEMBLE_TARGET_ACCEPT if chains_from == "ensemble" else 0.9)
     pool = check_member_pool(args.member_pool, s.config.chains) if args.task == "regression" else 0
+    steps = check_mclmc(args.mclmc, args.task)
     try:
         config = s.config.replace(adaptation=adaptation, target_accept=target_accept, init="prior")
         net = bnn.NetworkSpec(hidden, args.activation, prior)
         return bnn.BNNProtocol(net, config, advi_iterations=advi, chains_from=chains_from,
                                member_pool=pool, coordinates=args.coordinates,
-                               product_power=args.product_power, ggn_noise=args.ggn_noise)
+                               product_power=args.product_power, ggn_noise=args.ggn_noise,
+                               mclmc_steps=steps)
     except ValueError as exc:
         raise cli_error(exc) from None
+
+
+MCLMC_KEEP = 2000  # draws kept per MCLMC chain (BNNProtocol's default)
+
+
+def check_mclmc(steps: int, task: str) -> int:
+    """--mclmc, checked before any work: 0, or at least the draws it keeps, for --task
+    regression, with jax and blackjax installed."""
+    if steps == 0:
+        return 0
+    if task != "regression":
+        raise SystemExit(f"error: --mclmc {steps}: only for --task regression")
+    if steps < MCLMC_KEEP:
+        raise SystemExit(f"error: --mclmc must be 0 (off) or at least {MCLMC_KEEP} steps (the "
+                         f"draws each chain keeps), got {steps}")
+    try:
+        mclmc.require_jax()
+    except ImportError as exc:
+        raise SystemExit(f"error: --mclmc: {exc}") from None
+    return steps
 
 
 def _sampler_note(report, proto, s) -> None:
@@ -207,8 +235,13 @@ def main(argv=None) -> int:
     _function_space_section(report, r, s)
     progress("plots")
     _prediction_plots(report, args, d, proto, r)
-    return finish(NAME, report, s, [("function space", r.diagnostics)],
-                  {"posterior": r.idata}, s.seed,
+    checks = [("function space", r.diagnostics)]
+    if "mclmc" in r.function_space:
+        checks.append(("MCLMC chains", mclmc.MCLMCCheck.of(r.function_space["mclmc"])))
+    trees = {"posterior": r.idata}
+    if r.extra.get("mclmc") is not None:  # its draws too, so its row can be scored again
+        trees["mclmc"] = r.extra["mclmc"].to_datatree()
+    return finish(NAME, report, s, checks, trees, s.seed,
                   data_hash(d["X_train"], d["y_train"], d["X_test"], d["y_test_original"]))
 
 def _describe(report, args, d, proto, r, s) -> None:
@@ -393,7 +426,40 @@ def _method_checks(r) -> dict:
             bnn.GGN_ENSEMBLE: _laplace_check_words(
                 r.function_space.get("ggn_ensemble_posterior_check", [None])),
             bnn.NUTS: nuts, bnn.NUTS_STACKED: nuts,
+            bnn.MCLMC: _mclmc_check_words(r.function_space.get("mclmc")),
             bnn.ADVI: _advi_check_words(r.function_space.get("advi_posterior_check"))}
+
+
+def _mclmc_section(report, fs_mclmc: dict) -> None:
+    """The MCLMC chains, one row each: the checks that decide, and the sampler's numbers."""
+    per_chain = pd.DataFrame(fs_mclmc["within_chain"]).set_index("chain")
+    per_chain = per_chain.rename(columns={"test_ll_nats": "test LL, own predictive (nats)",
+                                          "energy_var_per_dim": "energy change² per step and "
+                                                                "coordinate"})
+    report.table(per_chain, digits=4, caption=(
+        f"MCLMC from the members (--mclmc {fs_mclmc['steps']}): one unadjusted microcanonical "
+        "Langevin chain (blackjax; MILE, Sommer et al. 2025) per deep-ensemble member, on the "
+        "network's own weights, its L, step size and diagonal mass tuned from its member, "
+        f"{fs_mclmc['keep']} draws kept. Each chain is judged on its own, in function space at "
+        "the test points: split R-hat of its two halves <= 1.01 and its bulk and tail ESS >= "
+        "100 (the NUTS chains' rule, less divergences and E-BFMI, which an unadjusted sampler "
+        "does not have). It has no accept step, so its draws carry a step-size bias these "
+        "checks cannot see: the mean squared energy change per step and coordinate says how "
+        "large the integrator's error was (blackjax's tuner aims at 5e-4). The draws are in "
+        "mclmc.nc."))
+
+
+def _mclmc_check_words(fs_mclmc: dict | None) -> tuple:
+    """(passed, words) of the MCLMC row's within-chain checks; (None, ...) without the row."""
+    if not fs_mclmc:
+        return None, "not run"
+    within = fs_mclmc["within_chain"]
+    k, n = int(sum(within["passed"])), len(within["passed"])
+    words = (f"within-chain function-space diagnostics {'passed' if k == n else 'failed'} "
+             f"({k} of {n} chains; worst split R-hat {fs_mclmc['rhat_max']:.4f}, smallest bulk "
+             f"ESS {fs_mclmc['ess_bulk_min']:.0f}); unadjusted chains, so a step-size bias "
+             "these checks cannot see")
+    return k == n, words
 
 
 def advi_spread_sentence(advi_sd: float, nuts_sd: float, advi_rmse: float,
@@ -508,6 +574,8 @@ def _function_space_section(report, r, s) -> None:
                      "little to choose and this row matches the pooled one; when they sit in different modes it "
                      "down-weights the modes that predict held-out training points badly. The "
                      "test column is for reading only: the weights never see the test split.")
+    if "mclmc" in fs:
+        _mclmc_section(report, fs["mclmc"])
     report.text("Weight-space R-hat is not a convergence check for a network: permuting hidden "
                 "units (and, for tanh, flipping signs) gives the same function, so chains may "
                 "explore different but equivalent modes. Ordering units canonically removes part "
@@ -521,6 +589,13 @@ def _function_space_section(report, r, s) -> None:
                      + ", ".join(k for k, ok in r.diagnostics.checks.items() if not ok)
                      + (". A --quick run is too short for these ESS thresholds." if s.quick
                         else "."))
+    if "mclmc" in fs:
+        passed, words = _mclmc_check_words(fs["mclmc"])
+        report.verdict("MCLMC from the members", (passed, words), None, None,
+                       what=f"{len(fs['mclmc']['within_chain']['chain'])} unadjusted chains, "
+                            "each judged on its own")
+        if not passed:
+            report.alert(f"MCLMC {mclmc.MCLMCCheck.of(fs['mclmc']).reason}.")
 
 
 def _prediction_plots(report, args, d, proto, r) -> None:

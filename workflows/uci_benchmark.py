@@ -152,26 +152,6 @@ def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
                            mclmc_keep=args.mclmc_keep if args.mclmc else 2000)
 
 
-@dataclass(frozen=True)
-class MCLMCCheck:
-    """One split's MCLMC chains as a check for the page's status line: passed when every
-    chain passed its within-chain checks; ``reason`` says which failed and by how much."""
-
-    passed: bool
-    reason: str
-
-    @classmethod
-    def of(cls, fs_mclmc: dict) -> MCLMCCheck:
-        within = fs_mclmc["within_chain"]
-        failing = [c for c, ok in zip(within["chain"], within["passed"]) if not ok]
-        return cls(bool(fs_mclmc["passed"]),
-                   "" if not failing else
-                   f"MCLMC chain(s) {', '.join(map(str, failing))} failed their within-chain "
-                   f"checks (worst split R-hat {fs_mclmc['rhat_max']:.4f}, smallest bulk ESS "
-                   f"{fs_mclmc['ess_bulk_min']:.0f}, tail ESS {fs_mclmc['ess_tail_min']:.0f}; "
-                   "need <= 1.01 and >= 100)")
-
-
 SPLITS_MARKER = ".mlebayes-splits"
 
 
@@ -263,8 +243,9 @@ def _describe(report, s, proto, n_splits: int, where: str) -> None:
                 + " of the standard 20, inputs and "
                 f"target standardised by the training split, metrics in original units. "
                 + (f"NUTS not run (--no-nuts): a deep ensemble of {s.chains} MAP nets, each from "
-                   "its own prior draw, the MLE net, and the Laplace rows (below); no method "
-                   "here has a convergence check. "
+                   "its own prior draw, the MLE net, and the Laplace rows (below); "
+                   + ("no method but MCLMC (below) has a convergence check. " if proto.mclmc_steps
+                      else "no method here has a convergence check. ")
                    if not proto.nuts else
                 f"NUTS: {s.chains} chains x {s.draws} draws after {s.tune} tuning steps "
                 f"({s.sampler}, adaptation {net['adaptation']}, target acceptance "
@@ -362,7 +343,7 @@ def _collect(results, reruns=None):
                 rows[-1]["checks_passed"] = bool(rn.diagnostics.passed)
             if method == bnn.MCLMC:
                 mc = fs["mclmc"]
-                diags.append((f"{name} split {split} MCLMC", MCLMCCheck.of(mc)))
+                diags.append((f"{name} split {split} MCLMC", mclmc.MCLMCCheck.of(mc)))
                 rows[-1].update({
                     "checks_passed": mc["passed"],
                     "mclmc_chains_passed": int(sum(mc["within_chain"]["passed"])),

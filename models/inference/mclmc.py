@@ -101,6 +101,29 @@ class MCLMCChains:
     keep: int
     step_scale: float
     seconds: float
+    dims: dict = None  # variable name -> its dims in the model (None: unnamed)
+    coords: dict = None
+
+    def to_datatree(self):
+        """The draws as an ArviZ DataTree (a ``posterior`` group, labelled with the model's
+        dims and coords where it names them), with the chains' settings and sampler numbers
+        as attributes, so a saved file can be scored again without this process."""
+        import xarray as xr
+
+        data = {}
+        for name, values in self.draws.items():
+            dims = tuple((self.dims or {}).get(name) or
+                         (f"{name}_dim_{i}" for i in range(values.ndim - 2)))
+            data[name] = (("chain", "draw", *dims), values)
+        used = {d for v in data.values() for d in v[0]}
+        coords = {k: np.asarray(v) for k, v in (self.coords or {}).items() if k in used}
+        tree = xr.DataTree.from_dict({"posterior": xr.Dataset(data, coords=coords)})
+        tree.attrs.update({"sampler": "blackjax MCLMC (unadjusted), one chain per start",
+                           "steps": self.steps, "keep": self.keep,
+                           "step_scale": self.step_scale, "L": list(self.L),
+                           "step_size": list(self.step_size),
+                           "energy_var_per_dim": list(self.energy_var_per_dim)})
+        return tree
 
 
 def _transforms(model: pm.Model) -> dict:
@@ -174,7 +197,10 @@ def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: i
         stacked = np.stack(draws[name])
         constrained[name] = (_apply(transform, rv, stacked, False) if transform is not None
                              else stacked)
-    return MCLMCChains(constrained, Ls, step_sizes, energy, steps, keep, step_scale, seconds)
+    dims = {n: tuple(d) for n, d in model.named_vars_to_dims.items() if n in constrained}
+    coords = {k: list(v) for k, v in model.coords.items() if v is not None}
+    return MCLMCChains(constrained, Ls, step_sizes, energy, steps, keep, step_scale, seconds,
+                       dims, coords)
 
 
 def check_chains(values, chains: MCLMCChains) -> pd.DataFrame:
@@ -192,3 +218,24 @@ def check_chains(values, chains: MCLMCChains) -> pd.DataFrame:
                        & (frame["ess_bulk_min"] >= PER_CHAIN_ESS_MIN)
                        & (frame["ess_tail_min"] >= PER_CHAIN_ESS_MIN))
     return frame
+
+
+@dataclass(frozen=True)
+class MCLMCCheck:
+    """MCLMC chains as a check for a page's status line, from the function-space record of
+    :func:`models.evaluation.bnn.evaluate` (``function_space["mclmc"]``): passed when every
+    chain passed its within-chain checks; ``reason`` says which failed and by how much."""
+
+    passed: bool
+    reason: str
+
+    @classmethod
+    def of(cls, fs_mclmc: dict) -> MCLMCCheck:
+        within = fs_mclmc["within_chain"]
+        failing = [c for c, ok in zip(within["chain"], within["passed"]) if not ok]
+        return cls(bool(fs_mclmc["passed"]),
+                   "" if not failing else
+                   f"chain(s) {', '.join(map(str, failing))} failed their within-chain "
+                   f"checks (worst split R-hat {fs_mclmc['rhat_max']:.4f}, smallest bulk ESS "
+                   f"{fs_mclmc['ess_bulk_min']:.0f}, tail ESS {fs_mclmc['ess_tail_min']:.0f}; "
+                   "need <= 1.01 and >= 100)")
