@@ -189,7 +189,7 @@ def test_bnn_mclmc_row_is_saved_scored_and_judged_e2e(tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--mclmc", "500"], "--mclmc must be 0 (off) or at least 2000 steps"),
+    (["--mclmc", "500"], "--mclmc at least --mclmc-keep"),
     (["--task", "classification", "--mclmc", "4000"], "only for --task regression"),
 ])
 def test_bnn_refuses_bad_mclmc_options_in_one_line(tmp_path, args, words):

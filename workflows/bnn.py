@@ -15,7 +15,7 @@ from models.base import datasets
 from models.base.splits import Standardizer, random_split
 from models.inference import ADAPTATIONS, chain_failure_causes, mclmc
 from workflows.report import Report, data_hash
-from workflows.options import check_member_pool, cli_error, parser, settings
+from workflows.options import add_mclmc, check_mclmc, check_member_pool, cli_error, parser, settings
 from workflows.running import entry, finish, Progress, sentence
 
 NAME = "bnn"
@@ -104,12 +104,7 @@ def add_arguments(p):
                    help="--task regression: the GGN Laplace rows' noise sd. map (default): the "
                         "MAP net's (each member's); evidence: chosen with the prior precision by "
                         "the Laplace evidence, as the last-layer Laplace does")
-    g.add_argument("--mclmc", type=int, default=0, metavar="STEPS",
-                   help="--task regression: add the 'MCLMC from the members' row, one "
-                        "unadjusted microcanonical Langevin chain from each deep-ensemble "
-                        "member, STEPS steps after blackjax's tuning, 2000 draws kept, each "
-                        "chain judged on its own (MILE, Sommer et al. 2025; needs the optional "
-                        "jax extra; default 0: off)")
+    add_mclmc(g, "--task regression: ")
     g.add_argument("--advi", type=int, default=None,
                    help="mean-field ADVI iterations for --task regression, shown beside NUTS "
                         "(default 30000; --quick: 5000; 0: no ADVI)")
@@ -150,36 +145,18 @@ def protocol(args, s, hidden, prior, advi: int = 0) -> bnn.BNNProtocol:
     target_accept = args.target_accept if args.target_accept is not None else (
         ENSEMBLE_TARGET_ACCEPT if chains_from == "ensemble" else 0.9)
     pool = check_member_pool(args.member_pool, s.config.chains) if args.task == "regression" else 0
-    steps = check_mclmc(args.mclmc, args.task)
+    if args.mclmc and args.task != "regression":
+        raise SystemExit(f"error: --mclmc {args.mclmc}: only for --task regression")
+    steps, keep = check_mclmc(args.mclmc, args.mclmc_keep)
     try:
         config = s.config.replace(adaptation=adaptation, target_accept=target_accept, init="prior")
         net = bnn.NetworkSpec(hidden, args.activation, prior)
         return bnn.BNNProtocol(net, config, advi_iterations=advi, chains_from=chains_from,
                                member_pool=pool, coordinates=args.coordinates,
                                product_power=args.product_power, ggn_noise=args.ggn_noise,
-                               mclmc_steps=steps)
+                               mclmc_steps=steps, mclmc_keep=keep)
     except ValueError as exc:
         raise cli_error(exc) from None
-
-
-MCLMC_KEEP = 2000  # draws kept per MCLMC chain (BNNProtocol's default)
-
-
-def check_mclmc(steps: int, task: str) -> int:
-    """--mclmc, checked before any work: 0, or at least the draws it keeps, for --task
-    regression, with jax and blackjax installed."""
-    if steps == 0:
-        return 0
-    if task != "regression":
-        raise SystemExit(f"error: --mclmc {steps}: only for --task regression")
-    if steps < MCLMC_KEEP:
-        raise SystemExit(f"error: --mclmc must be 0 (off) or at least {MCLMC_KEEP} steps (the "
-                         f"draws each chain keeps), got {steps}")
-    try:
-        mclmc.require_jax()
-    except ImportError as exc:
-        raise SystemExit(f"error: --mclmc: {exc}") from None
-    return steps
 
 
 def _sampler_note(report, proto, s) -> None:

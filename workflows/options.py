@@ -84,6 +84,41 @@ def check_member_pool(pool: int, chains: int) -> int:
     return pool
 
 
+def add_mclmc(g, where: str = "") -> None:
+    """``--mclmc STEPS`` and ``--mclmc-keep DRAWS`` (``bnn`` and ``uci_benchmark``): the
+    'MCLMC from the members' row (``BNNProtocol.mclmc_steps``/``mclmc_keep``)."""
+    g.add_argument("--mclmc", type=int, default=0, metavar="STEPS",
+                   help=f"{where}add the 'MCLMC from the members' row: one unadjusted "
+                        "microcanonical Langevin chain from each deep-ensemble member, STEPS "
+                        "steps after blackjax's tuning, each chain judged on its own (MILE, "
+                        "Sommer et al. 2025; needs the optional jax extra; default 0: off; the "
+                        "README's 50-ReLU runs use 160000 to 400000)")
+    g.add_argument("--mclmc-keep", type=int, default=2000, metavar="DRAWS",
+                   help="draws kept per MCLMC chain, evenly thinned (default 2000)")
+
+
+def check_mclmc(steps: int, keep: int) -> tuple[int, int]:
+    """``--mclmc`` and ``--mclmc-keep``, checked before any work: ``(0, 2000)`` when off;
+    else at least 100 draws kept (the per-chain ESS check needs 100 effective draws), at
+    least as many steps as draws, and jax and blackjax installed. One-line errors."""
+    if steps < 0:
+        raise SystemExit(f"error: --mclmc must be 0 (off) or a positive number of steps, got "
+                         f"{steps}")
+    if not steps:
+        return 0, 2000
+    if not keep >= 100 or steps < keep:
+        raise SystemExit(f"error: --mclmc-keep must be at least 100 (the per-chain ESS check "
+                         f"needs 100 effective draws) and --mclmc at least --mclmc-keep; got "
+                         f"--mclmc {steps}, --mclmc-keep {keep}")
+    from models.inference import mclmc
+
+    try:
+        mclmc.require_jax()
+    except ImportError as exc:
+        raise SystemExit(f"error: --mclmc: {exc}") from None
+    return steps, keep
+
+
 def parser(name: str, description: str, takes_data: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"mlebayes run {name}", description=description)
     s = p.add_argument_group("sampling")

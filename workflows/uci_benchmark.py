@@ -22,8 +22,8 @@ from models.inference.distributed import format_failures
 from models.inference import ADAPTATIONS, FAILURE_CAUSES, RHAT_MAX, chain_failure_causes, mclmc
 from workflows.report import OutputError, Report, data_hash
 from models.evaluation.uci_reference import BEST_BNN_LL, GBT_LL, PUBLISHED
-from workflows.options import (add_fanout, check_member_pool, cli_error, fanout_client, parser,
-                               settings)
+from workflows.options import (add_fanout, add_mclmc, check_mclmc, check_member_pool, cli_error,
+                               fanout_client, parser, settings)
 from workflows.running import entry, finish, Progress
 
 NAME = "uci_benchmark"
@@ -78,14 +78,7 @@ def main(argv=None) -> int:
                         "power 0.75 and at least 24000 draws; otherwise at least 24000 draws, "
                         "then twice as many, up to 48000 (ensemble-started NUTS only; the "
                         "page counts the splits that passed only after a rerun)")
-    g.add_argument("--mclmc", type=int, default=0, metavar="STEPS",
-                   help="add the 'MCLMC from the members' row: one unadjusted microcanonical "
-                        "Langevin chain from each deep-ensemble member, STEPS steps after "
-                        "blackjax's tuning, each chain judged on its own (MILE, Sommer et al. "
-                        "2025; needs the optional jax extra; default 0: off; the README's "
-                        "50-ReLU runs use 160000 to 400000)")
-    g.add_argument("--mclmc-keep", type=int, default=2000, metavar="DRAWS",
-                   help="draws kept per MCLMC chain, evenly thinned (default 2000)")
+    add_mclmc(g)
     g.add_argument("--splits-dir", default=None,
                    help="where each finished split is saved as it ends, so a rerun with the same "
                         "settings skips it (default: OUT.splits beside the report directory)")
@@ -105,19 +98,7 @@ def main(argv=None) -> int:
     if not 0 <= args.advi <= 10_000_000:
         raise SystemExit(f"error: --advi must be between 0 and 10,000,000 iterations, got {args.advi}")
     check_member_pool(args.member_pool, s.config.chains)
-    if args.mclmc < 0:
-        raise SystemExit(f"error: --mclmc must be 0 (off) or a positive number of steps, got "
-                         f"{args.mclmc}")
-    if args.mclmc:
-        if not args.mclmc_keep >= 100 or args.mclmc < args.mclmc_keep:
-            raise SystemExit(f"error: --mclmc-keep must be at least 100 (the per-chain ESS "
-                             f"check needs 100 effective draws) and --mclmc at least "
-                             f"--mclmc-keep; got --mclmc {args.mclmc}, --mclmc-keep "
-                             f"{args.mclmc_keep}")
-        try:
-            mclmc.require_jax()
-        except ImportError as exc:
-            raise SystemExit(f"error: --mclmc: {exc}") from None
+    args.mclmc, args.mclmc_keep = check_mclmc(args.mclmc, args.mclmc_keep)
     if args.rerun_failing and (args.no_nuts or args.chains_from != "ensemble"):
         raise SystemExit("error: --rerun-failing reruns ensemble-started NUTS chains by the causes "
                          "of their failures; it needs NUTS (not --no-nuts) and --chains-from "
@@ -149,7 +130,7 @@ def protocol(args, config, hidden: int) -> bnn.BNNProtocol:
                            nuts=not args.no_nuts, member_pool=args.member_pool,
                            coordinates=args.coordinates, product_power=args.product_power,
                            ggn_noise=args.ggn_noise, mclmc_steps=args.mclmc,
-                           mclmc_keep=args.mclmc_keep if args.mclmc else 2000)
+                           mclmc_keep=args.mclmc_keep)
 
 
 SPLITS_MARKER = ".mlebayes-splits"
