@@ -683,7 +683,8 @@ def _run(s, names, n_splits, proto, client, store=None, rerun=False) -> int:
                      f"({int(g['mclmc_chains_passed'].sum())} of {int(g['mclmc_chains'].sum())} "
                      f"chains; median worst-chain split R-hat {g['mclmc_rhat_max'].median():.4f})"),
             None, None,
-            what=f"{n} splits; unadjusted chains: no divergences or E-BFMI to check, and a "
+            what=f"{n} split{'s' if n > 1 else ''}; unadjusted chains: no divergences or "
+                 "E-BFMI to check, and a "
                  "step-size bias these checks cannot see")
     report.text("Mean ± standard error over splits, one table per data set (test LL: nats per "
                 "point, higher is better; 'bits' = nats / ln 2). "
