@@ -201,3 +201,12 @@ def test_bnn_refuses_bad_mclmc_options_in_one_line(tmp_path, args, words):
     msg = str(exc.value)
     assert msg.startswith("error: ") and words in msg and "\n" not in msg
     assert not out.exists()
+
+
+def test_classifiers_refuse_an_mclmc_protocol_instead_of_ignoring_it():
+    proto = bnn.BNNProtocol(mclmc_steps=4000)
+    X, y = np.zeros((10, 2)), np.zeros(10, dtype=int)
+    with pytest.raises(ValueError, match="regression \\(evaluate\\) only"):
+        bnn.evaluate_classification(X, y, X, y, proto)
+    with pytest.raises(ValueError, match="regression \\(evaluate\\) only"):
+        bnn.evaluate_held_out_class(X, y, 1, proto)

@@ -595,6 +595,13 @@ def _score_mclmc(chains, d, protocol) -> tuple[dict, dict]:
     return metrics, fs
 
 
+def _regression_only(protocol: BNNProtocol) -> None:
+    """The classifiers score no MCLMC row: a protocol asking for one is refused, not ignored."""
+    if protocol.mclmc_steps:
+        raise ValueError(f"mclmc_steps={protocol.mclmc_steps}: the MCLMC row is scored for "
+                         "regression (evaluate) only; use mclmc_steps=0 for the classifiers")
+
+
 def _check_dict(check: PosteriorCheck | None) -> dict | None:
     return None if check is None else check.to_dict()  # None: uniform weight priors
 
@@ -773,6 +780,7 @@ def evaluate_classification(X_train, y_train, X_test, y_test,
     the AUROC with which predictive entropy flags inputs shifted by ``protocol.shift`` sds.
     """
     protocol = protocol or BNNProtocol(NetworkSpec((10,), "tanh", "xavier_normal"))
+    _regression_only(protocol)
     net = dataclasses.replace(protocol.net, likelihood="bernoulli")
     activation, shift, seed = net.activation, protocol.shift, protocol.sampler.seed
     model = net.build_model(X_train, y_train)
@@ -908,6 +916,7 @@ def evaluate_held_out_class(X, y, held_out, protocol: BNNProtocol | None = None,
     ``n_train``, ``n_test``, ``n_ood``, ``ece_bins``.
     """
     protocol = protocol or BNNProtocol(NetworkSpec((8,), "tanh", "xavier_normal"))
+    _regression_only(protocol)
     net = dataclasses.replace(protocol.net, likelihood="categorical")
     activation, seed = net.activation, protocol.sampler.seed
     Xv, names = as_design_matrix(X, "X", check_columns=False)
