@@ -41,7 +41,7 @@ def test_chains_sample_a_conjugate_posterior_and_a_log_transformed_prior():
     assert len(chains.L) == 2 and all(e > 0 for e in chains.energy_var_per_dim)
 
 
-def test_start_without_a_variable_is_refused_in_words():
+def test_bad_starts_settings_and_models_are_refused_in_words():
     with pm.Model() as model:
         pm.Normal("mu", 0, 10)
         pm.HalfNormal("s", 1.0)
@@ -49,6 +49,13 @@ def test_start_without_a_variable_is_refused_in_words():
         mclmc.sample_from_members(model, [{"mu": 0.0}], steps=200, keep=100, seed=0)
     with pytest.raises(ValueError, match="keep must be between 1 and steps"):
         mclmc.sample_from_members(model, [{"mu": 0.0, "s": 1.0}], steps=100, keep=200, seed=0)
+    # a bound that is itself a parameter: its transform would be evaluated at a random draw
+    # of that parameter, not at the chain's value, so the model is refused
+    with pm.Model() as bounded:
+        a = pm.HalfNormal("a", 1.0)
+        pm.Uniform("u", 0.0, a)
+    with pytest.raises(ValueError, match="u: its transform depends on a"):
+        mclmc.sample_from_members(bounded, [{"a": 1.0, "u": 0.5}], steps=200, keep=100, seed=0)
 
 
 def test_check_chains_passes_a_stationary_chain_and_fails_a_drifting_or_sticky_one():

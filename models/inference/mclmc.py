@@ -138,18 +138,30 @@ def _transforms(model: pm.Model) -> dict:
 def _apply(transform, rv, array, forward: bool) -> np.ndarray:
     """A transform's forward (constrained -> value space) or backward map of a numpy array.
     For transforms whose parameters are constants of the graph (the log of a scale prior, as
-    in every model here); one whose parameters are other random variables is refused."""
+    in every model here). One whose parameters depend on another free variable (a Uniform
+    whose bound is itself a parameter) would be evaluated at a random draw of that variable,
+    not the chain's value: :func:`_check_transforms` refuses those first."""
     import pytensor.tensor as pt
-    from pytensor.graph.utils import MissingInputError
 
-    x = pt.as_tensor(np.asarray(array, dtype=float))
     inputs = rv.owner.inputs
+    x = pt.as_tensor(np.asarray(array, dtype=float))
     out = transform.forward(x, *inputs) if forward else transform.backward(x, *inputs)
-    try:
-        return np.asarray(out.eval())
-    except MissingInputError:
-        raise ValueError(f"{rv.name}: its transform's parameters are other variables; "
-                         "sample_from_members handles constant-parameter transforms only") from None
+    return np.asarray(out.eval())
+
+
+def _check_transforms(model: pm.Model) -> None:
+    """Refuse, in one line, a model whose transforms depend on other free variables."""
+    from pytensor.graph.traversal import ancestors
+
+    free = set(model.free_RVs)
+    for rv in model.free_RVs:
+        if model.rvs_to_transforms.get(rv) is None:
+            continue
+        others = [v.name for v in ancestors(rv.owner.inputs) if v in free and v is not rv]
+        if others:
+            raise ValueError(f"{rv.name}: its transform depends on {', '.join(others)}; "
+                             "sample_from_members handles transforms with constant "
+                             "parameters only")
 
 
 def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: int,
@@ -167,6 +179,7 @@ def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: i
         raise ValueError(f"keep must be between 1 and steps ({steps}), got {keep}")
     if not 0 < step_scale <= 1:
         raise ValueError(f"step_scale must be in (0, 1], got {step_scale}")
+    _check_transforms(model)
     value_names = [v.name for v in model.value_vars]
     transforms = _transforms(model)
     logp = get_jaxified_logp(model)  # traced inside the chain's jit: no jit of its own
