@@ -37,25 +37,18 @@ import numpy as np  # noqa: E402
 SEED = 20261124  # uci_benchmark's default seed; split k runs with SEED + k
 
 
-def score(chains, d, net) -> dict:
-    """The chains' mixture and each chain on the test split, with each chain's checks."""
-    from models.evaluation.bnn import forward
-    from models.evaluation.scores import predictive_regression_metrics
-    from models.inference import mclmc
+def score(chains, d, protocol) -> dict:
+    """The chains' mixture and each chain on the test split, with each chain's checks
+    (``bnn.score_mclmc``, as ``uci_benchmark --mclmc`` scores them) and its mean sigma."""
+    from models.evaluation import bnn
 
-    y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
-    C, S = chains.draws["sigma"].shape
-    flat = {n: v.reshape(C * S, *v.shape[2:]) for n, v in chains.draws.items() if n != "sigma"}
-    f = forward(flat, d["X_test"], net.activation, net.depth)[..., 0].reshape(C, S, -1)
-    sigma = chains.draws["sigma"]
-    mix = predictive_regression_metrics(f.reshape(C * S, -1), sigma.reshape(-1), y, m, sd)
-    frame = mclmc.check_chains(f, chains)
-    frame["test_ll"] = [predictive_regression_metrics(f[c], sigma[c], y, m, sd)["test_ll_nats"]
-                        for c in range(C)]
-    frame["sigma_mean"] = sigma.mean(axis=1)
-    return {"test_ll": mix["test_ll_nats"], "rmse": mix["rmse"], "seconds": chains.seconds,
-            "step_scale": chains.step_scale, "chains_passed": int(frame["passed"].sum()),
-            "chains": frame.reset_index().to_dict(orient="records")}
+    metrics, fs = bnn.score_mclmc(chains, d, protocol)
+    chains_ = [dict(zip(fs["within_chain"], row)) for row in zip(*fs["within_chain"].values())]
+    for c, sigma in zip(chains_, chains.draws["sigma"].mean(axis=1)):
+        c["sigma_mean"] = float(sigma)
+    return {"test_ll": metrics["test_ll_nats"], "rmse": metrics["rmse"],
+            "seconds": chains.seconds, "step_scale": chains.step_scale,
+            "chains_passed": sum(bool(c["passed"]) for c in chains_), "chains": chains_}
 
 
 def main() -> None:
@@ -87,7 +80,7 @@ def main() -> None:
     d = datasets.uci(args.data, args.split)
     model, members = bnn.protocol_members(d, proto)
     runs = [score(mclmc.sample_from_members(model, members, args.steps, args.keep,
-                                            proto.sampler.seed, step_scale=s), d, proto.net)
+                                            proto.sampler.seed, step_scale=s), d, proto)
             for s in (1.0, args.scale)]
     result = {"data": args.data, "split": args.split, "steps": args.steps, "keep": args.keep,
               "seed": proto.sampler.seed, "runs": runs,
@@ -96,7 +89,7 @@ def main() -> None:
         print(f"scale {r['step_scale']:g}: test LL {r['test_ll']:.4f}, RMSE {r['rmse']:.4f}, "
               f"chains passed {r['chains_passed']}/{len(r['chains'])}, "
               f"{r['seconds']:.0f} s; per chain: " + "; ".join(
-                  f"LL {c['test_ll']:.4f} R-hat {c['split_rhat_max']:.4f} energy "
+                  f"LL {c['test_ll_nats']:.4f} R-hat {c['split_rhat_max']:.4f} energy "
                   f"{c['energy_var_per_dim']:.1e} sigma {c['sigma_mean']:.4f}"
                   for c in r["chains"]), flush=True)
     print(f"paired difference (scale {args.scale:g} - scale 1): "

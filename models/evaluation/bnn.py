@@ -534,7 +534,7 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
         with clock("mclmc"):
             chains = mclmc.sample_from_members(model, members, protocol.mclmc_steps,
                                                protocol.mclmc_keep, seed)
-        metrics[MCLMC], fs["mclmc"] = _score_mclmc(chains, d, protocol)
+        metrics[MCLMC], fs["mclmc"] = score_mclmc(chains, d, protocol)
     sd_in = sd_out = running = None
     if protocol.nuts:
         nuts_metrics, nuts_fs, sd_in, sd_out, running = _score_nuts(
@@ -567,8 +567,9 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
                              "mclmc": chains})
 
 
-def _score_mclmc(chains, d, protocol) -> tuple[dict, dict]:
-    """:func:`evaluate`'s MCLMC row: the chains' equal-weight mixture scored on the test split
+def score_mclmc(chains, d, protocol) -> tuple[dict, dict]:
+    """:func:`evaluate`'s MCLMC row (and ``benchmarks/mclmc_step_bias.py``'s): the chains'
+    equal-weight mixture (:class:`models.inference.mclmc.MCLMCChains`) scored on the test split
     (with the input-shift AUROC), and its function-space entries: each chain's checks
     (:func:`models.inference.mclmc.check_chains` on the predictions at the test points), its
     own test LL, and the run's settings."""
