@@ -1,0 +1,174 @@
+"""Why MCLMC chains from the members converge on concrete and wine and not on yacht and energy:
+the posterior's curvature at each member, and, optionally, what the chains do.
+
+    python benchmarks/bnn_geometry.py yacht,energy,concrete,wine-quality-red [--split K]
+        [--chain-steps N]   # also run one MCLMC chain per member (N steps, 2000 draws kept)
+                            # and print sigma and the training RMSE in eighths of its draws
+        [--out FILE]        # the results as JSON (refuses an existing FILE)
+
+For split K's members (the ``uci_benchmark`` protocol's 50-ReLU MAP nets, as
+``benchmarks/mclmc_probe.py`` trains them) it computes, at each member, the Hessian of minus
+the model's log density in the weights and biases (sigma held at the member's: PyMC's
+``find_hessian`` on the same model the chains sample) and reports
+
+* ``kappa``: its condition number over its positive eigenvalues, and ``negative``: how many
+  eigenvalues are negative (a member is where the optimiser stopped, not always a maximum);
+* ``kappa_diag``: the condition number after scaling each coordinate by its own curvature
+  (H_ij / sqrt(H_ii H_jj)), the most a diagonal mass matrix such as MCLMC's and nutpie's
+  diagonal adaptation can remove; ``ridges``: how many of those scaled eigenvalues are below
+  1e-3, directions in which the posterior is a thousand times wider than each coordinate's own
+  curvature says (a narrow, tilted ridge).
+
+``--chain-steps N`` also runs ``models.inference.mclmc.sample_from_members`` from the members
+(the chains of ``uci_benchmark --mclmc N``) and prints each chain's tuned L / step size, its
+energy error, and sigma and the training RMSE (standardised units) in each eighth of its draws:
+a chain still sliding in sigma has not found its stationary region.
+
+Written by hand: neither PyMC nor ArviZ reports a posterior's conditioning; the Hessian is
+PyMC's.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+SEED = 20261124  # uci_benchmark's default seed; split k runs with SEED + k
+RIDGE = 1e-3  # a scaled eigenvalue below this is counted as a ridge direction
+EIGHTHS = 8
+
+
+def curvature(model, point: dict, held: tuple[str, ...] = ("sigma",)) -> dict:
+    """The Hessian of minus ``model``'s log density at ``point`` (values of every free
+    variable, on the value scale: ``sigma_log__`` for a HalfNormal sigma) in the free
+    variables not in ``held``, summarised as in the module docstring."""
+    import pymc as pm
+
+    rvs = [rv for rv in model.free_RVs if rv.name not in held]
+    # negate_output=False: PyMC 6.4 warns that its default negation will go away
+    H = -np.asarray(pm.find_hessian(point, vars=rvs, model=model, negate_output=False),
+                    dtype=float)
+    lam = np.linalg.eigvalsh(H)
+    positive = lam[lam > 0]
+    scale = np.sqrt(np.abs(np.diag(H)))
+    scaled = np.linalg.eigvalsh(H / scale[:, None] / scale[None, :])
+    scaled_positive = scaled[scaled > 0]
+    return {"coordinates": int(len(H)), "negative": int((lam < 0).sum()),
+            "kappa": float(positive.max() / positive.min()),
+            "kappa_diag": float(scaled_positive.max() / scaled_positive.min()),
+            "ridges": int((scaled < RIDGE).sum())}
+
+
+def member_point(model, member: dict) -> dict:
+    """A member (constrained values, as ``deep_ensemble`` returns them) as a value-scale point."""
+    point = {}
+    for rv in model.free_RVs:
+        value = model.rvs_to_values[rv]
+        v = np.asarray(member[rv.name], dtype=float)
+        point[value.name] = np.log(v) if value.name.endswith("_log__") else v
+    return point
+
+
+def drift(chains, d, net) -> list[dict]:
+    """Per chain: tuned L / step size, energy error, and sigma and the training RMSE
+    (standardised) averaged over each eighth of its kept draws (the RMSE on every 25th draw)."""
+    from models.families.bnn import forward
+
+    rows = []
+    for k in range(len(chains.L)):
+        sigma = chains.draws["sigma"][k]
+        weights = {n: v[k] for n, v in chains.draws.items() if n != "sigma"}
+        n = len(sigma) // EIGHTHS
+        eighths = []
+        for j in range(EIGHTHS):
+            idx = range(j * n, (j + 1) * n, max(1, n // 10))
+            f = np.stack([forward({m: v[i] for m, v in weights.items()}, d["X_train"],
+                                  net.activation, net.depth)[:, 0] for i in idx])
+            eighths.append({"sigma": float(sigma[j * n:(j + 1) * n].mean()),
+                            "train_rmse": float(np.sqrt(((f - d["y_train"]) ** 2).mean(1)).mean())})
+        rows.append({"L": chains.L[k], "step_size": chains.step_size[k],
+                     "energy_var_per_dim": chains.energy_var_per_dim[k], "eighths": eighths})
+    return rows
+
+
+def geometry(name: str, split: int, chain_steps: int) -> dict:
+    from models.base import datasets
+    from models.evaluation import bnn
+
+    proto = bnn.BNNProtocol(nuts=False, sampler=bnn.BNNProtocol().sampler.replace(
+        seed=SEED + split))
+    d = datasets.uci(name, split)
+    model, members = bnn.protocol_members(d, proto)
+    out = {"data": name, "split": split, "seed": SEED + split, "n_train": int(len(d["y_train"])),
+           "members": [{"sigma": float(m["sigma"]), **curvature(model, member_point(model, m))}
+                       for m in members]}
+    if chain_steps:
+        from models.inference.mclmc import sample_from_members
+
+        chains = sample_from_members(model, members, chain_steps, 2000, SEED + split)
+        out["chain_steps"] = chain_steps
+        out["chains_s"] = chains.seconds
+        out["chains"] = drift(chains, d, proto.net)
+    return out
+
+
+def print_tables(results: list[dict]) -> None:
+    print("| data | n train | coordinates | member | sigma (standardised) | negative eigenvalues "
+          "| kappa | kappa after diagonal scaling | its square root | ridge directions |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for k, m in enumerate(r["members"]):
+            print(f"| {r['data']} {r['split']} | {r['n_train']} | {m['coordinates']} | {k} | "
+                  f"{m['sigma']:.4f} | {m['negative']} | {m['kappa']:.1e} | "
+                  f"{m['kappa_diag']:.1e} | {np.sqrt(m['kappa_diag']):,.0f} | {m['ridges']} |")
+    for r in results:
+        for k, c in enumerate(r.get("chains", [])):
+            e = c["eighths"]
+            print(f"{r['data']} {r['split']} chain {k}: L / step {c['L'] / c['step_size']:.0f}, "
+                  f"energy error {c['energy_var_per_dim']:.1e}; sigma by eighths "
+                  + " ".join(f"{x['sigma']:.4f}" for x in e) + "; training RMSE "
+                  + " ".join(f"{x['train_rmse']:.4f}" for x in e))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("datasets")
+    p.add_argument("--split", type=int, default=0)
+    p.add_argument("--chain-steps", type=int, default=0)
+    p.add_argument("--out", type=Path)
+    a = p.parse_args(argv)
+    if a.chain_steps < 0 or 0 < a.chain_steps < 2000:
+        p.error(f"--chain-steps must be 0 or at least 2000 (the draws kept), got {a.chain_steps}")
+    from models.base.datasets import UCI
+
+    names = a.datasets.split(",")
+    for name in names:
+        if name not in UCI:
+            p.error(f"datasets: {name!r} is not one of {', '.join(UCI)}")
+    if not 0 <= a.split < 20:
+        p.error(f"--split must be 0..19 (the protocol's 20 splits), got {a.split}")
+    if a.out is not None:
+        for path in (a.out, a.out.with_name(a.out.name + ".part")):
+            if path.exists():
+                p.error(f"--out: {path} exists; choose a new file (nothing is overwritten)")
+    results = [geometry(name, a.split, a.chain_steps) for name in names]
+    print_tables(results)
+    if a.out is not None:
+        part = a.out.with_name(a.out.name + ".part")
+        part.write_text(json.dumps(results, indent=1))
+        part.rename(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
