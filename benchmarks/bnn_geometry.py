@@ -4,6 +4,7 @@ the posterior's curvature at each member, and, optionally, what the chains do.
     python benchmarks/bnn_geometry.py yacht,energy,concrete,wine-quality-red [--split K]
         [--chain-steps N]   # also run one MCLMC chain per member (N steps, 2000 draws kept)
                             # and print sigma and the training RMSE in eighths of its draws
+        [--dense]           # and the same chains whitened by each member's Hessian
         [--out FILE]        # the results as JSON (refuses an existing FILE)
 
 For split K's members (the ``uci_benchmark`` protocol's 50-ReLU MAP nets, as
@@ -20,9 +21,14 @@ the model's log density in the weights and biases (sigma held at the member's: P
   curvature says (a narrow, tilted ridge).
 
 ``--chain-steps N`` also runs ``models.inference.mclmc.sample_from_members`` from the members
-(the chains of ``uci_benchmark --mclmc N``) and prints each chain's tuned L / step size, its
-energy error, and sigma and the training RMSE (standardised units) in each eighth of its draws:
-a chain still sliding in sigma has not found its stationary region.
+(the chains of ``uci_benchmark --mclmc N``), scores them as that row is scored
+(``bnn.score_mclmc``: each chain's split R-hat and ESS of the test predictions, its own test
+LL) and prints each chain's tuned L / step size, its energy error, and sigma and the training
+RMSE (standardised units) in each eighth of its draws: a chain still sliding in sigma has not
+found its stationary region. ``--dense`` also runs the same chains in coordinates whitened by
+each member's Hessian (theta = member + A z, A = V |Lambda|^(-1/2) from H's eigenvectors and
+eigenvalues, |Lambda| floored at 1, the order of the priors' precisions; sigma's log included):
+the dense mass matrix a diagonal one cannot be, fixed at the member.
 
 Written by hand: neither PyMC nor ArviZ reports a posterior's conditioning; the Hessian is
 PyMC's.
@@ -39,6 +45,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -46,6 +53,8 @@ import numpy as np  # noqa: E402
 SEED = 20261124  # uci_benchmark's default seed; split k runs with SEED + k
 RIDGE = 1e-3  # a scaled eigenvalue below this is counted as a ridge direction
 EIGHTHS = 8
+KEEP = 2000  # draws kept per chain
+FLOOR = 1.0  # --dense: the smallest curvature magnitude whitened (priors' precisions are ~1-25)
 
 
 def curvature(model, point: dict, held: tuple[str, ...] = ("sigma",)) -> dict:
@@ -101,7 +110,7 @@ def drift(chains, d, net) -> list[dict]:
     return rows
 
 
-def geometry(name: str, split: int, chain_steps: int) -> dict:
+def geometry(name: str, split: int, chain_steps: int, dense: bool = False) -> dict:
     from models.base import datasets
     from models.evaluation import bnn
 
@@ -115,11 +124,80 @@ def geometry(name: str, split: int, chain_steps: int) -> dict:
     if chain_steps:
         from models.inference.mclmc import sample_from_members
 
-        chains = sample_from_members(model, members, chain_steps, 2000, SEED + split)
+        runs = {"diagonal": lambda: sample_from_members(model, members, chain_steps, KEEP,
+                                                         SEED + split)}
+        if dense:
+            runs["dense"] = lambda: whitened_chains(model, members, chain_steps, KEEP,
+                                                    SEED + split)
         out["chain_steps"] = chain_steps
-        out["chains_s"] = chains.seconds
-        out["chains"] = drift(chains, d, proto.net)
+        for label, run in runs.items():
+            chains = run()
+            metrics, fs = bnn.score_mclmc(chains, d, proto)
+            rows = drift(chains, d, proto.net)
+            within = fs["within_chain"]
+            for k, row in enumerate(rows):
+                row.update({key: float(within[key][k]) for key in
+                            ("split_rhat_max", "ess_bulk_min", "ess_tail_min", "test_ll_nats")})
+            out[label] = {"chains_s": chains.seconds, "test_ll_nats": metrics["test_ll_nats"],
+                          "rmse": metrics["rmse"], "chains": rows}
     return out
+
+
+def whitened_chains(model, members: list[dict], steps: int, keep: int, seed: int,
+                    floor: float = FLOOR):
+    """``sample_from_members``'s chains (same keys, same tuner) run in z, where the value-scale
+    point is member + A z and A = V |Lambda|^(-1/2) whitens the member's Hessian (all free
+    variables, eigenvalues' magnitudes floored at ``floor``). Only log-transformed variables
+    (a HalfNormal sigma) are mapped back; any other transform is refused."""
+    import jax
+    import jax.numpy as jnp
+    import pymc as pm
+    from pymc.sampling.jax import get_jaxified_logp
+
+    from models.inference.mclmc import MCLMCChains, run_chain
+
+    values = model.value_vars
+    for v in values:
+        if v.name not in {rv.name for rv in model.free_RVs} and not v.name.endswith("_log__"):
+            raise ValueError(f"{v.name}: only untransformed or log-transformed variables")
+    first = member_point(model, members[0])
+    shapes = [np.shape(first[v.name]) for v in values]
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    cuts = np.cumsum(sizes)[:-1]
+
+    def unflatten(theta):
+        return [part.reshape(shape) for part, shape in zip(jnp.split(theta, cuts), shapes)]
+
+    logp = get_jaxified_logp(model)
+    chain = jax.jit(lambda z0, key, A, t0: run_chain(
+        lambda z: logp(unflatten(t0 + A @ z[0])), [z0], steps, keep, key))
+    draws = {v.name: [] for v in values}
+    Ls, step_sizes, energy = [], [], []
+    start = time.perf_counter()
+    for k, member in enumerate(members):
+        point = member_point(model, member)
+        theta0 = np.concatenate([np.ravel(point[v.name]) for v in values])
+        H = -np.asarray(pm.find_hessian(point, vars=model.free_RVs, model=model,
+                                        negate_output=False), dtype=float)
+        lam, V = np.linalg.eigh(H)
+        A = V / np.sqrt(np.maximum(np.abs(lam), floor))[None, :]
+        out, params, stats = chain(jnp.zeros(len(theta0)), jax.random.key(seed * 10 + k),
+                                   jnp.asarray(A), jnp.asarray(theta0))
+        theta = theta0[None, :] + np.asarray(out[0]) @ A.T
+        for v, part in zip(values, np.split(theta, cuts, axis=1)):
+            draws[v.name].append(part.reshape(len(theta), *np.shape(first[v.name])))
+        Ls.append(float(params.L))
+        step_sizes.append(float(params.step_size))
+        energy.append(float(stats["energy_var_per_dim"]))
+    seconds = time.perf_counter() - start
+    constrained = {}
+    for v in values:
+        stacked = np.stack(draws[v.name])
+        if v.name.endswith("_log__"):
+            constrained[v.name[:-len("_log__")]] = np.exp(stacked)
+        else:
+            constrained[v.name] = stacked
+    return MCLMCChains(constrained, Ls, step_sizes, energy, steps, keep, 1.0, seconds)
 
 
 def print_tables(results: list[dict]) -> None:
@@ -132,12 +210,20 @@ def print_tables(results: list[dict]) -> None:
                   f"{m['sigma']:.4f} | {m['negative']} | {m['kappa']:.1e} | "
                   f"{m['kappa_diag']:.1e} | {np.sqrt(m['kappa_diag']):,.0f} | {m['ridges']} |")
     for r in results:
-        for k, c in enumerate(r.get("chains", [])):
-            e = c["eighths"]
-            print(f"{r['data']} {r['split']} chain {k}: L / step {c['L'] / c['step_size']:.0f}, "
-                  f"energy error {c['energy_var_per_dim']:.1e}; sigma by eighths "
-                  + " ".join(f"{x['sigma']:.4f}" for x in e) + "; training RMSE "
-                  + " ".join(f"{x['train_rmse']:.4f}" for x in e))
+        for label in ("diagonal", "dense"):
+            if label not in r:
+                continue
+            run = r[label]
+            print(f"{r['data']} {r['split']}, {label} mass, {r['chain_steps']} steps: test LL "
+                  f"{run['test_ll_nats']:.4f}, RMSE {run['rmse']:.4f}, {run['chains_s']:.0f} s")
+            for k, c in enumerate(run["chains"]):
+                e = c["eighths"]
+                print(f"  chain {k}: R-hat {c['split_rhat_max']:.3f}, bulk ESS "
+                      f"{c['ess_bulk_min']:.1f}, tail ESS {c['ess_tail_min']:.1f}, own test LL "
+                      f"{c['test_ll_nats']:.3f}, L / step {c['L'] / c['step_size']:.0f}, energy "
+                      f"error {c['energy_var_per_dim']:.1e}; sigma by eighths "
+                      + " ".join(f"{x['sigma']:.4f}" for x in e) + "; training RMSE "
+                      + " ".join(f"{x['train_rmse']:.4f}" for x in e))
 
 
 def main(argv=None) -> int:
@@ -145,6 +231,7 @@ def main(argv=None) -> int:
     p.add_argument("datasets")
     p.add_argument("--split", type=int, default=0)
     p.add_argument("--chain-steps", type=int, default=0)
+    p.add_argument("--dense", action="store_true")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     if a.chain_steps < 0 or 0 < a.chain_steps < 2000:
@@ -157,11 +244,13 @@ def main(argv=None) -> int:
             p.error(f"datasets: {name!r} is not one of {', '.join(UCI)}")
     if not 0 <= a.split < 20:
         p.error(f"--split must be 0..19 (the protocol's 20 splits), got {a.split}")
+    if a.dense and not a.chain_steps:
+        p.error("--dense runs chains: give --chain-steps too")
     if a.out is not None:
         for path in (a.out, a.out.with_name(a.out.name + ".part")):
             if path.exists():
                 p.error(f"--out: {path} exists; choose a new file (nothing is overwritten)")
-    results = [geometry(name, a.split, a.chain_steps) for name in names]
+    results = [geometry(name, a.split, a.chain_steps, a.dense) for name in names]
     print_tables(results)
     if a.out is not None:
         part = a.out.with_name(a.out.name + ".part")
