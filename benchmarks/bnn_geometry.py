@@ -15,10 +15,10 @@ the model's log density in the weights and biases (sigma held at the member's: P
 * ``kappa``: its condition number over its positive eigenvalues, and ``negative``: how many
   eigenvalues are negative (a member is where the optimiser stopped, not always a maximum);
 * ``kappa_diag``: the condition number after scaling each coordinate by its own curvature
-  (H_ij / sqrt(H_ii H_jj)), the most a diagonal mass matrix such as MCLMC's and nutpie's
-  diagonal adaptation can remove; ``ridges``: how many of those scaled eigenvalues are below
-  1e-3, directions in which the posterior is a thousand times wider than each coordinate's own
-  curvature says (a narrow, tilted ridge).
+  (H_ij / sqrt(H_ii H_jj)), what a diagonal mass matrix such as MCLMC's leaves when it scales
+  each coordinate that way; ``ridges``: how many of those scaled eigenvalues are below 1e-3,
+  directions in which the posterior's sd is over 30 times (its variance over 1000 times) what
+  each coordinate's own curvature says (a narrow, tilted ridge).
 
 ``--chain-steps N`` also runs ``models.inference.mclmc.sample_from_members`` from the members
 (the chains of ``uci_benchmark --mclmc N``), scores them as that row is scored
