@@ -84,6 +84,8 @@ def member_point(model, member: dict) -> dict:
     for rv in model.free_RVs:
         value = model.rvs_to_values[rv]
         v = np.asarray(member[rv.name], dtype=float)
+        if value.name != rv.name and not value.name.endswith("_log__"):
+            raise ValueError(f"{value.name}: only untransformed or log-transformed variables")
         point[value.name] = np.log(v) if value.name.endswith("_log__") else v
     return point
 
@@ -157,10 +159,7 @@ def whitened_chains(model, members: list[dict], steps: int, keep: int, seed: int
     from models.inference.mclmc import MCLMCChains, run_chain
 
     values = model.value_vars
-    for v in values:
-        if v.name not in {rv.name for rv in model.free_RVs} and not v.name.endswith("_log__"):
-            raise ValueError(f"{v.name}: only untransformed or log-transformed variables")
-    first = member_point(model, members[0])
+    first = member_point(model, members[0])  # refuses any transform but log
     shapes = [np.shape(first[v.name]) for v in values]
     sizes = [int(np.prod(shape)) for shape in shapes]
     cuts = np.cumsum(sizes)[:-1]

@@ -102,3 +102,10 @@ def test_whitened_chains_sample_a_correlated_gaussian_and_a_log_transformed_prio
     s_sd = np.sqrt(1 - 2 / np.pi)
     assert abs(s_draws.mean() - np.sqrt(2 / np.pi)) < 0.1 * s_sd
     assert s_draws.std() == pytest.approx(s_sd, rel=0.1)
+
+
+def test_a_transform_it_cannot_map_back_is_refused():
+    with pm.Model() as model:
+        pm.Uniform("p", 0.0, 1.0)
+    with pytest.raises(ValueError, match="p_interval__: only untransformed or log-transformed"):
+        geometry.member_point(model, {"p": 0.5})
