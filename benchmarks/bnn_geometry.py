@@ -10,7 +10,8 @@ the posterior's curvature at each member, and, optionally, what the chains do.
 For split K's members (the ``uci_benchmark`` protocol's 50-ReLU MAP nets, as
 ``benchmarks/mclmc_probe.py`` trains them) it computes, at each member, the Hessian of minus
 the model's log density in the weights and biases (sigma held at the member's: PyMC's
-``find_hessian`` on the same model the chains sample) and reports
+``compile_d2logp``, what ``find_hessian`` calls, compiled once per model, on the same model the
+chains sample) and reports
 
 * ``kappa``: its condition number over its positive eigenvalues, and ``negative``: how many
   eigenvalues are negative (a member is where the optimiser stopped, not always a maximum);
@@ -57,16 +58,26 @@ KEEP = 2000  # draws kept per chain
 FLOOR = 1.0  # --dense: the smallest curvature magnitude whitened (priors' precisions are ~1-25)
 
 
-def curvature(model, point: dict, held: tuple[str, ...] = ("sigma",)) -> dict:
+def minus_hessian(model, rvs: list):
+    """The Hessian of minus ``model``'s log density in ``rvs`` at a value-scale point,
+    compiled once: ``pm.find_hessian``, which this replaces, compiles it again at every call
+    (PyMC's own ``compile_d2logp``; negate_output=False because PyMC 6.4 warns that its
+    default negation will go away)."""
+    from pymc.model.core import Point
+
+    d2logp = model.compile_d2logp(rvs, negate_output=False)
+    return lambda point: -np.asarray(d2logp(Point(point, filter_model_vars=True, model=model)),
+                                     dtype=float)
+
+
+def curvature(model, point: dict, held: tuple[str, ...] = ("sigma",), hessian=None) -> dict:
     """The Hessian of minus ``model``'s log density at ``point`` (values of every free
     variable, on the value scale: ``sigma_log__`` for a HalfNormal sigma) in the free
-    variables not in ``held``, summarised as in the module docstring."""
-    import pymc as pm
-
-    rvs = [rv for rv in model.free_RVs if rv.name not in held]
-    # negate_output=False: PyMC 6.4 warns that its default negation will go away
-    H = -np.asarray(pm.find_hessian(point, vars=rvs, model=model, negate_output=False),
-                    dtype=float)
+    variables not in ``held``, summarised as in the module docstring. ``hessian``: a
+    :func:`minus_hessian` of those variables, to reuse its compilation across points."""
+    if hessian is None:
+        hessian = minus_hessian(model, [rv for rv in model.free_RVs if rv.name not in held])
+    H = hessian(point)
     lam = np.linalg.eigvalsh(H)
     positive = lam[lam > 0]
     scale = np.sqrt(np.abs(np.diag(H)))
@@ -121,8 +132,11 @@ def geometry(name: str, split: int, chain_steps: int, dense: bool = False) -> di
     d = datasets.uci(name, split)
     model, members = bnn.protocol_members(d, proto)
     out = {"data": name, "split": split, "seed": SEED + split, "n_train": int(len(d["y_train"])),
-           "members": [{"sigma": float(m["sigma"]), **curvature(model, member_point(model, m))}
-                       for m in members]}
+           "members": []}
+    hessian = minus_hessian(model, [rv for rv in model.free_RVs if rv.name != "sigma"])
+    for m in members:
+        out["members"].append({"sigma": float(m["sigma"]),
+                               **curvature(model, member_point(model, m), hessian=hessian)})
     if chain_steps:
         from models.inference.mclmc import sample_from_members
 
@@ -153,7 +167,6 @@ def whitened_chains(model, members: list[dict], steps: int, keep: int, seed: int
     (a HalfNormal sigma) are mapped back; any other transform is refused."""
     import jax
     import jax.numpy as jnp
-    import pymc as pm
     from pymc.sampling.jax import get_jaxified_logp
 
     from models.inference.mclmc import MCLMCChains, run_chain
@@ -168,6 +181,7 @@ def whitened_chains(model, members: list[dict], steps: int, keep: int, seed: int
         return [part.reshape(shape) for part, shape in zip(jnp.split(theta, cuts), shapes)]
 
     logp = get_jaxified_logp(model)
+    hessian = minus_hessian(model, model.free_RVs)  # all free variables, sigma's log too
     chain = jax.jit(lambda z0, key, A, t0: run_chain(
         lambda z: logp(unflatten(t0 + A @ z[0])), [z0], steps, keep, key))
     draws = {v.name: [] for v in values}
@@ -176,9 +190,7 @@ def whitened_chains(model, members: list[dict], steps: int, keep: int, seed: int
     for k, member in enumerate(members):
         point = member_point(model, member)
         theta0 = np.concatenate([np.ravel(point[v.name]) for v in values])
-        H = -np.asarray(pm.find_hessian(point, vars=model.free_RVs, model=model,
-                                        negate_output=False), dtype=float)
-        lam, V = np.linalg.eigh(H)
+        lam, V = np.linalg.eigh(hessian(point))
         A = V / np.sqrt(np.maximum(np.abs(lam), floor))[None, :]
         out, params, stats = chain(jnp.zeros(len(theta0)), jax.random.key(seed * 10 + k),
                                    jnp.asarray(A), jnp.asarray(theta0))
