@@ -1,29 +1,14 @@
 """benchmarks/bnn_geometry.py: the curvature summary of a posterior whose Hessian is known in
 closed form (Bayesian linear regression), and its one-line refusals."""
 
-import importlib.util
-import os
-from pathlib import Path
 
 import numpy as np
 import pymc as pm
 import pytest
 
+import benchmark_scripts
 
-def _load():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bnn_geometry.py"
-    spec = importlib.util.spec_from_file_location("bnn_geometry", path)
-    module = importlib.util.module_from_spec(spec)
-    env = dict(os.environ)
-    try:
-        spec.loader.exec_module(module)
-    finally:  # the script's thread settings are for its own process
-        os.environ.clear()
-        os.environ.update(env)
-    return module
-
-
-geometry = _load()
+geometry = benchmark_scripts.load("bnn_geometry")
 
 
 def test_curvature_of_a_linear_regression_matches_its_closed_form():

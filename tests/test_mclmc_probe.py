@@ -1,31 +1,14 @@
 """benchmarks/mclmc_probe.py: its two MCLMC chain runners sample a Gaussian whose sds are known
 in closed form, and its per-split store resumes a run and refuses one run with other settings."""
 
-import importlib.util
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import benchmark_scripts
 
-def _load_probe():
-    """The probe script as a module, without putting benchmarks/ on sys.path and without the
-    thread settings it makes for its own process leaking into this one."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mclmc_probe.py"
-    spec = importlib.util.spec_from_file_location("mclmc_probe", path)
-    module = importlib.util.module_from_spec(spec)
-    env = dict(os.environ)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        os.environ.clear()
-        os.environ.update(env)
-    return module
-
-
-mclmc_probe = _load_probe()
+mclmc_probe = benchmark_scripts.load("mclmc_probe")
 
 SD = np.array([0.1, 1.0, 3.0, 0.5, 2.0])  # a diagonal Gaussian, scales 30x apart
 
