@@ -21,7 +21,7 @@ Checked as ensemble-started NUTS chains are, each chain alone on the network's p
 the test inputs (``models.inference.diagnostics``: split R-hat of its two halves <= 1.01,
 bulk and tail ESS >= 100); there are no divergences or E-BFMI to check: an unadjusted sampler
 has no accept step, so its draws carry a step-size bias that these checks cannot see.
-``--adjusted`` runs Metropolis-adjusted MCLMC instead (:func:`run_adjusted_chain`: no bias;
+``--adjusted`` runs Metropolis-adjusted MCLMC instead (``run_adjusted_chain``: no bias;
 ``--steps`` then counts Metropolis transitions, and a divergence also fails a chain). The GGN
 Laplace ensemble on the same members (``uci_benchmark``'s best row: one GGN Laplace around each
 member at its own sigma, mixed equally) is scored beside it, so each split gives a paired
@@ -36,9 +36,10 @@ instead of running it again, and refuses if the stored file was run with other s
 long run survives being killed and can be split between processes (``--from``). The tables are
 printed from the results.
 
-Written by hand around blackjax (PyMC 6.4 offers no MCLMC sampler): the loop is blackjax's
-own ``run_inference_algorithm`` pattern, jit-compiled once per split (the data are constants
-of the compiled log density). ``MCLMC_DEBUG=1`` also prints each chain's row (R-hat, ESS, L,
+The chains and their checks are the library's (``models.inference.mclmc.sample_from_members``
+with ``run_chain`` or ``run_adjusted_chain``, scored by ``models.evaluation.bnn.score_mclmc``):
+what ``uci_benchmark --mclmc`` runs, jit-compiled once per split (the data are constants of
+the compiled log density). ``MCLMC_DEBUG=1`` also prints each chain's row (R-hat, ESS, L,
 step size, sigma in the first and last quarter of its draws, its own test LL, and the mean
 squared energy change per step and coordinate, or for adjusted chains the acceptance rate,
 divergences and integration steps per transition).
@@ -61,81 +62,21 @@ import numpy as np  # noqa: E402
 
 SEED = 20261124  # uci_benchmark's default seed; split k runs with SEED + k
 
-
-# the unadjusted chain is the library's (``uci_benchmark --mclmc`` runs the same one)
-from models.inference.mclmc import run_chain  # noqa: E402,F401
-
-
-TARGET_ACCEPT = 0.9  # adjusted MCLMC's target acceptance: blackjax's own tests use 0.9
-
-
-def run_adjusted_chain(logdensity, position: list, steps: int, keep: int, key):
-    """One adjusted MCLMC chain (Metropolis-corrected, MAMS: Robnik et al. 2025) from
-    ``position``: L, step size and diagonal mass tuned by
-    ``blackjax.adjusted_mclmc_find_L_and_step_size`` at :data:`TARGET_ACCEPT`, then ``steps``
-    Metropolis transitions, each of a random number of integration steps with mean L / step
-    size (blackjax's ``rescale``), ``keep`` draws kept. Returns its acceptance rate,
-    divergences and mean integration steps per transition too."""
-    import blackjax
-    import jax
-    import jax.numpy as jnp
-    from blackjax.mcmc.adjusted_mclmc_dynamic import rescale
-
-    tune_key, run_key, init_key = jax.random.split(key, 3)
-    state = blackjax.mcmc.adjusted_mclmc_dynamic.init(
-        position=position, logdensity_fn=logdensity, random_generator_arg=init_key)
-
-    def kernel(rng_key, state, avg_num_integration_steps, step_size, inverse_mass_matrix):
-        return blackjax.mcmc.adjusted_mclmc_dynamic.build_kernel(
-            integrator=blackjax.mcmc.integrators.isokinetic_mclachlan,
-            integration_steps_fn=lambda k: jnp.ceil(
-                jax.random.uniform(k) * rescale(avg_num_integration_steps)),
-            inverse_mass_matrix=inverse_mass_matrix,
-        )(rng_key=rng_key, state=state, step_size=step_size, logdensity_fn=logdensity)
-
-    state, params, _ = blackjax.adjusted_mclmc_find_L_and_step_size(
-        mclmc_kernel=kernel, num_steps=steps, state=state, rng_key=tune_key,
-        target=TARGET_ACCEPT, frac_tune1=0.1, frac_tune2=0.1, frac_tune3=0.1,
-        diagonal_preconditioning=True)
-    sampler = blackjax.adjusted_mclmc_dynamic(
-        logdensity, step_size=params.step_size, inverse_mass_matrix=params.inverse_mass_matrix,
-        integration_steps_fn=lambda k: jnp.ceil(
-            jax.random.uniform(k) * rescale(params.L / params.step_size)))
-    thin = steps // keep
-
-    def one(carry, k):
-        state, accept, divergent, n_steps = carry
-        state, info = sampler.step(k, state)
-        return (state, accept + info.acceptance_rate, divergent + info.is_divergent,
-                n_steps + info.num_integration_steps), state.position
-
-    def block(carry, ks):
-        carry, positions = jax.lax.scan(one, carry, ks)
-        return carry, [p[-1] for p in positions]
-
-    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
-    (state, accept, divergent, n_steps), draws = jax.lax.scan(
-        block, (state, 0.0, 0, 0), keys)
-    n = keep * thin
-    return draws, params, {"accept": accept / n, "divergences": divergent,
-                           "steps_per_draw": n_steps / n}
+# the chains are the library's: models.inference.mclmc (uci_benchmark --mclmc runs the same)
+from models.inference.mclmc import ADJUSTED_STATS  # noqa: E402
 
 
 def probe(name: str, split: int, settings: dict) -> dict:
     """One split: its members, a chain from each (``settings``: steps, keep, adjusted,
-    step_scale), the chains' mixture, the GGN Laplace ensemble and deep ensemble beside it."""
-    import jax
-    from pymc.sampling.jax import get_jaxified_logp
-
+    step_scale), the chains' mixture, the GGN Laplace ensemble and deep ensemble beside it.
+    The chains and their scores are the library's (``sample_from_members``, ``score_mclmc``:
+    what ``uci_benchmark --mclmc`` runs); this adds the paired rows and each chain's sigma."""
     from models.base import datasets
     from models.evaluation import bnn
     from models.evaluation.ggn import fit_ggn_laplace, mixture_predictive
     from models.evaluation.scores import gaussian_predictive_metrics, predictive_regression_metrics
     from models.families.bnn import forward
-    from models.inference.diagnostics import PER_CHAIN_ESS_MIN, RHAT_MAX, split_rhat_one_chain
-
-    import arviz as az
-    import xarray as xr
+    from models.inference.mclmc import sample_from_members
 
     start = time.perf_counter()
     proto = bnn.BNNProtocol(nuts=False, sampler=bnn.BNNProtocol().sampler.replace(
@@ -144,41 +85,25 @@ def probe(name: str, split: int, settings: dict) -> dict:
     d = datasets.uci(name, split)
     model, members = bnn.protocol_members(d, proto)
     t_members = time.perf_counter() - start
-    names = [v.name for v in model.value_vars]  # w1, b1, w_out, b_out, sigma_log__
-    logp = get_jaxified_logp(model)  # traced inside the chain's jit below: no jit of its own
     steps, keep, adjusted = settings["steps"], settings["keep"], settings["adjusted"]
-    if adjusted:
-        chain = jax.jit(lambda pos, key: run_adjusted_chain(logp, pos, steps, keep, key))
-    else:
-        chain = jax.jit(lambda pos, key: run_chain(logp, pos, steps, keep, key,
-                                                   settings["step_scale"]))
-    f, sig, rows = [], [], []
-    t0 = time.perf_counter()
-    for k, p in enumerate(members):
-        pos = [np.asarray(np.log(p["sigma"]) if n == "sigma_log__" else p[n], dtype=float)
-               for n in names]
-        draws, params, stats = chain(pos, jax.random.key(proto.sampler.seed * 10 + k))
-        draws = {n: np.asarray(v) for n, v in zip(names, draws)}
-        params_k = {n: draws[n] for n in names if n != "sigma_log__"}
-        fk = np.stack([forward({n: v[s] for n, v in params_k.items()}, d["X_test"],
-                               net.activation, net.depth)[:, 0] for s in range(keep)])
-        f.append(fk)
-        sig.append(np.exp(draws["sigma_log__"]))
-        one = xr.DataTree.from_dict({"posterior": xr.Dataset({"v": (("chain", "draw", "k"),
-                                                                    fk[None])})})
-        rows.append({"rhat": float(np.nanmax(split_rhat_one_chain(fk))),
-                     "bulk": float(np.nanmin(az.ess(one, method="bulk").dataset["v"].values)),
-                     "tail": float(np.nanmin(az.ess(one, method="tail").dataset["v"].values)),
-                     "L": float(params.L), "step": float(params.step_size),
-                     # a drifting chain: sigma's mean in the first and last quarter of its draws
-                     "sigma_quarters": (float(sig[-1][:keep // 4].mean()),
-                                        float(sig[-1][-(keep // 4):].mean())),
-                     **{k: float(v) for k, v in stats.items()}})
-    t_chains = time.perf_counter() - t0
+    chains = sample_from_members(model, members, steps, keep, seed=proto.sampler.seed,
+                                 step_scale=settings["step_scale"], adjusted=adjusted)
+    mc, fs = bnn.score_mclmc(chains, d, proto)
+    within = fs["within_chain"]
+    sigma = chains.draws["sigma"]
+    rows = []
+    for c in range(len(members)):
+        row = {"rhat": within["split_rhat_max"][c], "bulk": within["ess_bulk_min"][c],
+               "tail": within["ess_tail_min"][c], "L": within["L"][c],
+               "step": within["step_size"][c],
+               # a drifting chain: sigma's mean in the first and last quarter of its draws
+               "sigma_quarters": (float(sigma[c, :keep // 4].mean()),
+                                  float(sigma[c, -(keep // 4):].mean()))}
+        row.update({k: within[k][c] for k in
+                    (ADJUSTED_STATS if adjusted else ("energy_var_per_dim",))})
+        row.update({"test_ll": within["test_ll_nats"][c], "passed": bool(within["passed"][c])})
+        rows.append(row)
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
-    mc = predictive_regression_metrics(np.concatenate(f), np.concatenate(sig), y, m, sd)
-    for r, fk, sk in zip(rows, f, sig):
-        r["test_ll"] = predictive_regression_metrics(fk, sk, y, m, sd)["test_ll_nats"]
     fits = [fit_ggn_laplace(p, d["X_train"], d["y_train"], net.activation, net.depth)
             for p in members]
     ggn = gaussian_predictive_metrics(*mixture_predictive(fits, d["X_test"]), y, m, sd)
@@ -186,17 +111,13 @@ def probe(name: str, split: int, settings: dict) -> dict:
                           for p in members])
     de = predictive_regression_metrics(f_members, np.array([float(p["sigma"]) for p in members]),
                                        y, m, sd)
-    passed = [r["rhat"] <= RHAT_MAX and r["bulk"] >= PER_CHAIN_ESS_MIN
-              and r["tail"] >= PER_CHAIN_ESS_MIN and not r.get("divergences", 0) for r in rows]
-    for r, ok in zip(rows, passed):
-        r["passed"] = ok
     return {"data": name, "split": split, **settings, "seed": SEED + split,
-            "coordinates": sum(int(np.size(p)) for p in pos),
+            "coordinates": sum(int(np.size(v)) for v in model.initial_point().values()),
             "mclmc_ll": mc["test_ll_nats"], "mclmc_rmse": mc["rmse"],
             "de_ll": de["test_ll_nats"], "de_rmse": de["rmse"], "ggn_ll": ggn["test_ll_nats"],
-            "chains_passed": sum(passed), "rhat_max": max(r["rhat"] for r in rows),
-            "bulk_min": min(r["bulk"] for r in rows), "tail_min": min(r["tail"] for r in rows),
-            "members_s": t_members, "chains_s": t_chains, "chains": rows}
+            "chains_passed": sum(r["passed"] for r in rows), "rhat_max": fs["rhat_max"],
+            "bulk_min": fs["ess_bulk_min"], "tail_min": fs["ess_tail_min"],
+            "members_s": t_members, "chains_s": chains.seconds, "chains": rows}
 
 
 def sampler_column(r: dict) -> str:

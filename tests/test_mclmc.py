@@ -41,6 +41,33 @@ def test_chains_sample_a_conjugate_posterior_and_a_log_transformed_prior():
     assert len(chains.L) == 2 and all(e > 0 for e in chains.energy_var_per_dim)
 
 
+def test_adjusted_chains_sample_the_same_posteriors_and_report_their_accept_step():
+    """adjusted=True: Metropolis-adjusted chains on the model of the test above recover the
+    same closed forms, and carry their acceptance rate (near the 0.9 they were tuned to) and
+    divergences (none) per chain instead of an energy error, in the saved DataTree too."""
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 10)
+        pm.HalfNormal("s", 1.0)
+        pm.Normal("y", mu, 1.0, observed=Y)
+    chains = mclmc.sample_from_members(model, [{"mu": 0.0, "s": 1.0}, {"mu": 3.0, "s": 0.3}],
+                                       steps=4000, keep=2000, seed=1, adjusted=True)
+    precision = 1 / 100 + len(Y)
+    mean, sd = Y.sum() / precision, precision ** -0.5
+    mu_draws = chains.draws["mu"].ravel()
+    assert mu_draws.mean() == pytest.approx(mean, abs=0.05 * sd)
+    assert mu_draws.std() == pytest.approx(sd, rel=0.05)
+    assert chains.draws["s"].ravel().mean() == pytest.approx(np.sqrt(2 / np.pi), rel=0.05)
+    assert chains.adjusted and all(0.7 < a <= 1 for a in chains.stats["accept"])
+    assert chains.stats["divergences"] == [0.0, 0.0]
+    assert all(np.isnan(e) for e in chains.energy_var_per_dim)
+    tree = chains.to_datatree()
+    assert "adjusted" in tree.attrs["sampler"] and tree.attrs["divergences"] == [0.0, 0.0]
+    assert "energy_var_per_dim" not in tree.attrs
+    with pytest.raises(ValueError, match="1 for adjusted chains"):
+        mclmc.sample_from_members(model, [{"mu": 0.0, "s": 1.0}], steps=200, keep=100, seed=0,
+                                  step_scale=0.5, adjusted=True)
+
+
 def test_bad_starts_settings_and_models_are_refused_in_words():
     with pm.Model() as model:
         pm.Normal("mu", 0, 10)
@@ -75,6 +102,70 @@ def test_check_chains_passes_a_stationary_chain_and_fails_a_drifting_or_sticky_o
     assert frame.loc[0, "split_rhat_max"] < 1.01 and frame.loc[0, "ess_bulk_min"] > 1000
     assert frame.loc[1, "split_rhat_max"] > 1.01 and frame.loc[1, "ess_bulk_min"] > 1000
     assert frame.loc[2, "split_rhat_max"] < 1.01 and frame.loc[2, "ess_bulk_min"] < 100
+
+
+def test_check_chains_fails_an_adjusted_chain_that_diverged():
+    """Adjusted chains are judged as NUTS chains are: the same white noise passes, and fails
+    once its chain had one divergence; their acceptance rate is shown beside it."""
+    values = np.random.default_rng(0).normal(size=(2, 2000, 3))
+    chains = mclmc.MCLMCChains({}, [1.0] * 2, [0.1] * 2, [np.nan] * 2, 2000, 2000, 1.0, 0.0,
+                               adjusted=True, stats={"accept": [0.9, 0.91],
+                                                     "divergences": [0.0, 1.0],
+                                                     "steps_per_draw": [10.0, 12.0]})
+    frame = mclmc.check_chains(values, chains)
+    assert list(frame["passed"]) == [True, False]
+    assert list(frame["accept"]) == [0.9, 0.91] and "energy_var_per_dim" not in frame
+
+
+SD = np.array([0.1, 1.0, 3.0, 0.5, 2.0])  # a diagonal Gaussian, scales 30x apart
+
+
+@pytest.mark.parametrize("runner", ["run_chain", "run_adjusted_chain"])
+def test_chains_recover_a_gaussian(runner):
+    """Both runners (unadjusted, and Metropolis-adjusted at acceptance 0.9) take a list of
+    arrays as the position, as the PyMC model's jaxified log density does; the draws' sds
+    match N(0, diag(SD^2)) and an independent N(0, I) block to 10%."""
+    import jax
+    import jax.numpy as jnp
+
+    sd = jnp.asarray(SD)
+
+    def logp(pos):
+        return -0.5 * jnp.sum((pos[0] / sd) ** 2) - 0.5 * jnp.sum(pos[1] ** 2)
+
+    run = getattr(mclmc, runner)
+    draws, params, stats = jax.jit(lambda p, k: run(logp, p, 8000, 4000, k))(
+        [jnp.ones(5), jnp.zeros(3)], jax.random.key(3))
+    assert np.asarray(draws[0]).shape == (4000, 5)
+    np.testing.assert_allclose(np.asarray(draws[0]).std(axis=0), SD, rtol=0.1)
+    np.testing.assert_allclose(np.asarray(draws[1]).std(axis=0), np.ones(3), rtol=0.1)
+    if runner == "run_adjusted_chain":
+        assert 0.7 < float(stats["accept"]) <= 1.0 and int(stats["divergences"]) == 0
+    else:  # the tuner aims at 5e-4 per step and coordinate (8 here): per coordinate, near it
+        assert 2e-4 < float(stats["energy_var_per_dim"]) < 1.5e-3
+
+
+def test_step_scale_shrinks_the_energy_error():
+    """--step-scale 0.5 runs the unadjusted chain at half its tuned step size: the energy
+    error per step, of order step^3 for this second-order integrator, falls by far more than
+    the factor 2 a step size left unscaled would allow, and the draws stay right."""
+    import jax
+    import jax.numpy as jnp
+
+    sd = jnp.asarray(SD)
+
+    def logp(pos):
+        return -0.5 * jnp.sum((pos[0] / sd) ** 2)
+
+    energy, half_draws = [], None
+    for scale in (1.0, 0.5):
+        draws, params, stats = jax.jit(
+            lambda p, k, s=scale: mclmc.run_chain(logp, p, 8000, 4000, k, s))(
+            [jnp.ones(5)], jax.random.key(3))
+        energy.append(float(stats["energy_var_per_dim"]))
+        half_draws = np.asarray(draws[0])
+    assert energy[1] < energy[0] / 8
+    np.testing.assert_allclose(half_draws.std(axis=0), SD, rtol=0.1)
 
 
 def test_protocol_refuses_bad_mclmc_settings_and_keeps_its_fingerprint_when_off():

@@ -568,11 +568,13 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
 
 
 def score_mclmc(chains, d, protocol) -> tuple[dict, dict]:
-    """:func:`evaluate`'s MCLMC row (and ``benchmarks/mclmc_step_bias.py``'s): the chains'
+    """:func:`evaluate`'s MCLMC row (and ``benchmarks/mclmc_step_bias.py``'s and
+    ``benchmarks/mclmc_probe.py``'s): the chains'
     equal-weight mixture (:class:`models.inference.mclmc.MCLMCChains`) scored on the test split
     (with the input-shift AUROC), and its function-space entries: each chain's checks
     (:func:`models.inference.mclmc.check_chains` on the predictions at the test points), its
-    own test LL, and the run's settings."""
+    own test LL, and the run's settings (for adjusted chains, their smallest acceptance rate
+    and their divergences instead of the largest energy error)."""
     activation, L, shift = protocol.net.activation, protocol.net.depth, protocol.shift
     y, m, sd = d["y_test_original"], d["y_mean"], d["y_sd"]
     params = {n: v for n, v in chains.draws.items() if n != "sigma"}
@@ -591,8 +593,12 @@ def score_mclmc(chains, d, protocol) -> tuple[dict, dict]:
           "passed": bool(per_chain["passed"].all()), "steps": chains.steps, "keep": chains.keep,
           "rhat_max": float(per_chain["split_rhat_max"].max()),
           "ess_bulk_min": float(per_chain["ess_bulk_min"].min()),
-          "ess_tail_min": float(per_chain["ess_tail_min"].min()),
-          "energy_var_per_dim_max": float(per_chain["energy_var_per_dim"].max())}
+          "ess_tail_min": float(per_chain["ess_tail_min"].min())}
+    if chains.adjusted:  # an accept step: no energy error to show, divergences instead
+        fs.update({"adjusted": True, "accept_min": float(per_chain["accept"].min()),
+                   "divergences": int(per_chain["divergences"].sum())})
+    else:
+        fs["energy_var_per_dim_max"] = float(per_chain["energy_var_per_dim"].max())
     return metrics, fs
 
 

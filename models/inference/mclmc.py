@@ -18,7 +18,9 @@ Unadjusted chains have no accept step: their draws carry a step-size bias that R
 cannot see. Each chain's ``energy_var_per_dim`` (mean squared energy change per step and
 coordinate; the tuner aims at 5e-4) says how large the integrator's error was, and
 ``step_scale`` < 1 runs the chain at a fraction of the tuned step size to measure the bias
-directly (the README's step-size check).
+directly (the README's step-size check). ``adjusted=True`` runs Metropolis-adjusted MCLMC
+instead (:func:`run_adjusted_chain`: no step-size bias, each transition many integration steps),
+the README's adjusted probe.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import pymc as pm
 from models.inference.diagnostics import PER_CHAIN_ESS_MIN, RHAT_MAX, chain_mixing
 
 ENERGY_TARGET = 5e-4  # blackjax's tuner: mean squared energy change per step and coordinate
+TARGET_ACCEPT = 0.9  # adjusted MCLMC's target acceptance: blackjax's own tests use 0.9
+ADJUSTED_STATS = ("accept", "divergences", "steps_per_draw")  # run_adjusted_chain's, per chain
 
 
 def require_jax() -> None:
@@ -86,12 +90,68 @@ def run_chain(logdensity, position: list, steps: int, keep: int, key, step_scale
     return draws, params, {"energy_var_per_dim": energy_sq / (keep * thin) / dim}
 
 
+def run_adjusted_chain(logdensity, position: list, steps: int, keep: int, key):
+    """One adjusted MCLMC chain (Metropolis-corrected, MAMS: Robnik et al. 2025) from
+    ``position``: L, step size and diagonal mass tuned by
+    ``blackjax.adjusted_mclmc_find_L_and_step_size`` at :data:`TARGET_ACCEPT` (10 % + 10 % +
+    10 % of the transitions), then ``steps`` Metropolis transitions, each of a random number of
+    integration steps with mean L / step size (blackjax's ``rescale``), ``keep`` draws kept.
+    Jit it whole. Returns (draws, blackjax's tuned parameters, {"accept": the mean acceptance
+    rate, "divergences": their count, "steps_per_draw": mean integration steps per
+    transition})."""
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+    from blackjax.mcmc.adjusted_mclmc_dynamic import rescale
+
+    tune_key, run_key, init_key = jax.random.split(key, 3)
+    state = blackjax.mcmc.adjusted_mclmc_dynamic.init(
+        position=position, logdensity_fn=logdensity, random_generator_arg=init_key)
+
+    def kernel(rng_key, state, avg_num_integration_steps, step_size, inverse_mass_matrix):
+        return blackjax.mcmc.adjusted_mclmc_dynamic.build_kernel(
+            integrator=blackjax.mcmc.integrators.isokinetic_mclachlan,
+            integration_steps_fn=lambda k: jnp.ceil(
+                jax.random.uniform(k) * rescale(avg_num_integration_steps)),
+            inverse_mass_matrix=inverse_mass_matrix,
+        )(rng_key=rng_key, state=state, step_size=step_size, logdensity_fn=logdensity)
+
+    state, params, _ = blackjax.adjusted_mclmc_find_L_and_step_size(
+        mclmc_kernel=kernel, num_steps=steps, state=state, rng_key=tune_key,
+        target=TARGET_ACCEPT, frac_tune1=0.1, frac_tune2=0.1, frac_tune3=0.1,
+        diagonal_preconditioning=True)
+    sampler = blackjax.adjusted_mclmc_dynamic(
+        logdensity, step_size=params.step_size, inverse_mass_matrix=params.inverse_mass_matrix,
+        integration_steps_fn=lambda k: jnp.ceil(
+            jax.random.uniform(k) * rescale(params.L / params.step_size)))
+    thin = steps // keep
+
+    def one(carry, k):
+        state, accept, divergent, n_steps = carry
+        state, info = sampler.step(k, state)
+        return (state, accept + info.acceptance_rate, divergent + info.is_divergent,
+                n_steps + info.num_integration_steps), state.position
+
+    def block(carry, ks):
+        carry, positions = jax.lax.scan(one, carry, ks)
+        return carry, [p[-1] for p in positions]
+
+    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
+    (state, accept, divergent, n_steps), draws = jax.lax.scan(
+        block, (state, 0.0, 0, 0), keys)
+    n = keep * thin
+    return draws, params, {"accept": accept / n, "divergences": divergent,
+                           "steps_per_draw": n_steps / n}
+
+
 @dataclass
 class MCLMCChains:
     """What :func:`sample_from_members` returns: ``draws`` (free variable name -> (chain,
     draw, ...) array, on the variables' own constrained scale), and per chain its tuned L and
-    step size, its mean squared energy change per step and coordinate, and the seconds of
-    all chains (jit compilation included: the log density's data are compiled in)."""
+    step size, its mean squared energy change per step and coordinate (NaN for adjusted
+    chains, whose accept step removes the integrator's bias), and the seconds of all chains
+    (jit compilation included: the log density's data are compiled in). Adjusted chains
+    (``adjusted``) carry ``stats``: :data:`ADJUSTED_STATS` name -> one value per chain."""
 
     draws: dict
     L: list
@@ -103,6 +163,8 @@ class MCLMCChains:
     seconds: float
     dims: dict = None  # variable name -> its dims in the model (None: unnamed)
     coords: dict = None
+    adjusted: bool = False
+    stats: dict = None  # adjusted chains: accept, divergences, steps_per_draw per chain
 
     def to_datatree(self):
         """The draws as an ArviZ DataTree (a ``posterior`` group, labelled with the model's
@@ -118,11 +180,15 @@ class MCLMCChains:
         used = {d for v in data.values() for d in v[0]}
         coords = {k: np.asarray(v) for k, v in (self.coords or {}).items() if k in used}
         tree = xr.DataTree.from_dict({"posterior": xr.Dataset(data, coords=coords)})
-        tree.attrs.update({"sampler": "blackjax MCLMC (unadjusted), one chain per start",
+        kind = "adjusted" if self.adjusted else "unadjusted"
+        tree.attrs.update({"sampler": f"blackjax MCLMC ({kind}), one chain per start",
                            "steps": self.steps, "keep": self.keep,
                            "step_scale": self.step_scale, "L": list(self.L),
-                           "step_size": list(self.step_size),
-                           "energy_var_per_dim": list(self.energy_var_per_dim)})
+                           "step_size": list(self.step_size)})
+        if self.adjusted:
+            tree.attrs.update({k: list(v) for k, v in self.stats.items()})
+        else:
+            tree.attrs["energy_var_per_dim"] = list(self.energy_var_per_dim)
         return tree
 
 
@@ -165,28 +231,35 @@ def _check_transforms(model: pm.Model) -> None:
 
 
 def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: int,
-                        seed: int, step_scale: float = 1.0) -> MCLMCChains:
-    """One unadjusted MCLMC chain (:func:`run_chain`) from each of ``starts`` (dicts of the
-    model's free variables on their own scale, such as deep-ensemble members), on the model's
-    log posterior; chain k uses ``jax.random.key(seed * 10 + k)``. Each chain is tuned from
-    its own start. The log density is jit-compiled once for all chains (the data, constants
-    of the jaxified graph, compile with it)."""
+                        seed: int, step_scale: float = 1.0,
+                        adjusted: bool = False) -> MCLMCChains:
+    """One unadjusted MCLMC chain (:func:`run_chain`; ``adjusted=True``: an adjusted one,
+    :func:`run_adjusted_chain`, with ``steps`` transitions) from each of ``starts`` (dicts of
+    the model's free variables on their own scale, such as deep-ensemble members), on the
+    model's log posterior; chain k uses ``jax.random.key(seed * 10 + k)``. Each chain is tuned
+    from its own start. The log density is jit-compiled once for all chains (the data,
+    constants of the jaxified graph, compile with it)."""
     require_jax()
     import jax
     from pymc.sampling.jax import get_jaxified_logp
 
     if not 1 <= keep <= steps:
         raise ValueError(f"keep must be between 1 and steps ({steps}), got {keep}")
-    if not 0 < step_scale <= 1:
-        raise ValueError(f"step_scale must be in (0, 1], got {step_scale}")
+    if not 0 < step_scale <= 1 or (adjusted and step_scale != 1):
+        raise ValueError(f"step_scale must be in (0, 1], and 1 for adjusted chains (their "
+                         f"step size is tuned to the acceptance rate), got {step_scale}")
     _check_transforms(model)
     value_names = [v.name for v in model.value_vars]
     transforms = _transforms(model)
     logp = get_jaxified_logp(model)  # traced inside the chain's jit: no jit of its own
-    chain = jax.jit(lambda pos, key: run_chain(logp, pos, steps, keep, key, step_scale))
+    if adjusted:
+        chain = jax.jit(lambda pos, key: run_adjusted_chain(logp, pos, steps, keep, key))
+    else:
+        chain = jax.jit(lambda pos, key: run_chain(logp, pos, steps, keep, key, step_scale))
     start = time.perf_counter()
     draws = {transforms[n][0]: [] for n in value_names}
     Ls, step_sizes, energy = [], [], []
+    stats = {k: [] for k in ADJUSTED_STATS} if adjusted else None
     for k, member in enumerate(starts):
         position = []
         for n in value_names:
@@ -197,12 +270,14 @@ def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: i
             value = np.asarray(member[name], dtype=float)
             position.append(_apply(transform, rv, value, True) if transform is not None
                             else value)
-        out, params, stats = chain(position, jax.random.key(seed * 10 + k))
+        out, params, chain_stats = chain(position, jax.random.key(seed * 10 + k))
         for n, v in zip(value_names, out):
             draws[transforms[n][0]].append(np.asarray(v))
         Ls.append(float(params.L))
         step_sizes.append(float(params.step_size))
-        energy.append(float(stats["energy_var_per_dim"]))
+        energy.append(float(chain_stats.get("energy_var_per_dim", np.nan)))
+        for name in stats or ():
+            stats[name].append(float(chain_stats[name]))
     seconds = time.perf_counter() - start
     constrained = {}
     for n in value_names:
@@ -213,7 +288,7 @@ def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: i
     dims = {n: tuple(d) for n, d in model.named_vars_to_dims.items() if n in constrained}
     coords = {k: list(v) for k, v in model.coords.items() if v is not None}
     return MCLMCChains(constrained, Ls, step_sizes, energy, steps, keep, step_scale, seconds,
-                       dims, coords)
+                       dims, coords, adjusted, stats)
 
 
 def check_chains(values, chains: MCLMCChains) -> pd.DataFrame:
@@ -221,15 +296,23 @@ def check_chains(values, chains: MCLMCChains) -> pd.DataFrame:
     predictions at test points): split R-hat of its halves <= 1.01, bulk and tail ESS >= 100
     (:func:`models.inference.diagnostics.chain_mixing`, the rule ensemble-started NUTS chains
     meet, less divergences and E-BFMI, which an unadjusted sampler does not have), with its
-    tuned L, step size and energy error beside it (information, not a check). One row per
-    chain; ``passed`` per chain."""
+    tuned L, step size and energy error beside it (information, not a check). Adjusted chains
+    show their acceptance rate, divergences and integration steps per transition instead, and
+    pass only without a divergence, as NUTS chains do. One row per chain; ``passed`` per
+    chain."""
     frame = pd.DataFrame(chain_mixing(values)).set_index("chain")
     frame["L"] = chains.L
     frame["step_size"] = chains.step_size
-    frame["energy_var_per_dim"] = chains.energy_var_per_dim
-    frame["passed"] = ((frame["split_rhat_max"] <= RHAT_MAX)
-                       & (frame["ess_bulk_min"] >= PER_CHAIN_ESS_MIN)
-                       & (frame["ess_tail_min"] >= PER_CHAIN_ESS_MIN))
+    passed = ((frame["split_rhat_max"] <= RHAT_MAX)
+              & (frame["ess_bulk_min"] >= PER_CHAIN_ESS_MIN)
+              & (frame["ess_tail_min"] >= PER_CHAIN_ESS_MIN))
+    if chains.adjusted:
+        for name, values_ in chains.stats.items():
+            frame[name] = values_
+        passed &= frame["divergences"] == 0
+    else:
+        frame["energy_var_per_dim"] = chains.energy_var_per_dim
+    frame["passed"] = passed
     return frame
 
 
