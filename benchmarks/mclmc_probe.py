@@ -7,6 +7,7 @@ protocol, where NUTS costs about 3.4 core-hours per split here: the probe behind
         [--stored-only]             # tabulate what DIR holds so far, run nothing
         [--adjusted]                # Metropolis-adjusted MCLMC instead (no step-size bias)
         [--step-scale S]            # unadjusted: run at S times the tuned step size (bias check)
+        [--sigma S]                 # fix the noise sd at S (standardised y): weights only
 
 For each split, the ``uci_benchmark`` protocol's members (50 ReLU units, He-normal prior,
 4 MAP nets from prior draws, seed 20261124 + split, as ``uci_benchmark --no-nuts`` and
@@ -28,7 +29,10 @@ member at its own sigma, mixed equally) is scored beside it, so each split gives
 difference. ``--step-scale S`` (unadjusted only) keeps the tuned L and mass matrix and runs at
 S times the tuned step size: with S = 0.5 the integrator's energy error per step falls by
 about 2^6 (blackjax's tuner models its variance as step^6), so a predictive that moves with S
-measures the step-size bias the checks above cannot see.
+measures the step-size bias the checks above cannot see. ``--sigma S`` fixes the noise sd at
+S (in standardised y units; ``pm.do`` on the same model) and the chains move in the weights
+alone: it separates the cost of sigma's coupling to the weights from that of the weight
+posterior at a given noise level (the README's fixed-sigma sweep).
 
 ``--out DIR`` writes each split's result to ``DIR/<data>-<split>.json`` as it finishes (with
 its steps, keep, seed, sampler and step scale); a rerun with the same settings loads it
@@ -68,9 +72,11 @@ from models.inference.mclmc import ADJUSTED_STATS  # noqa: E402
 
 def probe(name: str, split: int, settings: dict) -> dict:
     """One split: its members, a chain from each (``settings``: steps, keep, adjusted,
-    step_scale), the chains' mixture, the GGN Laplace ensemble and deep ensemble beside it.
+    step_scale, sigma: None, or the noise sd the chains are run at), the chains' mixture, the GGN Laplace ensemble and deep ensemble beside it.
     The chains and their scores are the library's (``sample_from_members``, ``score_mclmc``:
     what ``uci_benchmark --mclmc`` runs); this adds the paired rows and each chain's sigma."""
+    import pymc as pm
+
     from models.base import datasets
     from models.evaluation import bnn
     from models.evaluation.ggn import fit_ggn_laplace, mixture_predictive
@@ -86,8 +92,15 @@ def probe(name: str, split: int, settings: dict) -> dict:
     model, members = bnn.protocol_members(d, proto)
     t_members = time.perf_counter() - start
     steps, keep, adjusted = settings["steps"], settings["keep"], settings["adjusted"]
-    chains = sample_from_members(model, members, steps, keep, seed=proto.sampler.seed,
+    fixed = settings.get("sigma")
+    target, starts = model, members
+    if fixed is not None:  # the same model with sigma a constant: chains in the weights alone
+        target = pm.do(model, {"sigma": np.asarray(fixed, dtype=float)})
+        starts = [{n: v for n, v in p.items() if n != "sigma"} for p in members]
+    chains = sample_from_members(target, starts, steps, keep, seed=proto.sampler.seed,
                                  step_scale=settings["step_scale"], adjusted=adjusted)
+    if fixed is not None:  # scored at that sigma, as the chains ran
+        chains.draws["sigma"] = np.full((len(members), keep), float(fixed))
     mc, fs = bnn.score_mclmc(chains, d, proto)
     within = fs["within_chain"]
     sigma = chains.draws["sigma"]
@@ -112,7 +125,7 @@ def probe(name: str, split: int, settings: dict) -> dict:
     de = predictive_regression_metrics(f_members, np.array([float(p["sigma"]) for p in members]),
                                        y, m, sd)
     return {"data": name, "split": split, **settings, "seed": SEED + split,
-            "coordinates": sum(int(np.size(v)) for v in model.initial_point().values()),
+            "coordinates": sum(int(np.size(v)) for v in target.initial_point().values()),
             "mclmc_ll": mc["test_ll_nats"], "mclmc_rmse": mc["rmse"],
             "de_ll": de["test_ll_nats"], "de_rmse": de["rmse"], "ggn_ll": ggn["test_ll_nats"],
             "chains_passed": sum(r["passed"] for r in rows), "rhat_max": fs["rhat_max"],
@@ -125,6 +138,8 @@ def sampler_column(r: dict) -> str:
     unadjusted chain; the lowest acceptance rate, divergences and integration steps per draw
     of adjusted chains."""
     c = r["chains"]
+    if r.get("sigma") is not None:
+        return f"sigma fixed at {r['sigma']}; " + sampler_column({**r, "sigma": None})
     if not r.get("adjusted", False):
         # files written before 2026-11-28 19:00 hold the energy change per step, not per
         # coordinate: divided here by the model's number of coordinates
@@ -150,12 +165,13 @@ def coordinates(r: dict) -> int:
     return sum(int(np.size(v)) for v in model.initial_point().values())
 
 
-DEFAULTS = {"adjusted": False, "step_scale": 1.0}  # what a file written before the key means
+# what a file written before the key means
+DEFAULTS = {"adjusted": False, "step_scale": 1.0, "sigma": None}
 
 
 def stored(out: Path | None, name: str, split: int, settings: dict) -> dict | None:
     """The split's stored result when it was run with these ``settings`` (steps, keep,
-    adjusted, step_scale) and its seed; None when there is none. Exits with a one-line error
+    adjusted, step_scale, sigma) and its seed; None when there is none. Exits with a one-line error
     when the file holds a run with other settings."""
     if out is None or not (out / f"{name}-{split}.json").exists():
         return None
@@ -179,6 +195,8 @@ def main() -> None:
                     help="adjusted (Metropolis-corrected) MCLMC; --steps counts its transitions")
     ap.add_argument("--step-scale", type=float, default=1.0,
                     help="unadjusted chains: run at this multiple of the tuned step size")
+    ap.add_argument("--sigma", type=float, default=None,
+                    help="fix the noise sd at this value (standardised y); chains in the weights")
     ap.add_argument("--stored-only", action="store_true",
                     help="tabulate the splits stored in --out; run none (a run in progress)")
     ap.add_argument("--out", type=Path, default=None,
@@ -189,6 +207,8 @@ def main() -> None:
     if not 0 < args.step_scale <= 1 or (args.adjusted and args.step_scale != 1):
         raise SystemExit("error: --step-scale must be in (0, 1], and 1 with --adjusted, got "
                          f"{args.step_scale}")
+    if args.sigma is not None and not args.sigma > 0:  # also refuses NaN
+        raise SystemExit(f"error: --sigma must be > 0, got {args.sigma}")
     if not 0 <= args.first < args.splits:
         raise SystemExit(f"error: --from must be in [0, {args.splits}), got {args.first}")
     if args.stored_only and (args.out is None or not args.out.is_dir()):
@@ -204,7 +224,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         for split in range(args.first, args.splits):
             settings = {"steps": args.steps, "keep": args.keep, "adjusted": args.adjusted,
-                        "step_scale": args.step_scale}
+                        "step_scale": args.step_scale, "sigma": args.sigma}
             r = stored(args.out, name, split, settings)
             if r is None and args.stored_only:
                 continue
