@@ -72,8 +72,8 @@ from models.inference.mclmc import ADJUSTED_STATS  # noqa: E402
 
 def probe(name: str, split: int, settings: dict) -> dict:
     """One split: its members, a chain from each (``settings``: steps, keep, adjusted,
-    step_scale, sigma: None, or the noise sd the chains are run at), the chains' mixture, the GGN Laplace ensemble and deep ensemble beside it.
-    The chains and their scores are the library's (``sample_from_members``, ``score_mclmc``:
+    step_scale, sigma: None, or the noise sd the chains are run at), the chains' mixture, the
+    GGN Laplace ensemble and deep ensemble beside it. The chains and their scores are the library's (``sample_from_members``, ``score_mclmc``:
     what ``uci_benchmark --mclmc`` runs); this adds the paired rows and each chain's sigma."""
     import pymc as pm
 

@@ -569,8 +569,8 @@ def evaluate(d, protocol: BNNProtocol | None = None, compiled=None,
 
 def score_mclmc(chains, d, protocol) -> tuple[dict, dict]:
     """:func:`evaluate`'s MCLMC row (and ``benchmarks/mclmc_step_bias.py``'s and
-    ``benchmarks/mclmc_probe.py``'s): the chains'
-    equal-weight mixture (:class:`models.inference.mclmc.MCLMCChains`) scored on the test split
+    ``benchmarks/mclmc_probe.py``'s): the chains' equal-weight mixture
+    (:class:`models.inference.mclmc.MCLMCChains`) scored on the test split
     (with the input-shift AUROC), and its function-space entries: each chain's checks
     (:func:`models.inference.mclmc.check_chains` on the predictions at the test points), its
     own test LL, and the run's settings (for adjusted chains, their smallest acceptance rate

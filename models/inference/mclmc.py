@@ -50,6 +50,20 @@ def require_jax() -> None:
                           f"missing: {exc.name}") from None
 
 
+def _thinned_scan(one, carry, run_key, keep: int, thin: int):
+    """``keep * thin`` steps of ``one`` (carry, key) -> (carry, position) as a nested
+    ``lax.scan``, keeping the last position of every ``thin`` steps (thinned inside the scan,
+    so the unkept positions are never stored). Returns (the final carry, the kept positions)."""
+    import jax
+
+    def block(carry, ks):
+        carry, positions = jax.lax.scan(one, carry, ks)
+        return carry, [p[-1] for p in positions]
+
+    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
+    return jax.lax.scan(block, carry, keys)
+
+
 def run_chain(logdensity, position: list, steps: int, keep: int, key, step_scale: float = 1.0):
     """One MCLMC chain from ``position`` (a list of arrays, as ``logdensity`` takes it): tuned,
     then ``steps`` steps at ``step_scale`` times the tuned step size, ``keep`` draws kept
@@ -80,12 +94,7 @@ def run_chain(logdensity, position: list, steps: int, keep: int, key, step_scale
         state, info = sampler.step(k, state)
         return (state, energy_sq + info.energy_change ** 2), state.position
 
-    def block(carry, ks):  # thin inside the scan: keep one position per `thin` steps
-        carry, positions = jax.lax.scan(one, carry, ks)
-        return carry, [p[-1] for p in positions]
-
-    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
-    (state, energy_sq), draws = jax.lax.scan(block, (state, 0.0), keys)
+    (state, energy_sq), draws = _thinned_scan(one, (state, 0.0), run_key, keep, thin)
     dim = sum(int(jax.numpy.size(p)) for p in position)  # static shapes: a Python int
     return draws, params, {"energy_var_per_dim": energy_sq / (keep * thin) / dim}
 
@@ -132,13 +141,8 @@ def run_adjusted_chain(logdensity, position: list, steps: int, keep: int, key):
         return (state, accept + info.acceptance_rate, divergent + info.is_divergent,
                 n_steps + info.num_integration_steps), state.position
 
-    def block(carry, ks):
-        carry, positions = jax.lax.scan(one, carry, ks)
-        return carry, [p[-1] for p in positions]
-
-    keys = jax.random.split(run_key, keep * thin).reshape(keep, thin)
-    (state, accept, divergent, n_steps), draws = jax.lax.scan(
-        block, (state, 0.0, 0, 0), keys)
+    (state, accept, divergent, n_steps), draws = _thinned_scan(
+        one, (state, 0.0, 0, 0), run_key, keep, thin)
     n = keep * thin
     return draws, params, {"accept": accept / n, "divergences": divergent,
                            "steps_per_draw": n_steps / n}
