@@ -8,6 +8,7 @@ protocol, where NUTS costs about 3.4 core-hours per split here: the probe behind
         [--adjusted]                # Metropolis-adjusted MCLMC instead (no step-size bias)
         [--step-scale S]            # unadjusted: run at S times the tuned step size (bias check)
         [--sigma S]                 # fix the noise sd at S (standardised y): weights only
+        [--sigma evidence]          # each chain at its member's evidence sigma (empirical Bayes)
 
 For each split, the ``uci_benchmark`` protocol's members (50 ReLU units, He-normal prior,
 4 MAP nets from prior draws, seed 20261124 + split, as ``uci_benchmark --no-nuts`` and
@@ -30,9 +31,12 @@ difference. ``--step-scale S`` (unadjusted only) keeps the tuned L and mass matr
 S times the tuned step size: with S = 0.5 the integrator's energy error per step falls by
 about 2^6 (blackjax's tuner models its variance as step^6), so a predictive that moves with S
 measures the step-size bias the checks above cannot see. ``--sigma S`` fixes the noise sd at
-S (in standardised y units; ``pm.do`` on the same model) and the chains move in the weights
-alone: it separates the cost of sigma's coupling to the weights from that of the weight
-posterior at a given noise level (the README's fixed-sigma sweep).
+S (in standardised y units; ``sample_from_members(..., fixed={"sigma": S})`` on the same
+model) and the chains move in the weights alone: it separates the cost of sigma's coupling to
+the weights from that of the weight posterior at a given noise level (the README's fixed-sigma
+sweep). ``--sigma evidence`` runs each chain at its own member's empirical-Bayes sigma (the
+one that maximises the GGN Laplace evidence around that member, as
+``fit_ggn_laplace(..., noise="evidence")`` chooses it); the values are stored per chain.
 
 ``--out DIR`` writes each split's result to ``DIR/<data>-<split>.json`` as it finishes (with
 its steps, keep, seed, sampler and step scale); a rerun with the same settings loads it
@@ -75,8 +79,6 @@ def probe(name: str, split: int, settings: dict) -> dict:
     step_scale, sigma: None, or the noise sd the chains are run at), the chains' mixture, the
     GGN Laplace ensemble and deep ensemble beside it. The chains and their scores are the library's (``sample_from_members``, ``score_mclmc``:
     what ``uci_benchmark --mclmc`` runs); this adds the paired rows and each chain's sigma."""
-    import pymc as pm
-
     from models.base import datasets
     from models.evaluation import bnn
     from models.evaluation.ggn import fit_ggn_laplace, mixture_predictive
@@ -93,14 +95,17 @@ def probe(name: str, split: int, settings: dict) -> dict:
     t_members = time.perf_counter() - start
     steps, keep, adjusted = settings["steps"], settings["keep"], settings["adjusted"]
     fixed = settings.get("sigma")
-    target, starts = model, members
-    if fixed is not None:  # the same model with sigma a constant: chains in the weights alone
-        target = pm.do(model, {"sigma": np.asarray(fixed, dtype=float)})
-        starts = [{n: v for n, v in p.items() if n != "sigma"} for p in members]
-    chains = sample_from_members(target, starts, steps, keep, seed=proto.sampler.seed,
-                                 step_scale=settings["step_scale"], adjusted=adjusted)
-    if fixed is not None:  # scored at that sigma, as the chains ran
-        chains.draws["sigma"] = np.full((len(members), keep), float(fixed))
+    held = None  # sigma free
+    if fixed == "evidence":  # each chain at its member's empirical-Bayes sigma
+        held = [fit_ggn_laplace(p, d["X_train"], d["y_train"], net.activation, net.depth,
+                                noise="evidence").sigma for p in members]
+    elif fixed is not None:
+        held = float(fixed)
+    t_evidence = time.perf_counter() - start - t_members
+    # sigma held: the chains move in the weights alone, and their draws carry the held sigma
+    chains = sample_from_members(model, members, steps, keep, seed=proto.sampler.seed,
+                                 step_scale=settings["step_scale"], adjusted=adjusted,
+                                 fixed=None if held is None else {"sigma": held})
     mc, fs = bnn.score_mclmc(chains, d, proto)
     within = fs["within_chain"]
     sigma = chains.draws["sigma"]
@@ -124,8 +129,12 @@ def probe(name: str, split: int, settings: dict) -> dict:
                           for p in members])
     de = predictive_regression_metrics(f_members, np.array([float(p["sigma"]) for p in members]),
                                        y, m, sd)
-    return {"data": name, "split": split, **settings, "seed": SEED + split,
-            "coordinates": sum(int(np.size(v)) for v in target.initial_point().values()),
+    moving = {k: v for k, v in model.initial_point().items()
+              if held is None or k != model.rvs_to_values[model["sigma"]].name}
+    extra = ({} if fixed != "evidence" else
+             {"sigma_evidence": [float(v) for v in held], "evidence_s": t_evidence})
+    return {"data": name, "split": split, **settings, "seed": SEED + split, **extra,
+            "coordinates": sum(int(np.size(v)) for v in moving.values()),
             "mclmc_ll": mc["test_ll_nats"], "mclmc_rmse": mc["rmse"],
             "de_ll": de["test_ll_nats"], "de_rmse": de["rmse"], "ggn_ll": ggn["test_ll_nats"],
             "chains_passed": sum(r["passed"] for r in rows), "rhat_max": fs["rhat_max"],
@@ -138,6 +147,10 @@ def sampler_column(r: dict) -> str:
     unadjusted chain; the lowest acceptance rate, divergences and integration steps per draw
     of adjusted chains."""
     c = r["chains"]
+    if r.get("sigma") == "evidence":
+        held = r["sigma_evidence"]
+        return (f"sigma fixed at each member's evidence value ({min(held):.3f}-{max(held):.3f}); "
+                + sampler_column({**r, "sigma": None}))
     if r.get("sigma") is not None:
         return f"sigma fixed at {r['sigma']}; " + sampler_column({**r, "sigma": None})
     if not r.get("adjusted", False):
@@ -195,8 +208,9 @@ def main() -> None:
                     help="adjusted (Metropolis-corrected) MCLMC; --steps counts its transitions")
     ap.add_argument("--step-scale", type=float, default=1.0,
                     help="unadjusted chains: run at this multiple of the tuned step size")
-    ap.add_argument("--sigma", type=float, default=None,
-                    help="fix the noise sd at this value (standardised y); chains in the weights")
+    ap.add_argument("--sigma", default=None,
+                    help="fix the noise sd at this value (standardised y), or 'evidence': each "
+                    "chain at its member's empirical-Bayes sigma; chains in the weights")
     ap.add_argument("--stored-only", action="store_true",
                     help="tabulate the splits stored in --out; run none (a run in progress)")
     ap.add_argument("--out", type=Path, default=None,
@@ -207,8 +221,14 @@ def main() -> None:
     if not 0 < args.step_scale <= 1 or (args.adjusted and args.step_scale != 1):
         raise SystemExit("error: --step-scale must be in (0, 1], and 1 with --adjusted, got "
                          f"{args.step_scale}")
-    if args.sigma is not None and not args.sigma > 0:  # also refuses NaN
-        raise SystemExit(f"error: --sigma must be > 0, got {args.sigma}")
+    if args.sigma is not None and args.sigma != "evidence":
+        given = args.sigma
+        try:
+            args.sigma = float(given)
+        except ValueError:
+            args.sigma = float("nan")
+        if not args.sigma > 0:  # also refuses NaN and words
+            raise SystemExit(f"error: --sigma must be a number > 0 or 'evidence', got {given}")
     if not 0 <= args.first < args.splits:
         raise SystemExit(f"error: --from must be in [0, {args.splits}), got {args.first}")
     if args.stored_only and (args.out is None or not args.out.is_dir()):

@@ -68,6 +68,38 @@ def test_adjusted_chains_sample_the_same_posteriors_and_report_their_accept_step
                                   step_scale=0.5, adjusted=True)
 
 
+def test_chains_with_a_fixed_variable_sample_each_chains_conditional_posterior():
+    """fixed={"s": [0.5, 2.0]}: two groups y_gi ~ N(mu_g, s) with s held at a different value
+    in each chain; chain k's mu_g follows the conjugate posterior at s_k (closed form), the
+    chains share one compiled function, and the draws carry each chain's s. Starts need no
+    value for s. (Two means: blackjax's MCLMC needs at least two moving coordinates.)"""
+    groups = np.stack([Y, Y + 1])
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 10, shape=2)
+        s = pm.HalfNormal("s", 1.0)
+        pm.Normal("y", mu[:, None], s, observed=groups)
+    held, starts = [0.5, 2.0], [{"mu": [0.0, 0.0]}, {"mu": [3.0, 3.0]}]
+    chains = mclmc.sample_from_members(model, starts, steps=20000, keep=2000, seed=1,
+                                       fixed={"s": held})
+    for k, s_k in enumerate(held):
+        precision = 1 / 100 + len(Y) / s_k ** 2
+        mean, sd = groups.sum(axis=1) / s_k ** 2 / precision, precision ** -0.5
+        draws = chains.draws["mu"][k]
+        np.testing.assert_allclose(draws.mean(axis=0), mean, atol=0.1 * sd)
+        np.testing.assert_allclose(draws.std(axis=0), sd, rtol=0.08)
+        np.testing.assert_allclose(chains.draws["s"][k], s_k)
+    assert chains.draws["s"].shape == (2, 2000)
+    one = mclmc.sample_from_members(model, starts[:1], steps=200, keep=100, seed=1,
+                                    fixed={"s": 0.5})  # one value for every chain
+    np.testing.assert_allclose(one.draws["s"], 0.5)
+    for bad, words in [({"t": 1.0}, "'t' is not a free variable"),
+                       ({"s": [1.0, 2.0, 3.0]}, "'s' has 3 values; give one, or one per start"),
+                       ({"s": -1.0}, "'s' = -1.0 \\(chain 0\\) is outside"),
+                       ({"s": 1.0, "mu": [0.0, 0.0]}, "every free variable is fixed")]:
+        with pytest.raises(ValueError, match=words):
+            mclmc.sample_from_members(model, starts, steps=200, keep=100, seed=0, fixed=bad)
+
+
 def test_bad_starts_settings_and_models_are_refused_in_words():
     with pm.Model() as model:
         pm.Normal("mu", 0, 10)

@@ -21,7 +21,7 @@ def test_store_resumes_and_refuses_other_settings(tmp_path):
     assert mclmc_probe.stored(tmp_path, "yacht", 4, same) is None
     assert mclmc_probe.stored(None, "yacht", 3, same) is None
     for other in ({"steps": 800}, {"keep": 50}, {"adjusted": True}, {"step_scale": 0.5},
-                  {"sigma": 0.02}):
+                  {"sigma": 0.02}, {"sigma": "evidence"}):
         with pytest.raises(SystemExit, match="yacht-3.json was run with"):
             mclmc_probe.stored(tmp_path, "yacht", 3, {**same, **other})
     (tmp_path / "yacht-3.json").write_text(json.dumps({**r, "seed": mclmc_probe.SEED}))
@@ -30,7 +30,8 @@ def test_store_resumes_and_refuses_other_settings(tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--sigma", "0"], "--sigma must be > 0, got 0.0"),
+    (["--sigma", "0"], "--sigma must be a number > 0 or 'evidence', got 0"),
+    (["--sigma", "evidnce"], "--sigma must be a number > 0 or 'evidence', got evidnce"),
     (["--adjusted", "--step-scale", "0.5"], "--step-scale must be in (0, 1], and 1 with"),
 ])
 def test_bad_options_are_refused_in_one_line_before_anything_runs(tmp_path, args, words):

@@ -234,15 +234,58 @@ def _check_transforms(model: pm.Model) -> None:
                              "parameters only")
 
 
+def _fixed_values(fixed: dict, transforms: dict, value_names: list, chains: int) -> list:
+    """``fixed`` (free variable name -> one value, or one per chain) as, per chain, the list
+    of the fixed variables' values in value space (``value_names``' order); refused in one
+    line when a name is not a free variable, a list has the wrong length, or a value lies
+    outside the variable's support (its transform gives no finite value)."""
+    by_name = {transforms[n][0]: n for n in value_names}
+    for name in fixed:
+        if name not in by_name:
+            raise ValueError(f"fixed: {name!r} is not a free variable of the model "
+                             f"({', '.join(by_name)})")
+    if len(fixed) == len(by_name):
+        raise ValueError("fixed: every free variable is fixed; nothing is left to sample")
+    per_chain = []
+    for k in range(chains):
+        values = []
+        for n in value_names:
+            name, transform, rv = transforms[n]
+            if name not in fixed:
+                continue
+            given = fixed[name]
+            if isinstance(given, (list, tuple)):
+                if len(given) != chains:
+                    raise ValueError(f"fixed: {name!r} has {len(given)} values; give one, or "
+                                     f"one per start ({chains})")
+                given = given[k]
+            value = np.asarray(given, dtype=float)
+            mapped = _apply(transform, rv, value, True) if transform is not None else value
+            if not np.all(np.isfinite(mapped)):
+                raise ValueError(f"fixed: {name!r} = {given} (chain {k}) is outside the "
+                                 "variable's support")
+            values.append(mapped)
+        per_chain.append(values)
+    return per_chain
+
+
 def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: int,
-                        seed: int, step_scale: float = 1.0,
-                        adjusted: bool = False) -> MCLMCChains:
+                        seed: int, step_scale: float = 1.0, adjusted: bool = False,
+                        fixed: dict | None = None) -> MCLMCChains:
     """One unadjusted MCLMC chain (:func:`run_chain`; ``adjusted=True``: an adjusted one,
     :func:`run_adjusted_chain`, with ``steps`` transitions) from each of ``starts`` (dicts of
     the model's free variables on their own scale, such as deep-ensemble members), on the
     model's log posterior; chain k uses ``jax.random.key(seed * 10 + k)``. Each chain is tuned
     from its own start. The log density is jit-compiled once for all chains (the data,
-    constants of the jaxified graph, compile with it)."""
+    constants of the jaxified graph, compile with it).
+
+    ``fixed`` (free variable name -> one value for every chain, or a list of one value per
+    chain, on the variable's own scale) holds those variables still: each chain moves in the
+    others, on the conditional posterior at its own values (the model's log density with
+    them filled in, which differs from ``pm.do``'s by a constant), e.g. a network's noise sd
+    at each member's empirical-Bayes value. The values are arguments of the one compiled
+    chain, not constants of the graph, so chains with different values share it. Their
+    draws carry the fixed values; ``starts`` need no value for them."""
     require_jax()
     import jax
     from pymc.sampling.jax import get_jaxified_logp
@@ -255,28 +298,47 @@ def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: i
     _check_transforms(model)
     value_names = [v.name for v in model.value_vars]
     transforms = _transforms(model)
+    fixed = dict(fixed or {})
+    held = _fixed_values(fixed, transforms, value_names, len(starts))
+    moving = [n for n in value_names if transforms[n][0] not in fixed]
     logp = get_jaxified_logp(model)  # traced inside the chain's jit: no jit of its own
+
+    def conditional(held_values):  # the log density of the moving variables
+        if not fixed:
+            return logp
+
+        def density(position):
+            free, still = iter(position), iter(held_values)
+            return logp([next(still) if transforms[n][0] in fixed else next(free)
+                         for n in value_names])
+        return density
+
     if adjusted:
-        chain = jax.jit(lambda pos, key: run_adjusted_chain(logp, pos, steps, keep, key))
+        chain = jax.jit(lambda pos, held_values, key: run_adjusted_chain(
+            conditional(held_values), pos, steps, keep, key))
     else:
-        chain = jax.jit(lambda pos, key: run_chain(logp, pos, steps, keep, key, step_scale))
+        chain = jax.jit(lambda pos, held_values, key: run_chain(
+            conditional(held_values), pos, steps, keep, key, step_scale))
     start = time.perf_counter()
     draws = {transforms[n][0]: [] for n in value_names}
     Ls, step_sizes, energy = [], [], []
     stats = {k: [] for k in ADJUSTED_STATS} if adjusted else None
     for k, member in enumerate(starts):
         position = []
-        for n in value_names:
+        for n in moving:
             name, transform, rv = transforms[n]
             if name not in member:
                 raise ValueError(f"start {k}: no value for {name!r}; it needs every free "
-                                 f"variable ({', '.join(transforms[v][0] for v in value_names)})")
+                                 f"variable not fixed "
+                                 f"({', '.join(transforms[v][0] for v in moving)})")
             value = np.asarray(member[name], dtype=float)
             position.append(_apply(transform, rv, value, True) if transform is not None
                             else value)
-        out, params, chain_stats = chain(position, jax.random.key(seed * 10 + k))
-        for n, v in zip(value_names, out):
+        out, params, chain_stats = chain(position, held[k], jax.random.key(seed * 10 + k))
+        for n, v in zip(moving, out):
             draws[transforms[n][0]].append(np.asarray(v))
+        for n, v in zip([n for n in value_names if n not in moving], held[k]):
+            draws[transforms[n][0]].append(np.broadcast_to(v, (keep, *np.shape(v))))
         Ls.append(float(params.L))
         step_sizes.append(float(params.step_size))
         energy.append(float(chain_stats.get("energy_var_per_dim", np.nan)))
