@@ -94,6 +94,7 @@ def test_chains_with_a_fixed_variable_sample_each_chains_conditional_posterior()
     np.testing.assert_allclose(one.draws["s"], 0.5)
     for bad, words in [({"t": 1.0}, "'t' is not a free variable"),
                        ({"s": [1.0, 2.0, 3.0]}, "'s' has 3 values; give one, or one per start"),
+                       ({"s": np.array([1.0, 2.0])}, "'s' has shape \\(2,\\), the variable \\(\\)"),
                        ({"s": -1.0}, "'s' = -1.0 \\(chain 0\\) is outside"),
                        ({"s": 1.0, "mu": [0.0, 0.0]}, "every free variable is fixed")]:
         with pytest.raises(ValueError, match=words):

@@ -234,11 +234,13 @@ def _check_transforms(model: pm.Model) -> None:
                              "parameters only")
 
 
-def _fixed_values(fixed: dict, transforms: dict, value_names: list, chains: int) -> list:
-    """``fixed`` (free variable name -> one value, or one per chain) as, per chain, the list
-    of the fixed variables' values in value space (``value_names``' order); refused in one
-    line when a name is not a free variable, a list has the wrong length, or a value lies
-    outside the variable's support (its transform gives no finite value)."""
+def _fixed_values(fixed: dict, transforms: dict, value_names: list, chains: int,
+                  shapes: dict) -> list:
+    """``fixed`` (free variable name -> one value, or a list of one per chain) as, per chain,
+    the list of the fixed variables' values in value space (``value_names``' order); refused
+    in one line when a name is not a free variable, a list has the wrong length, a value has
+    another shape than the variable (``shapes``: value variable name -> shape), or a value
+    lies outside the variable's support (its transform gives no finite value)."""
     by_name = {transforms[n][0]: n for n in value_names}
     for name in fixed:
         if name not in by_name:
@@ -260,6 +262,9 @@ def _fixed_values(fixed: dict, transforms: dict, value_names: list, chains: int)
                                      f"one per start ({chains})")
                 given = given[k]
             value = np.asarray(given, dtype=float)
+            if value.shape != tuple(shapes[n]):
+                raise ValueError(f"fixed: {name!r} has shape {value.shape}, the variable "
+                                 f"{tuple(shapes[n])}; give a list for one value per chain")
             mapped = _apply(transform, rv, value, True) if transform is not None else value
             if not np.all(np.isfinite(mapped)):
                 raise ValueError(f"fixed: {name!r} = {given} (chain {k}) is outside the "
@@ -299,7 +304,9 @@ def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: i
     value_names = [v.name for v in model.value_vars]
     transforms = _transforms(model)
     fixed = dict(fixed or {})
-    held = _fixed_values(fixed, transforms, value_names, len(starts))
+    held = (_fixed_values(fixed, transforms, value_names, len(starts),
+                          {n: np.shape(v) for n, v in model.initial_point().items()})
+            if fixed else [[] for _ in starts])
     moving = [n for n in value_names if transforms[n][0] not in fixed]
     logp = get_jaxified_logp(model)  # traced inside the chain's jit: no jit of its own
 
