@@ -101,12 +101,17 @@ def test_chains_with_a_fixed_variable_sample_each_chains_conditional_posterior()
             mclmc.sample_from_members(model, starts, steps=200, keep=100, seed=0, fixed=bad)
 
 
-def test_bad_starts_settings_and_models_are_refused_in_words():
+def test_bad_starts_settings_and_models_are_refused_in_words(monkeypatch):
     with pm.Model() as model:
         pm.Normal("mu", 0, 10)
         pm.HalfNormal("s", 1.0)
     with pytest.raises(ValueError, match="start 0: no value for 's'"):
         mclmc.sample_from_members(model, [{"mu": 0.0}], steps=200, keep=100, seed=0)
+    with monkeypatch.context() as m:  # every start is checked before the first chain runs
+        m.setattr(mclmc, "run_chain", lambda *a, **k: pytest.fail("a chain ran"))
+        with pytest.raises(ValueError, match="start 1: no value for 's'"):
+            mclmc.sample_from_members(model, [{"mu": 0.0, "s": 1.0}, {"mu": 0.0}], steps=200,
+                                      keep=100, seed=0)
     with pytest.raises(ValueError, match="keep must be between 1 and steps"):
         mclmc.sample_from_members(model, [{"mu": 0.0, "s": 1.0}], steps=100, keep=200, seed=0)
     # a bound that is itself a parameter: its transform would be evaluated at a random draw

@@ -330,6 +330,7 @@ def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: i
     draws = {transforms[n][0]: [] for n in value_names}
     Ls, step_sizes, energy = [], [], []
     stats = {k: [] for k in ADJUSTED_STATS} if adjusted else None
+    positions = []  # every start checked before the first chain compiles
     for k, member in enumerate(starts):
         position = []
         for n in moving:
@@ -341,6 +342,8 @@ def sample_from_members(model: pm.Model, starts: list[dict], steps: int, keep: i
             value = np.asarray(member[name], dtype=float)
             position.append(_apply(transform, rv, value, True) if transform is not None
                             else value)
+        positions.append(position)
+    for k, position in enumerate(positions):
         out, params, chain_stats = chain(position, held[k], jax.random.key(seed * 10 + k))
         for n, v in zip(moving, out):
             draws[transforms[n][0]].append(np.asarray(v))
