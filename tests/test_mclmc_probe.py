@@ -47,3 +47,19 @@ def test_bad_options_are_refused_in_one_line_before_anything_runs(tmp_path, args
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {words}")
     assert not (tmp_path / "o").exists()
+
+
+def test_whitened_probe_refuses_an_existing_out_file_before_anything_runs(tmp_path):
+    """benchmarks/mclmc_whitened.py never overwrites a file: --out must be new."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "mclmc_whitened.py"
+    mine = tmp_path / "mine.json"
+    mine.write_text("my notes")
+    out = subprocess.run([sys.executable, str(script), "yacht", "0", "--out", str(mine)],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"error: --out {mine} exists; pass a new file"]
+    assert mine.read_text() == "my notes"
