@@ -3,6 +3,7 @@ sigma, in coordinates whitened by that member's Hessian (the README's "Whitened 
 member's Hessian" paragraph, under "A noise floor").
 
     python benchmarks/mclmc_whitened.py yacht 0 --steps 40000 [--keep 2000] [--out FILE.json]
+        [--metric draws --warmup W]   # whiten by a warm-up chain's draws, not the Hessian
 
 The members, seeds and sigma are those of ``mclmc_probe.py --sigma evidence`` (the
 ``uci_benchmark`` protocol's 50-ReLU members of split K, seed 20261124 + K; each chain at its
@@ -15,6 +16,12 @@ standard normal and MCLMC would mix in a few L. The chain is the library's (``ru
 blackjax's tuner and kernel, its diagonal mass matrix on top, in z), its log density the PyMC
 model's (``get_jaxified_logp``) with sigma's value filled in. Scored and checked as the probe
 scores its chains (``score_mclmc``: each chain alone on the predictions at the test points).
+
+``--metric draws --warmup W`` whitens by the chain's own draws instead: a plain chain of W
+steps at the same sigma from the member (diagonal mass matrix, the probe's chain), the sample
+covariance of its kept draws shrunk 10 % towards its diagonal, and the main chain of
+``--steps`` steps in those coordinates from the warm-up's last draw (a dense mass matrix
+learned from the chain, once). W + ``--steps`` is then the chain's whole length.
 
 Written by hand because ``sample_from_members`` takes starts and fixed values, not an affine
 map per chain; this is a one-off measurement, not a method.
@@ -38,7 +45,11 @@ import numpy as np  # noqa: E402
 SEED = 20261124  # uci_benchmark's and mclmc_probe.py's: split k runs with SEED + k
 
 
-def whitened(name: str, split: int, steps: int, keep: int) -> dict:
+SHRINK = 0.1  # draws metric: the sample covariance pulled this far towards its diagonal
+
+
+def whitened(name: str, split: int, steps: int, keep: int, metric: str = "hessian",
+             warmup: int = 0) -> dict:
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
@@ -69,10 +80,22 @@ def whitened(name: str, split: int, steps: int, keep: int) -> dict:
     for k, member in enumerate(members):
         sigma = fit_ggn_laplace(member, d["X_train"], d["y_train"], net.activation, net.depth,
                                 noise="evidence").sigma
-        J = jacobian(member, d["X_train"], net.activation, net.depth)
-        H = J.T @ J / sigma ** 2 + np.diag(prior_precision)
-        C = np.linalg.cholesky(np.linalg.inv(H))
         theta, unravel = ravel_pytree([jnp.asarray(member[n], float) for n in weights])
+        key = jax.random.key(proto.sampler.seed * 10 + k)
+        if metric == "hessian":
+            J = jacobian(member, d["X_train"], net.activation, net.depth)
+            H = J.T @ J / sigma ** 2 + np.diag(prior_precision)
+            C = np.linalg.cholesky(np.linalg.inv(H))
+        else:  # the covariance of a plain warm-up chain's own draws, shrunk to its diagonal
+            def plain(x, unravel=unravel, sigma=sigma):
+                return logp([*unravel(x[0]), jnp.log(sigma)])
+
+            warm = jax.jit(lambda pos, key: run_chain(plain, pos, warmup, keep, key))
+            key, warm_key = jax.random.split(key)
+            xs = np.asarray(warm([theta], warm_key)[0][0])
+            S = np.cov(xs.T)
+            C = np.linalg.cholesky((1 - SHRINK) * S + SHRINK * np.diag(np.diag(S)))
+            theta = jnp.asarray(xs[-1])  # the main chain starts where the warm-up ended
         C_j = jnp.asarray(C)
 
         def density(z, theta=theta, unravel=unravel, C_j=C_j, sigma=sigma):
@@ -80,8 +103,7 @@ def whitened(name: str, split: int, steps: int, keep: int) -> dict:
 
         chain = jax.jit(lambda pos, key, density=density: run_chain(density, pos, steps,
                                                                      keep, key))
-        z, params, stats = chain([jnp.zeros_like(theta)], jax.random.key(proto.sampler.seed * 10
-                                                                          + k))
+        z, params, stats = chain([jnp.zeros_like(theta)], key)
         x = np.asarray(theta)[None] + np.asarray(z[0]) @ C.T
         for n, v in zip(weights, jax.vmap(unravel)(jnp.asarray(x))):
             draws[n].append(np.asarray(v))
@@ -89,7 +111,7 @@ def whitened(name: str, split: int, steps: int, keep: int) -> dict:
         Ls.append(float(params.L))
         step_sizes.append(float(params.step_size))
         energy.append(float(stats["energy_var_per_dim"]))
-        eig = np.linalg.eigvalsh(H)
+        eig = np.linalg.eigvalsh(C @ C.T)  # the metric's covariance
         rows.append({"sigma": sigma, "sqrt_condition": float(np.sqrt(eig[-1] / eig[0]))})
     chains = MCLMCChains({n: np.stack(v) for n, v in draws.items()}, Ls, step_sizes, energy,
                          steps, keep, 1.0, time.perf_counter() - start)
@@ -101,6 +123,7 @@ def whitened(name: str, split: int, steps: int, keep: int) -> dict:
                     "energy_var_per_dim": energy[c], "test_ll": within["test_ll_nats"][c],
                     "passed": bool(within["passed"][c])})
     return {"data": name, "split": split, "steps": steps, "keep": keep, "seed": SEED + split,
+            "metric": metric, "warmup": warmup,
             "mclmc_ll": mc["test_ll_nats"], "mclmc_rmse": mc["rmse"],
             "chains_passed": sum(r["passed"] for r in rows), "rhat_max": fs["rhat_max"],
             "chains_s": chains.seconds, "chains": rows}
@@ -112,13 +135,24 @@ def main() -> None:
     ap.add_argument("split", type=int)
     ap.add_argument("--steps", type=int, default=40000, help="steps per chain after tuning")
     ap.add_argument("--keep", type=int, default=2000, help="draws kept per chain (thinned)")
+    ap.add_argument("--metric", choices=("hessian", "draws"), default="hessian",
+                    help="whiten by the member's Hessian, or by the covariance of a plain "
+                    "warm-up chain's draws (--warmup steps, not counted in --steps)")
+    ap.add_argument("--warmup", type=int, default=0, help="--metric draws: warm-up steps")
     ap.add_argument("--out", type=Path, default=None, help="a new JSON file for the result")
     args = ap.parse_args()
     if args.keep < 1 or args.steps < args.keep:
         raise SystemExit("error: --keep must be >= 1 and at most --steps")
     if args.out is not None and args.out.exists():
         raise SystemExit(f"error: --out {args.out} exists; pass a new file")
-    r = whitened(args.data, args.split, args.steps, args.keep)
+    if args.out is not None and args.out.parent.exists() and not args.out.parent.is_dir():
+        raise SystemExit(f"error: --out {args.out}: {args.out.parent} is not a folder")
+    if (args.metric == "draws") != (args.warmup >= args.keep):
+        raise SystemExit("error: --metric draws needs --warmup of at least --keep steps, and "
+                         "--warmup is for --metric draws only")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    r = whitened(args.data, args.split, args.steps, args.keep, args.metric, args.warmup)
     if args.out is not None:  # written whole, then renamed: never a partial file
         tmp = args.out.with_name(f".{args.out.name}.part")
         tmp.write_text(json.dumps(r, indent=1))
@@ -126,7 +160,8 @@ def main() -> None:
     for c in r["chains"]:
         print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                        for k, v in c.items()))
-    print(f"{r['data']} {r['split']}, {r['steps']} steps: test LL {r['mclmc_ll']:.3f}, "
+    print(f"{r['data']} {r['split']}, {r['metric']} metric, {r['warmup']} + {r['steps']} "
+          f"steps: test LL {r['mclmc_ll']:.3f}, "
           f"{r['chains_passed']}/4 chains pass, worst R-hat {r['rhat_max']:.3f}, "
           f"{r['chains_s']:.0f} s")
 
