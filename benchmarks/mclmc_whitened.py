@@ -1,6 +1,7 @@
 """Does a dense preconditioner make the fixed-sigma chains mix? MCLMC at each member's evidence
-sigma, in coordinates whitened by that member's Hessian (the README's "Whitened by the
-member's Hessian" paragraph, under "A noise floor").
+sigma, in coordinates whitened by that member's Hessian or by a warm-up chain's draws (the
+README's "Whitened by the member's Hessian, or by the chain's own draws" paragraph, after "A
+noise floor"; measured there: no better than the plain chains).
 
     python benchmarks/mclmc_whitened.py yacht 0 --steps 40000 [--keep 2000] [--out FILE.json]
         [--metric draws --warmup W]   # whiten by a warm-up chain's draws, not the Hessian
