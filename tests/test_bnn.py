@@ -292,3 +292,37 @@ def test_within_chain_rhat_separates_modes_from_non_stationary_chains(rng):
     drift[2] += np.linspace(0, 3, 1000)
     fs = bnn.function_space_diagnostics(_fake_posterior(drift), X, "tanh", 1)
     assert fs["f_rhat_within_chain_max"] > 1.5
+
+
+def _nested_rhat_by_hand(x):
+    """Margossian et al. (2024), eqs. 4-8, with each chain its own superchain, on rank-normalised
+    split chains (Vehtari et al. 2021): both halves of a chain stay in its superchain; the
+    larger of the bulk and the folded (tail) value. Written from the papers, not from ArviZ."""
+    from scipy import stats
+
+    def z(a):
+        r = stats.rankdata(a).reshape(a.shape)
+        return stats.norm.ppf((r - 3 / 8) / (a.size + 1 / 4))
+
+    def nested(halves):  # halves: (chains, 2, draws)
+        chain_mean, chain_var = halves.mean(-1), halves.var(-1, ddof=1)
+        between_super = halves.mean((1, 2)).var(ddof=1)
+        within_super = (chain_var.mean(1) + chain_mean.var(1, ddof=1)).mean()
+        return np.sqrt(1 + between_super / within_super)
+
+    half = x.shape[1] // 2
+    halves = np.stack([x[:, :half], x[:, -half:]], axis=1)
+    folded = np.abs(halves - np.median(halves))
+    return max(nested(z(halves)), nested(z(folded)))
+
+
+def test_nested_rhat_of_f_matches_the_papers_formula(rng):
+    """The page's nested R-hat of f: each member's chain its own superchain."""
+    X = np.ones((3, 1))
+    b_out = np.arange(4)[:, None] * 0.05 + rng.normal(size=(4, 1001))
+    b_out[1] += np.linspace(0, 1, 1001)  # one chain drifting: its halves disagree
+    fs = bnn.function_space_diagnostics(_fake_posterior(b_out), X, "tanh", 1)
+    expected = _nested_rhat_by_hand(b_out)
+    assert fs["f_rhat_nested_max"] == pytest.approx(expected, rel=1e-9)
+    # and it is not the between-chain R-hat the page shows beside it
+    assert abs(fs["f_rhat_nested_max"] - fs["f_rhat_max"]) > 1e-3

@@ -84,6 +84,12 @@ def function_space_diagnostics(idata, X_test, activation: str, n_hidden: int) ->
     within = [float(np.max(split_rhat_one_chain(f[c]))) for c in range(f.shape[0])]
     out = {
         "f_rhat_max": float(az.rhat(tree).dataset["f_test"].max()),
+        # ArviZ's nested R-hat (Margossian et al. 2024) with each chain its own superchain: its
+        # rank method splits every chain and keeps both halves in that chain's superchain,
+        # where split R-hat above counts them as two chains; so it is not the same number,
+        # though both grow with the distance between the chains' modes.
+        "f_rhat_nested_max": float(az.rhat_nested(
+            tree, superchain_ids=list(range(f.shape[0]))).dataset["f_test"].max()),
         "f_rhat_within_chain_max": max(within),
         "f_ess_bulk_min": float(az.ess(tree, method="bulk").dataset["f_test"].min()),
         "f_ess_tail_min": float(az.ess(tree, method="tail").dataset["f_test"].min()),
