@@ -86,3 +86,52 @@ def test_grouped_header_spans_its_columns():
     assert '<th colspan="2" class="group mle">MLE</th>' in html
     assert '<th rowspan="2">parameter</th>' in html and "<th>shift_in_se</th>" in html
     assert html.count("<td>") == 4  # the label and three numbers: nothing lost
+
+
+def test_sentences_and_first_screen_read_the_rows_the_table_shows(section, monkeypatch):
+    """The MVN page said 'Where they disagree (12 of 49 parameters)' and listed chol_corr[2, 3]
+    and its mirror chol_corr[3, 2], warned of 'no MLE comparison for chol_corr[0, 0]' (a
+    constant), and its first screen gave 'credible/Wald width 0.00 to 1.15' (from a diagonal
+    element of a correlation matrix), beside a table showing mu and one triangle of cov, all
+    within 0.5 SE and 20%. A hand-made comparison: the table shows mu[a] and cov[a, b]."""
+    import dataclasses
+    import html
+    import re
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from workflows import sections
+
+    def row(v, shift, ratio, sd=0.1, se=0.1):
+        return {"mle": v, "se": se, "wald_lb": v - 2 * se, "wald_ub": v + 2 * se,
+                "post_mean": v + shift * se, "post_sd": sd, "eti_lb": v - 2 * sd,
+                "eti_ub": v + 2 * sd, "shift_in_se": shift, "width_ratio": ratio}
+
+    comparison = pd.DataFrame.from_dict({
+        "mu[a]": row(1.0, 0.1, 1.0), "cov[a, b]": row(0.5, -0.3, 1.05),
+        "cov[b, a]": row(0.5, -0.3, 1.05),
+        "corr[a, a]": row(1.0, np.nan, np.nan, sd=0.0, se=np.nan),
+        "corr[a, b]": row(0.3, -0.9, 1.15), "corr[b, a]": row(0.3, -0.9, 1.15),
+        "corr[b, b]": row(1.0, 1e-3, 0.0, sd=1e-16, se=1e-3)}, orient="index")
+    spec = dataclasses.replace(section.spec, table_vars=("mu", "cov"))
+    sensitivity = pd.DataFrame({"prior": [0.01, 0.20, 0.20, 0.5, 0.5],
+                                "likelihood": [0.1] * 5, "diagnosis": ["-"] * 5},
+                               index=["mu[a]", "cov[a, b]", "cov[b, a]", "corr[a, b]",
+                                      "corr[b, a]"])
+    f = dataclasses.replace(section, spec=spec, comparison=comparison, laplace=None, road=None,
+                            sensitivity=sensitivity, sensitivity_data=object())
+    report = Report("x", "x")
+    sections._mle_and_comparison(report, f)
+    text = html.unescape(" ".join(report.blocks))
+    assert "MLE and posterior agree" in text
+    assert "Where they disagree" not in text and "No MLE comparison" not in text
+    assert re.search(r"corr\[", text.split("rows not shown")[1]) is None
+    assert sections._what(f).endswith("Largest MLE-to-posterior shift: cov[a, b] -0.30 SE; "
+                                      "credible/Wald width 1.00 to 1.05")
+    plotted = []
+    monkeypatch.setattr(sections.plots, "psense",
+                        lambda data, labels: plotted.append(labels) or plt.figure())
+    sections._psense_figure(report, f, top=1)
+    assert plotted == [["cov[a, b]"]]
+    assert "(1 most prior-sensitive of 2 parameters;" in html.unescape(report.blocks[-1])

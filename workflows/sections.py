@@ -213,6 +213,7 @@ def _mle_and_comparison(report: Report, f: SectionFit) -> None:
                  + " and the NUTS posterior with its 95% equal-tailed credible interval; "
                  "shift_in_se = (posterior mean - MLE) / SE; width_ratio = credible width / "
                  "Wald width")
+    table = table.loc[shown]  # the sentences read the rows the table shows, as the "why" one does
     comparable = table[np.isfinite(table["shift_in_se"]) & np.isfinite(table["width_ratio"])]
     big = comparable[(comparable["shift_in_se"].abs() > 0.5)
                      | ((comparable["width_ratio"] - 1).abs() > 0.2)]
@@ -560,7 +561,12 @@ def _psense_figure(report: Report, f: SectionFit, top: int = 4) -> None:
     """ArviZ's power-scaling plot of the ``top`` most prior-sensitive scalars."""
     if f.sensitivity is None or f.sensitivity_data is None:
         return
-    order = f.sensitivity["prior"].astype(float).sort_values(ascending=False)
+    # the rows the "why" table shows: one triangle of a symmetric matrix, so that a covariance
+    # is not plotted twice and "of N parameters" counts that table's rows
+    shown, _ = display_rows(f.comparison, f.spec.table_vars)
+    order = f.sensitivity["prior"].astype(float)
+    order = (order[[lab for lab in order.index if lab in shown]]
+             if any(lab in shown for lab in order.index) else order).sort_values(ascending=False)
     labels = list(order.index[:top])
     try:
         pc = plots.psense(f.sensitivity_data, labels)
@@ -579,7 +585,7 @@ def _psense_figure(report: Report, f: SectionFit, top: int = 4) -> None:
 def _what(f: SectionFit) -> str:
     """One line for the first screen: the data size, the model, the largest MLE-to-posterior
     shift and the range of interval width ratios."""
-    t = f.comparison
+    t = f.comparison.loc[display_rows(f.comparison, f.spec.table_vars)[0]]  # the table's rows
     line = f"N = {f.mle.n_obs}, {f.mle.n_params} MLE parameters; " + f.spec.math.split("\n")[0]
     shift = t["shift_in_se"].astype(float).abs().dropna()
     if len(shift):
