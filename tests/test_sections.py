@@ -135,3 +135,27 @@ def test_sentences_and_first_screen_read_the_rows_the_table_shows(section, monke
     sections._psense_figure(report, f, top=1)
     assert plotted == [["cov[a, b]"]]
     assert "(1 most prior-sensitive of 2 parameters;" in html.unescape(report.blocks[-1])
+
+
+def test_prior_sensitivity_sentence_counts_only_the_rows_it_checked(section):
+    """The radon page said 'every parameter is likelihood-dominated' above a table whose 87
+    alpha, mu_alpha and sigma_alpha rows had no sensitivity ('–': psense ran on beta and sigma
+    only)."""
+    import dataclasses
+    import html
+
+    from workflows import sections
+
+    assert section.sensitivity is not None and set(section.sensitivity.index) == {"mu", "sigma"}
+    assert (section.sensitivity["prior"] < 0.05).all()  # both likelihood-dominated here
+    report = Report("x", "x")
+    sections._why_they_differ(report, section)
+    assert "every parameter is likelihood-dominated" in html.unescape(report.blocks[-1])
+    only_sigma = dataclasses.replace(section, sensitivity=section.sensitivity.loc[["sigma"]],
+                                     road=section.road)
+    report = Report("x", "x")
+    sections._why_they_differ(report, only_sigma)
+    text = html.unescape(report.blocks[-1])
+    assert "every parameter" not in text
+    assert ("the one parameter checked is likelihood-dominated (prior sensitivity below 0.05); "
+            "the other 1 (mu) was not checked ('–' in the table).") in text
