@@ -159,3 +159,9 @@ def test_prior_sensitivity_sentence_counts_only_the_rows_it_checked(section):
     assert "every parameter" not in text
     assert ("the one parameter checked is likelihood-dominated (prior sensitivity below 0.05); "
             "the other 1 (mu) was not checked ('–' in the table).") in text
+    # every checked row flagged (the separation page): no vacuous 'every other ...' clause
+    flagged = section.sensitivity.loc[["sigma"]].assign(diagnosis="prior-data conflict")
+    report = Report("x", "x")
+    sections._why_they_differ(report, dataclasses.replace(only_sigma, sensitivity=flagged))
+    assert ("Prior sensitivity (power-scaling): prior-data conflict: sigma; the other 1 (mu) was "
+            "not checked ('–' in the table).") in html.unescape(report.blocks[-1])

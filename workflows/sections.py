@@ -414,23 +414,26 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
         # rows outside the section's var_names get no power-scaling ('–'): say so, rather
         # than call every parameter of the table likelihood-dominated
         unchecked = [lab for lab in table.index if not isinstance(table.loc[lab, "diagnosis"], str)]
-        if not unchecked:
-            rest = ("every other parameter is likelihood-dominated." if lines else
-                    "every parameter is likelihood-dominated (prior sensitivity below 0.05).")
-        else:
-            checked = len(table) - len(unchecked)
-            names = ", ".join(dict.fromkeys(lab.split("[")[0] for lab in unchecked))
+        checked = len(table) - len(unchecked)
+        flagged = int(table["diagnosis"].isin(["prior-data conflict", "prior-sensitive"]).sum())
+        parts = list(lines)
+        if checked > flagged:  # some checked rows are likelihood-dominated
             if lines:
-                rest = f"every other parameter of the {checked} checked is likelihood-dominated"
+                parts.append("every other parameter " + ("" if not unchecked else
+                             f"of the {checked} checked ") + "is likelihood-dominated")
+            elif not unchecked:
+                parts.append("every parameter is likelihood-dominated (prior sensitivity "
+                             "below 0.05)")
             else:
-                rest = (("the one parameter checked is" if checked == 1 else
-                         f"each of the {checked} parameters checked is")
-                        + " likelihood-dominated (prior sensitivity below 0.05)")
-            rest += (f"; the other {len(unchecked)} ({names}) "
-                     + ("was" if len(unchecked) == 1 else "were")
-                     + " not checked ('–' in the table).")
-        sentences.append("Prior sensitivity (power-scaling): "
-                         + ("; ".join(lines) + "; " if lines else "") + rest)
+                parts.append(("the one parameter checked is" if checked == 1 else
+                              f"each of the {checked} parameters checked is")
+                             + " likelihood-dominated (prior sensitivity below 0.05)")
+        if unchecked:
+            names = ", ".join(dict.fromkeys(lab.split("[")[0] for lab in unchecked))
+            parts.append(f"the other {len(unchecked)} ({names}) "
+                         + ("was" if len(unchecked) == 1 else "were")
+                         + " not checked ('–' in the table)")
+        sentences.append("Prior sensitivity (power-scaling): " + "; ".join(parts) + ".")
     if sentences:
         report.text(" ".join(sentences), kind="warn" if conflict else "note")
     return full

@@ -165,8 +165,9 @@ def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, n
     divergent transition) are left out too and counted in ``dropped (not converged)``: their
     intervals are not the posterior's. (An ESS below 400 alone does not drop a fit: it adds
     Monte-Carlo noise to the interval's ends, not bias.) Columns: coverage, its Monte-Carlo
-    standard error at the nominal level, the number of simulations counted, of MLE failures,
-    of failed fits and of dropped fits."""
+    standard error at the nominal level, the number of simulations counted, of those that gave
+    no such interval (MLE failures for the Wald row, fits without a Laplace approximation for
+    the Laplace row, none for the credible row), of failed fits and of dropped fits."""
     z = special.ndtri(0.5 + prob / 2)
     returned = [s for s in summaries if s is not None]
     if not returned:
@@ -179,7 +180,7 @@ def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, n
         wald = np.zeros(t.size)
         bayes = np.zeros(t.size)
         laplace = np.zeros(t.size)
-        mle_failed = 0
+        mle_failed = laplace_failed = 0
         with_laplace = any(s.laplace is not None or s.laplace_error for s in done)
         for s in done:
             p = s.posterior[name]
@@ -187,20 +188,25 @@ def interval_coverage(summaries: Sequence[FitSummary | None], truth: dict[str, n
             if s.laplace is not None:
                 q = s.laplace[name]
                 laplace += (q["lo"] <= t) & (t <= q["hi"])
+            else:
+                laplace_failed += 1
             if s.mle is not None and s.mle.status == "ok":
                 est, se = np.ravel(s.mle.params[name]), np.ravel(s.mle.se[name])
                 wald += np.abs(est - t) <= z * se
             else:
                 mle_failed += 1
-        kinds = [(f"Wald {prob:.0%} (MLE)", wald), (f"{prob:.0%} credible (ETI)", bayes)]
+        # (interval, hits, fits that gave no such interval: each counted as a miss; a
+        # converged posterior always has its credible interval)
+        kinds = [(f"Wald {prob:.0%} (MLE)", wald, mle_failed),
+                 (f"{prob:.0%} credible (ETI)", bayes, 0)]
         if with_laplace:
-            kinds.insert(1, (f"Laplace {prob:.0%} (MAP, curvature)", laplace))
+            kinds.insert(1, (f"Laplace {prob:.0%} (MAP, curvature)", laplace, laplace_failed))
         for j, label in enumerate(labels[name]):
-            for kind, hits in ((k, h[j]) for k, h in kinds):
+            for kind, hits, missing in ((k, h[j], m) for k, h, m in kinds):
                 rows.append({"parameter": label, "interval": kind,
                              "coverage": hits / n if n else np.nan,
                              "MC standard error": np.sqrt(prob * (1 - prob) / n) if n else np.nan,
-                             "simulations": n, "MLE failed (counted as miss)": mle_failed,
+                             "simulations": n, "no interval (counted as miss)": missing,
                              "failed fits": len(summaries) - len(returned),
                              "dropped (not converged)": len(returned) - n})
     return pd.DataFrame(rows)
