@@ -317,9 +317,27 @@ def test_report_renders_with_images_in_headless_chromium(tmp_path):
 def test_signal_propagation_e2e(tmp_path):
     from workflows import signal_propagation
 
-    _, m = _run(signal_propagation, tmp_path)
+    out, m = _run(signal_propagation, tmp_path)
     he_relu = [r for r in m["layers"] if r["prior"] == "he_normal" and r["activation"] == "relu"]
     assert all(r["q (mean field)"] == pytest.approx(2.0) for r in he_relu)
+    # the summary sentence: mean field, the simulation beside it, and the regime and the share
+    # of saturated units read from the numbers (it used to say '> 1: chaotic' whatever chi was)
+    from html import unescape
+
+    from scipy import stats
+
+    def at20(prior, act):
+        return next(r for r in m["layers"] if (r["prior"], r["activation"], r["layer"])
+                    == (prior, act, 20))
+
+    page = unescape((out / "index.html").read_text())
+    he, ht, nt = at20("he_normal", "relu"), at20("he_normal", "tanh"), at20("standard_normal", "tanh")
+    assert (f"He + ReLU keeps q at {he['q (mean field)']:.2f} through 20 layers "
+            f"({he['q (sim)']:.2f})") in page
+    chi = ht["χ₁ (mean field)"]
+    assert f"χ₁ = {chi:.2f} " + ("> 1: chaotic" if chi > 1 else "< 1: ordered") in page
+    share = 2 * stats.norm.sf(np.arctanh(0.99) / np.sqrt(nt["q (mean field)"]))
+    assert f"where {share:.0%} of the units sit within 0.01 of ±1" in page
 
 
 def test_bnn_page_says_where_the_divergences_sit(tmp_path):
