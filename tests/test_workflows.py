@@ -305,6 +305,17 @@ def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
     metrics[bnn.NUTS]["test_ll_nats"] = -0.5
     text, best = best_method_sentence(metrics, checks)
     assert best["by_test_ll"] == bnn.NUTS and "caution" not in text
+    # the classifier pages had no such sentence: there the NLL (lower is better) decides, then
+    # accuracy, where small test sets tie
+    metrics = {bnn.MLE_NET: {"nll_nats": 0.6354, "accuracy": 0.9},
+               bnn.MAP_NET: {"nll_nats": 0.62, "accuracy": 0.8},
+               bnn.NUTS: {"nll_nats": 0.6416, "accuracy": 0.9}}
+    text, best = best_method_sentence(metrics, checks, "nll_nats", "accuracy")
+    assert best == {"by_nll": bnn.MAP_NET, "by_accuracy": bnn.MLE_NET, "checks_passed": None,
+                    "checks": "no checks recorded"}
+    assert text.startswith("Best on this test split by NLL: MAP net (0.62 nats per point; NUTS "
+                           "posterior 0.6416); by accuracy: MLE net and NUTS posterior (0.900, "
+                           "tied).")
 
 
 def test_ensemble_chains_energy_plot_centres_each_chain():

@@ -456,21 +456,50 @@ def advi_spread_sentence(advi_sd: float, nuts_sd: float, advi_rmse: float,
             "explores, and can misplace the spread either way.")
 
 
-def best_method_sentence(metrics: dict, checks: dict) -> tuple[str, dict]:
-    """Which predictor scores best on the test split (test log-likelihood, then RMSE) and
-    whether that predictor's own checks passed, in words; with the record for metrics.json."""
-    ll = {m: v["test_ll_nats"] for m, v in metrics.items()}
-    rmse = {m: v["rmse"] for m, v in metrics.items()}
-    best_ll, best_rmse = max(ll, key=ll.get), min(rmse, key=rmse.get)
-    passed, why = checks.get(best_ll, (None, "no checks recorded"))
-    bayes = [m for m in (bnn.NUTS, bnn.NUTS_STACKED) if m in ll and m != best_ll]
-    text = (f"Best on this test split by log-likelihood: {best_ll} ({ll[best_ll]:.3f} nats per "
-            f"point" + "".join(f"; {m} {ll[m]:.3f}" for m in bayes) + f"); by RMSE: {best_rmse} "
-            f"({rmse[best_rmse]:.3g}). Its checks: {why}"
+# score -> (words, unit, higher is better, format, key in the metrics.json record)
+SCORES = {"test_ll_nats": ("log-likelihood", " nats per point", True, ".3f", "by_test_ll"),
+          "rmse": ("RMSE", "", False, ".3g", "by_rmse"),
+          "nll_nats": ("NLL", " nats per point", False, ".4g", "by_nll"),
+          "accuracy": ("accuracy", "", True, ".3f", "by_accuracy")}
+
+
+def best_method_sentence(metrics: dict, checks: dict, score: str = "test_ll_nats",
+                         then: str = "rmse") -> tuple[str, dict]:
+    """Which predictor scores best on the test split (by ``score``: the test log-likelihood
+    for regression, the NLL for a classifier; then by ``then``: RMSE, accuracy) and whether
+    that predictor's own checks passed, in words; with the record for metrics.json."""
+    def best_by(name):
+        values = {m: v[name] for m, v in metrics.items()}
+        pick = max if SCORES[name][2] else min
+        return pick(values, key=values.get), values
+
+    (first, v1), (second, v2) = best_by(score), best_by(then)
+    words1, unit1, _, fmt1, key1 = SCORES[score]
+    words2, unit2, _, fmt2, key2 = SCORES[then]
+    passed, why = checks.get(first, (None, "no checks recorded"))
+    bayes = [m for m in (bnn.NUTS, bnn.NUTS_STACKED) if m in v1 and m != first]
+    tied = [m for m in v2 if v2[m] == v2[second]]  # accuracy ties on small test sets
+    seconds = (second if len(tied) == 1 else
+               ", ".join(tied[:-1]) + f" and {tied[-1]}")
+    text = (f"Best on this test split by {words1}: {first} ({v1[first]:{fmt1}}{unit1}"
+            + "".join(f"; {m} {v1[m]:{fmt1}}" for m in bayes) + f"); by {words2}: {seconds} "
+            f"({v2[second]:{fmt2}}{unit2}{', tied' if len(tied) > 1 else ''}). Its checks: {why}"
             + (". Its numbers are not those of a checked fit: treat the ranking with caution"
                if passed is False else "") + ".")
-    return text, {"by_test_ll": best_ll, "by_rmse": best_rmse, "checks_passed": passed,
-                  "checks": why}
+    return text, {key1: first, key2: second, "checks_passed": passed, "checks": why}
+
+
+def _classifier_best(report, r) -> None:
+    """The classifier pages' best-predictor sentence (held-out NLL, then accuracy), with the
+    checks of each of their predictors (MLE net, NUTS posterior; MAP net on held_out_class)."""
+    d = r.diagnostics
+    checks = {bnn.MLE_NET: _mle_check_words(r.mle),
+              bnn.MAP_NET: (None, "an optimum, with no convergence check of its own"),
+              bnn.NUTS: (bool(d.passed), "function-space diagnostics " + (
+                  "passed" if d.passed else f"failed ({d.failures()})"))}
+    text, best = best_method_sentence(r.metrics, checks, "nll_nats", "accuracy")
+    report.metrics["best_method"] = best
+    report.text(text, kind="warn" if best["checks_passed"] is False else "note")
 
 
 def _function_space_section(report, r, s) -> None:
@@ -713,6 +742,7 @@ def classification(args, s, hidden, prior) -> int:
     table.index.name = "predictor"
     report.table(table, caption="Held-out accuracy, NLL per point, Brier, ECE (10 bins) and the "
                  "AUROC with which predictive entropy flags inputs shifted by +3 sds.")
+    _classifier_best(report, r)
     _function_space(report, r, "predictions")
     return _finish_classifier(report, s, r, X, y)
 
@@ -752,6 +782,7 @@ def held_out_class(args, s, hidden, prior) -> int:
                  "the test flowers (0.5 = chance); ood_confident_95: the share of unseen flowers "
                  "put in one known species with probability > 0.95, i.e. confidently wrong. "
                  "AUROC only ranks: a net can rank well and still be nearly certain everywhere.")
+    _classifier_best(report, r)
     _function_space(report, r, "class probabilities")
     progress("plots")
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharey=True)
