@@ -514,3 +514,20 @@ def test_counts_in_a_numeric_table_row_print_as_integers():
     html = r.blocks[-1]
     assert "<td>20930</td>" in html and "<td>1</td>" in html
     assert "<td>1.004</td>" in html and "<td>0.1235</td>" in html
+
+
+def test_energy_plot_numbers_chains_with_whole_numbers():
+    """ArviZ 1.3's E-BFMI panel ticked the chain axis 0.0, 0.5, 1.0, ..., 3.0."""
+    import xarray as xr
+
+    from workflows import plots
+
+    energy = np.random.default_rng(0).normal(size=(4, 200))
+    pc = plots.energy(xr.DataTree.from_dict({"sample_stats": xr.Dataset(
+        {"energy": (("chain", "draw"), energy)})}))
+    figure = pc.get_viz("figure")
+    figure = figure.item() if hasattr(figure, "item") else figure
+    (ax,) = [a for a in figure.axes if a.get_ylabel() == "Chain"]
+    lo, hi = ax.get_ylim()
+    ticks = [t for t in ax.get_yticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks)

@@ -14,6 +14,7 @@ from models.evaluation import bnn
 from models.base import datasets
 from models.base.splits import Standardizer, random_split
 from models.inference import ADAPTATIONS, chain_failure_causes, mclmc
+from workflows import plots
 from workflows.report import Report, data_hash
 from workflows.options import add_mclmc, check_mclmc, check_member_pool, cli_error, parser, settings
 from workflows.running import entry, finish, Progress, sentence
@@ -676,14 +677,14 @@ def _prediction_plots(report, args, d, proto, r) -> None:
                   "the draws.")
     if r.function_space.get("chains_from") == "ensemble":
         stats, spread = energy_centred_by_chain(r.idata)
-        report.figure(az.plot_energy(xr.DataTree.from_dict({"sample_stats": stats})),
+        report.figure(plots.energy(xr.DataTree.from_dict({"sample_stats": stats})),
                       "Energy plot (ArviZ), each chain's energy centred on its own mean: the "
                       "chains start at different ensemble members and sit in modes whose mean "
                       f"energies span {spread:.3g}, so pooled uncentred they would show that "
                       "spread, not how well each chain moves between energy levels (E-BFMI, "
                       "left, is per chain either way).")
     else:
-        report.figure(az.plot_energy(r.idata), "Energy plot (ArviZ).")
+        report.figure(plots.energy(r.idata), "Energy plot (ArviZ).")
 
 
 def _function_space(report, r, what: str) -> None:

@@ -124,7 +124,17 @@ def rank(idata, var_names):
 
 
 def energy(idata):
-    return az.plot_energy(idata)
+    """ArviZ's energy plot, its per-chain E-BFMI panel with whole-number chain ticks (ArviZ
+    1.3 labels the chains 0.0, 0.5, 1.0, ...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    pc = az.plot_energy(idata)
+    figure = pc.get_viz("figure")
+    figure = figure.item() if hasattr(figure, "item") else figure
+    for ax in figure.axes:
+        if ax.get_ylabel() == "Chain":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return pc
 
 
 def psense(tree: xr.DataTree, labels) -> object:
