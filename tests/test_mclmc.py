@@ -292,6 +292,9 @@ def test_uci_benchmark_mclmc_row_and_its_checks_e2e(tmp_path):
     assert bool(m["failed_checks"]) == (not row["checks_passed"])
     page = (out / "index.html").read_text()
     assert "MCLMC from the members, yacht" in page and "--mclmc 3000" in page
+    # the alert counts runs (a split and a sampler each), not splits
+    assert ("Function-space diagnostics failed on 1 of 1 runs (a split and a sampler each)"
+            in page) == (not row["checks_passed"])
 
 
 def test_bnn_mclmc_row_is_saved_scored_and_judged_e2e(tmp_path):
