@@ -587,6 +587,10 @@ def test_evidence_e2e(tmp_path):
     from workflows import evidence
 
     out, m = _run(evidence, tmp_path, "--batches", "3")
+    # it samples (SMC, NUTS): its first screen said "no model is sampled in this report"
+    first_screen = (out / "index.html").read_text().split('id="verdict"', 1)[1][:600]
+    assert "no model is sampled" not in first_screen
+    assert "each SMC evidence against its closed form" in first_screen
     smc = {r["model"].split(" (")[0]: r for r in m["smc_vs_closed"]}
     y = datasets.newcomb().to_numpy()
     n, sigma = y.size, y.std()

@@ -336,6 +336,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --smc-draws must be at least 100, got {smc_draws}")
     progress = Progress(NAME, 8)
     report = Report(NAME, "Evidence and sequential updating")
+    report.judged_elsewhere = (
+        "the models this page samples are checked beside their numbers: each SMC evidence "
+        "against its closed form (the z column), the logistic batches' NUTS fits by the "
+        "convergence tables at the end; the rest are closed forms.")
     report.text("Bayes' rule, p(θ | X) = p(X | θ) p(θ) / p(X), has two parts NUTS never shows: "
                 "the evidence p(X), which normalises the posterior and compares models, and "
                 "the posterior as the next prior. All log quantities in nats, with bits beside.")

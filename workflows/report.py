@@ -155,6 +155,9 @@ class Report:
     toc: list[tuple[str, str]] = field(default_factory=list)  # (anchor, heading)
     # what the numbers of a page without sampled models are, for its first-screen verdict
     unsampled: str = "closed forms and simulations"
+    # a page that samples but judges its fits elsewhere than the verdict table (SBC, SMC):
+    # where its checks are, said instead of "no model is sampled"
+    judged_elsewhere: str = ""
 
     def section_record(self, title: str) -> dict:
         """The metrics.json record of one section (``metrics["sections"][title]``), made on
@@ -327,6 +330,9 @@ class Report:
                     "checks)</th><th colspan=2>MLE</th></tr>")
             out += (f'<table class="verdict" id="verdict"><caption>Verdict per model</caption>'
                     f"{head}{rows}</table>")
+        elif self.judged_elsewhere:
+            out += ('<div class="note" id="verdict"><p><b>Verdict:</b> no verdict table: '
+                    f"{html.escape(self.judged_elsewhere)}</p></div>")
         else:
             out += ('<div class="note" id="verdict"><p><b>Verdict:</b> no model is sampled in '
                     "this report, so there is no convergence or model-fit verdict"

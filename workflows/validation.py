@@ -141,6 +141,10 @@ def _run(s, args, client) -> int:
     s = dataclasses.replace(s, config=s.config.replace(draws=draws, tune=tune, chains=2))
     progress = Progress(NAME, len(fams) + len(cases))
     report = Report(NAME, "Validation: simulation-based calibration of every model family")
+    report.judged_elsewhere = (
+        "its many small NUTS fits are judged together, each family by its simulation-based "
+        "calibration ('Verdict per family' below) and each reference posterior by the "
+        "comparison in its own section, not fit by fit.")
     report.text(f"For each family: {n_sims} parameter sets drawn from the prior, data simulated "
                 f"from them, {2} chains x {draws} draws (after {tune} tuning) fitted with NUTS on "
                 "ONE compiled model (only the outcome is swapped), each true value ranked among "
