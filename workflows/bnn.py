@@ -523,10 +523,10 @@ def _function_space_section(report, r, s) -> None:
                      "'R-hat > 1.01 only' at a low ESS is also what a stationary chain with too "
                      "few effective draws gives: more draws tell the two apart.")
         report.text(f"Between-chain f R-hat {fs['f_rhat_max']:.3f}, and ArviZ's nested R-hat "
-                    f"with each member's chain as its own superchain {fs['f_rhat_nested_max']:.3f}: how far "
-                    "apart the members' modes are, not a convergence check here (each chain "
-                    "explores its own mode). The pooled draws weight each mode 1/chains, not by "
-                    "its posterior mass.", kind="note")
+                    "with each member's chain as its own superchain "
+                    f"{fs['f_rhat_nested_max']:.3f}: how far apart the members' modes are, not "
+                    "a convergence check here (each chain explores its own mode). The pooled "
+                    "draws weight each mode 1/chains, not by its posterior mass.", kind="note")
     else:
         report.diagnostics(r.diagnostics, "(predictions f(x) at the test points: these must pass)")
     if fs.get("divergence_locations", {}).get("chain"):
