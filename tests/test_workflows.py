@@ -302,6 +302,10 @@ def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
                     "checks": "optimiser status not_converged"}
     assert "MLE net (-0.560 nats per point; NUTS posterior -0.920)" in text
     assert "treat the ranking with caution" in text
+    metrics[bnn.MCLMC] = {"test_ll_nats": -0.91, "rmse": 0.61}  # the other sampler's row
+    text, _ = best_method_sentence(metrics, checks)
+    assert "MLE net (-0.560 nats per point; NUTS posterior -0.920; MCLMC from the members " \
+           "-0.910)" in text
     metrics[bnn.NUTS]["test_ll_nats"] = -0.5
     text, best = best_method_sentence(metrics, checks)
     assert best["by_test_ll"] == bnn.NUTS and "caution" not in text
