@@ -191,6 +191,8 @@ def finish(name: str, report: Report, s: Settings, diags: list, posteriors: dict
     path = report.write(s.out, posteriors, save=s.save)
     word = "FAIL" if required else "WARN"
     verdict = "PASS" if not reasons else f"{word} ({'; '.join(reasons)})"
+    if not diags and not report.verdicts:  # nothing was checked: PASS could not have failed
+        verdict = "no checks (nothing is sampled)"
     print(f"{name}: {verdict}  report: {path}", flush=True)
     return 1 if (failed and required) else 0
 
