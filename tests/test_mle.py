@@ -111,6 +111,29 @@ def test_separation_is_detected_and_reported(rng):
     assert np.isnan(mle.se["beta"]).all()
 
 
+def test_a_saturated_log_likelihood_of_discrete_outcomes_means_no_mle(rng, monkeypatch):
+    """The bnn held-out-class page (iris setosa vs virginica, a 5-tanh softmax net) reported
+    its MLE net as 'singular': the optimiser ended with weights near 1e13, a log-likelihood of
+    -2.8e-11 and an overflowing Hessian, and no direction was flat one way only (the net's sign
+    symmetry separates both ways). A log-likelihood of discrete outcomes is at most 0, reached
+    only by probabilities of exactly 1: within 1e-6 nats of 0 it is that supremum approached at
+    infinity, so no MLE, whether or not a direction shows it. Here: separated logistic data
+    with the direction search switched off."""
+    from models.inference import mle as mle_module
+
+    X = pd.DataFrame({"x": rng.normal(size=60), "z": rng.normal(size=60)})
+    y = (X["x"] > 0).astype(int)
+    monkeypatch.setattr(mle_module, "_unbounded_direction", lambda *a: (None, None))
+    fit = fit_mle(logistic.build(X, y), warn=False)
+    assert -1e-6 < fit.loglik <= 0
+    assert fit.status == "does_not_exist" and not fit.exists
+    assert "saturated" in fit.message and "supremum 0" in fit.message
+    # only discrete outcomes are bounded above by 0
+    assert mle_module.compiled_mle(logistic.build(X, y)).discrete_outcome
+    Xg = pd.DataFrame({"x": np.linspace(-1, 1, 30)})
+    assert not mle_module.compiled_mle(linear.build(Xg, 2 * Xg["x"])).discrete_outcome
+
+
 def test_hierarchical_joint_mle_is_degenerate_and_says_so():
     es = datasets.eight_schools()
     with pytest.warns(MLEWarning, match="do not enter the likelihood"):

@@ -165,6 +165,9 @@ class CompiledMLE:
         if objective not in ("loglik", "logp"):
             raise ValueError(f"objective must be 'loglik' or 'logp', got {objective!r}")
         loglik = _observed_loglik(model) if objective == "loglik" else model.logp()
+        # a log-likelihood of discrete outcomes (a log probability mass) is at most 0
+        self.discrete_outcome = objective == "loglik" and all(
+            str(rv.dtype).startswith(("int", "uint", "bool")) for rv in model.observed_RVs)
         entering = set(ancestors([loglik]))
         discrete = [v.name for v in model.value_vars if v.dtype.startswith("int") and v in entering]
         if discrete:
@@ -601,7 +604,19 @@ def _status(c: CompiledMLE, o: _Optimum, grad, ident, jac):
                or (ident is not None and ident.newton_decrement(grad) <= 1e-8 * max(1.0, abs(ll))))
     direction, ll_far = _unbounded_direction(c, x, x0, ll, ident)
     cov_x, estimable = None, None
-    if direction is not None:
+    # Discrete outcomes: the log-likelihood is at most 0, reached only by probabilities of
+    # exactly 1, which no finite parameter gives a logistic, softmax or Poisson model. Within
+    # 1e-6 nats of 0 the optimiser is approaching that supremum at infinity, even where no
+    # single direction shows it (a network's weights at 1e13, its Hessian overflowing).
+    saturated = direction is None and c.discrete_outcome and -1e-6 < ll <= 0
+    if saturated:
+        status = "does_not_exist"
+        message = (f"the MLE does not exist: the log-likelihood has saturated at {ll:.3g}, within "
+                   "1e-6 nats of its supremum 0 (every observation predicted with probability "
+                   "near 1), which no finite parameter value attains; the optimiser stopped at "
+                   f"parameters as large as {np.max(np.abs(x)):.3g}, e.g. perfectly separated "
+                   "classes. The values shown are where it stopped; use the posterior.")
+    elif direction is not None:
         top = np.argsort(-np.abs(direction))[:3]
         names = [c.x_labels[i] for i in top if abs(direction[i]) > 0.1]
         status = "does_not_exist"
