@@ -316,6 +316,10 @@ def test_bnn_page_names_the_best_predictor_and_whether_its_checks_passed():
     metrics = {bnn.MLE_NET: {"nll_nats": 0.6354, "accuracy": 0.9},
                bnn.MAP_NET: {"nll_nats": 0.62, "accuracy": 0.8},
                bnn.NUTS: {"nll_nats": 0.6416, "accuracy": 0.9}}
+    checks[bnn.MAP_NET] = (False, "a message that ends its own sentence.")
+    text, best = best_method_sentence(metrics, checks, "nll_nats", "accuracy")
+    assert "Its checks: a message that ends its own sentence. Its numbers" in text  # one stop
+    checks.pop(bnn.MAP_NET)
     text, best = best_method_sentence(metrics, checks, "nll_nats", "accuracy")
     assert best == {"by_nll": bnn.MAP_NET, "by_accuracy": bnn.MLE_NET, "checks_passed": None,
                     "checks": "no checks recorded"}

@@ -478,6 +478,7 @@ def best_method_sentence(metrics: dict, checks: dict, score: str = "test_ll_nats
     words1, unit1, _, fmt1, key1 = SCORES[score]
     words2, unit2, _, fmt2, key2 = SCORES[then]
     passed, why = checks.get(first, (None, "no checks recorded"))
+    why = why.rstrip(". ")  # a message that ends its own sentence ("... use the posterior.")
     bayes = [m for m in (bnn.NUTS, bnn.NUTS_STACKED, bnn.MCLMC) if m in v1 and m != first]
     tied = [m for m in v2 if v2[m] == v2[second]]  # accuracy ties on small test sets
     seconds = (second if len(tied) == 1 else
