@@ -69,6 +69,12 @@ class SectionFit:
     loo_error: str = ""
     road: pd.DataFrame | None = None  # comparison with the Laplace columns (compare_laplace)
 
+    @property
+    def shown(self) -> tuple[list[str], str]:
+        """The comparison rows the page's tables show and the sentence naming the rows they
+        leave out (:func:`display_rows`); every sentence and figure about them reads these."""
+        return display_rows(self.comparison, self.spec.table_vars)
+
     def __post_init__(self):
         if self.road is None:  # computed once: compare_laplace summarises 4000 draws
             self.road = (compare_laplace(self.comparison, self.laplace)
@@ -205,7 +211,7 @@ def _mle_and_comparison(report: Report, f: SectionFit) -> None:
     report.text(f"MLE: log-likelihood {mle.loglik:.2f} nats, AIC {mle.aic:.2f}, BIC "
                 f"{mle.bic:.2f}, N = {mle.n_obs}, k = {mle.n_params} (estimates and SEs in the "
                 "first columns of the table below).")
-    shown, left_out = display_rows(table, spec.table_vars)
+    shown, left_out = f.shown
     report.table(road_table(f.road.loc[shown]), digits=3, caption=left_out + "From the MLE to the posterior: the MLE with its Wald 95% "
                  "interval" + (", the Laplace approximation (a normal at the posterior mode, "
                                "with the model's prior: mean, sd, 95% interval of its draws)"
@@ -365,7 +371,7 @@ def _why_they_differ(report: Report, f: SectionFit) -> pd.DataFrame | None:
     else:
         report.text(f"No prior sensitivity: {sentence(f.sensitivity_error)}", kind="note")
     full = table  # every row goes to metrics.json; the page and its sentences read the shown
-    shown, left_out = display_rows(f.comparison, f.spec.table_vars)
+    shown, left_out = f.shown
     table = table.loc[[lab for lab in table.index if lab in shown]]
     if road is not None:
         road = road.loc[table.index]
@@ -583,7 +589,7 @@ def _psense_figure(report: Report, f: SectionFit, top: int = 4) -> None:
         return
     # the rows the "why" table shows: one triangle of a symmetric matrix, so that a covariance
     # is not plotted twice and "of N parameters" counts that table's rows
-    shown, _ = display_rows(f.comparison, f.spec.table_vars)
+    shown, _ = f.shown
     order = f.sensitivity["prior"].astype(float)
     order = (order[[lab for lab in order.index if lab in shown]]
              if any(lab in shown for lab in order.index) else order).sort_values(ascending=False)
@@ -605,7 +611,7 @@ def _psense_figure(report: Report, f: SectionFit, top: int = 4) -> None:
 def _what(f: SectionFit) -> str:
     """One line for the first screen: the data size, the model, the largest MLE-to-posterior
     shift and the range of interval width ratios."""
-    t = f.comparison.loc[display_rows(f.comparison, f.spec.table_vars)[0]]  # the table's rows
+    t = f.comparison.loc[f.shown[0]]  # the rows the table shows
     line = f"N = {f.mle.n_obs}, {f.mle.n_params} MLE parameters; " + f.spec.math.split("\n")[0]
     shift = t["shift_in_se"].astype(float).abs().dropna()
     if len(shift):
